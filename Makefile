@@ -1,0 +1,56 @@
+# Two commands do everything: `make run` starts the shop, `make test` runs the suite.
+# Both create the virtualenv and start PostgreSQL, Redis and Kafka when needed.
+
+VENV      := .venv
+PYTHON    := $(VENV)/bin/python
+MANAGE    := $(PYTHON) manage.py
+SERVICES  := scripts/services.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help venv services services-down services-status test lint format migrate run compose-check
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	@command -v python3 >/dev/null || { echo "error: python3 (3.11+) is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .venv from requirements.txt
+
+services: venv  ## start PostgreSQL, Redis and Kafka on loopback (idempotent)
+	@$(SERVICES) up
+
+services-down:  ## stop the local services
+	@$(SERVICES) down
+
+services-status:  ## say which local services run
+	@$(SERVICES) status
+
+migrate: services  ## apply database migrations
+	$(MANAGE) migrate --noinput
+
+test: services  ## run the whole test suite against the real services
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: venv  ## ruff: lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv  ## ruff: fix what can be fixed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+compose-check:  ## validate docker-compose.yml (needs Debian's docker-compose package)
+	docker-compose config -q
+
+run: migrate  ## start the whole shop and print where to look
+	@echo ""
+	@echo "  Shop:      http://127.0.0.1:8000/api/docs/"
+	@echo "  Admin:     http://127.0.0.1:8000/admin/"
+	@echo "  Health:    http://127.0.0.1:8000/health/"
+	@echo ""
+	$(MANAGE) runserver 127.0.0.1:8000

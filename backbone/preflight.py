@@ -1,0 +1,67 @@
+"""Start-up checks that name the missing service in one line instead of a traceback."""
+
+from collections.abc import Callable
+
+import psycopg
+import redis
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+
+HINT = "start the local services with `make services`, or point {var} at a running one"
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service the process needs does not answer; the message is one actionable line."""
+
+
+def check_postgres(timeout: float = 3.0) -> None:
+    db = settings.DATABASES["default"]
+    try:
+        with psycopg.connect(
+            host=db["HOST"],
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            password=db["PASSWORD"],
+            dbname=db["NAME"],
+            connect_timeout=max(1, int(timeout)),
+        ) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ServiceUnavailable(
+            f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']} ({first_line}): "
+            + HINT.format(var="DATABASE_URL")
+        ) from None
+
+
+def check_redis(timeout: float = 3.0) -> None:
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout).ping()
+    except redis.RedisError as error:
+        raise ServiceUnavailable(
+            f"Redis is not reachable at {settings.REDIS_URL} ({error}): " + HINT.format(var="REDIS_URL")
+        ) from None
+
+
+def check_kafka(timeout: float = 5.0) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout)
+    except Exception:  # confluent-kafka raises KafkaException with a verbose transport error
+        raise ServiceUnavailable(
+            f"Kafka is not reachable at {settings.KAFKA_BOOTSTRAP_SERVERS}: "
+            + HINT.format(var="KAFKA_BOOTSTRAP_SERVERS")
+        ) from None
+
+
+ALL_CHECKS: dict[str, Callable[[], None]] = {
+    "postgres": check_postgres,
+    "redis": check_redis,
+    "kafka": check_kafka,
+}
+
+
+def require(*names: str) -> None:
+    """Raise ServiceUnavailable for the first named service that does not answer."""
+    for name in names or tuple(ALL_CHECKS):
+        ALL_CHECKS[name]()

@@ -1,0 +1,1 @@
+"""Rows owned by the orders context."""

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Local PostgreSQL, Redis and Apache Kafka on loopback, without Docker.
+#
+#   scripts/services.sh up       install what is missing, start what is stopped (idempotent)
+#   scripts/services.sh down     stop what `up` started
+#   scripts/services.sh status   one line per service
+#
+# A service named by its environment variable (DATABASE_URL, REDIS_URL,
+# KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
+# Data and logs live in .services/ (gitignored), or in $SHOP_SERVICES_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${SHOP_SERVICES_DIR:-$ROOT/.services}
+LOGS=$STATE/logs
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+
+PG_PORT=${SHOP_PG_PORT:-55432}
+REDIS_PORT=${SHOP_REDIS_PORT:-56379}
+KAFKA_PORT=${SHOP_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=${SHOP_KAFKA_CONTROLLER_PORT:-59093}
+KAFKA_VERSION=4.4.0  # keep in step with scripts/kafka/pom.xml
+KAFKA_HEAP=${SHOP_KAFKA_HEAP:-512m}
+
+say() { printf 'services: %s\n' "$*"; }
+fail() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+apt_updated=no
+apt_install() {
+  # Installs Debian packages when this user can; otherwise explains what to install.
+  local why=$1; shift
+  command -v apt-get >/dev/null \
+    || fail "$why, and apt-get is not available: install $* with your package manager."
+  is_root || fail "$why: run 'sudo apt-get install -y $*' (or run this script as root)."
+  say "$why: installing $* with apt-get"
+  if [ "$apt_updated" = no ]; then
+    apt-get update -qq >"$LOGS/apt.log" 2>&1 || fail "apt-get update failed; see $LOGS/apt.log"
+    apt_updated=yes
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    >>"$LOGS/apt.log" 2>&1 || fail "apt-get install $* failed; see $LOGS/apt.log"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_bindir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
+pg_datadir() {
+  # The server refuses to run as root, so it runs as the `postgres` user, which must be able
+  # to reach its data folder; a checkout under a private home falls back to /var/lib.
+  local dir=$STATE/postgres
+  if is_root && ! runuser -u postgres -- test -x "$(dirname "$dir")" 2>/dev/null; then
+    dir=/var/lib/postgresql/shop-dev-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+  fi
+  echo "$dir"
+}
+
+as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_ready() { "$1/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+pg_sql() { "$1/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qtAX -c "$2"; }
+
+postgres_up() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    command -v pg_isready >/dev/null || apt_install "pg_isready is missing" postgresql-client
+    pg_isready -q -d "$DATABASE_URL" \
+      || fail "PostgreSQL at DATABASE_URL does not answer: start it, or unset DATABASE_URL to use a local one."
+    say "PostgreSQL: using DATABASE_URL"
+    return
+  fi
+  local bin data
+  bin=$(pg_bindir) || true
+  if [ -z "$bin" ]; then
+    apt_install "PostgreSQL server not found" postgresql
+    bin=$(pg_bindir) || fail "PostgreSQL installed but initdb not found under /usr/lib/postgresql"
+  fi
+  if pg_ready "$bin"; then
+    say "PostgreSQL: already running on 127.0.0.1:$PG_PORT"
+  else
+    data=$(pg_datadir)
+    if [ ! -s "$data/PG_VERSION" ]; then
+      say "PostgreSQL: creating a cluster in $data"
+      mkdir -p "$data"
+      is_root && chown postgres: "$data"
+      as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=trust >"$LOGS/initdb.log" 2>&1 \
+        || fail "initdb failed; see $LOGS/initdb.log"
+      cat >>"$data/postgresql.conf" <<EOF
+
+# shop development cluster (scripts/services.sh)
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '/tmp'
+wal_level = logical
+max_connections = 300
+shared_buffers = 256MB
+EOF
+    fi
+    touch "$LOGS/postgres.log"
+    is_root && chown postgres: "$LOGS/postgres.log"
+    as_pg "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start >/dev/null \
+      || fail "PostgreSQL did not start; last lines of $LOGS/postgres.log: $(tail -3 "$LOGS/postgres.log" | tr '\n' ' ')"
+    echo "$data" >"$STATE/postgres.datadir"
+    say "PostgreSQL: started on 127.0.0.1:$PG_PORT"
+  fi
+  [ "$(pg_sql "$bin" 'SHOW wal_level')" = logical ] \
+    || fail "PostgreSQL on port $PG_PORT runs without wal_level=logical"
+  [ "$(pg_sql "$bin" "SELECT 1 FROM pg_roles WHERE rolname = 'shop'")" = 1 ] \
+    || pg_sql "$bin" "CREATE ROLE shop LOGIN PASSWORD 'shop' CREATEDB"
+  [ "$(pg_sql "$bin" "SELECT 1 FROM pg_database WHERE datname = 'shop'")" = 1 ] \
+    || pg_sql "$bin" "CREATE DATABASE shop OWNER shop"
+}
+
+postgres_down() {
+  local bin data
+  bin=$(pg_bindir) || return 0
+  [ -f "$STATE/postgres.datadir" ] || return 0
+  data=$(cat "$STATE/postgres.datadir")
+  if pg_ready "$bin"; then
+    as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null && say "PostgreSQL: stopped"
+  fi
+}
+
+# ---------------------------------------------------------------- Redis
+
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+redis_up() {
+  if [ -n "${REDIS_URL:-}" ]; then
+    command -v redis-cli >/dev/null || apt_install "redis-cli is missing" redis-tools
+    redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG \
+      || fail "Redis at REDIS_URL does not answer: start it, or unset REDIS_URL to use a local one."
+    say "Redis: using REDIS_URL"
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install "Redis server not found" redis-server
+  if redis_ping; then
+    say "Redis: already running on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  mkdir -p "$STATE/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" \
+    --pidfile "$STATE/redis/redis.pid" --logfile "$LOGS/redis.log" --save "" --appendonly no \
+    || fail "redis-server did not start; see $LOGS/redis.log"
+  for _ in $(seq 50); do redis_ping && break; sleep 0.1; done
+  redis_ping || fail "Redis did not answer on 127.0.0.1:$REDIS_PORT; see $LOGS/redis.log"
+  say "Redis: started on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_down() {
+  command -v redis-cli >/dev/null || return 0
+  redis_ping && redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1
+  say "Redis: stopped"
+}
+
+# ---------------------------------------------------------------- Apache Kafka
+
+kafka_ready() {
+  # A metadata request that succeeds, not merely an open port.
+  "$PYTHON" "$ROOT/scripts/kafka_ready.py" "$1" 2>/dev/null
+}
+
+java_ok() {
+  command -v java >/dev/null || return 1
+  local major
+  major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/.*java.specification.version = //p')
+  [ "${major%%.*}" -ge 17 ] 2>/dev/null
+}
+
+kafka_fetch() {
+  local libs=$1
+  [ -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ] && return
+  command -v mvn >/dev/null || apt_install "Maven not found (needed to fetch Apache Kafka)" maven
+  say "Kafka: fetching Apache Kafka $KAFKA_VERSION from Maven Central"
+  rm -rf "$libs.partial"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs.partial" >"$LOGS/maven.log" 2>&1 \
+    || fail "could not fetch Apache Kafka $KAFKA_VERSION with Maven; see $LOGS/maven.log"
+  mv "$libs.partial" "$libs"
+}
+
+kafka_configure() {
+  local dir=$1
+  cat >"$dir/server.properties" <<EOF
+# Single-node KRaft broker for development and tests (scripts/services.sh).
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+  cat >"$dir/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $LOGS/kafka.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache
+logger.apache.level = WARN
+EOF
+}
+
+kafka_jvm_args() {
+  local dir=$1
+  JVM_ARGS=(-Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -Djava.awt.headless=true -Dkafka.logs.dir="$LOGS"
+    -Dlog4j2.configurationFile="$dir/log4j2.properties"
+    -cp "$dir/libs-$KAFKA_VERSION/*")
+}
+
+kafka_up() {
+  if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    kafka_ready "$KAFKA_BOOTSTRAP_SERVERS" \
+      || fail "Kafka at KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS does not answer: start it, or unset the variable to use a local one."
+    say "Kafka: using KAFKA_BOOTSTRAP_SERVERS"
+    return
+  fi
+  local dir=$STATE/kafka bootstrap=127.0.0.1:$KAFKA_PORT
+  if kafka_ready "$bootstrap"; then
+    say "Kafka: already running on $bootstrap"
+    return
+  fi
+  java_ok || apt_install "Java 17 or newer not found (Apache Kafka runs on the JDK)" openjdk-17-jre-headless
+  java_ok || fail "Java 17 or newer is required: install openjdk-17-jre-headless or set JAVA_HOME/PATH."
+  mkdir -p "$dir"
+  kafka_fetch "$dir/libs-$KAFKA_VERSION"
+  kafka_configure "$dir"
+  kafka_jvm_args "$dir"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    say "Kafka: formatting storage in $dir/data"
+    local cluster_id
+    cluster_id=$(java "${JVM_ARGS[@]}" kafka.tools.StorageTool random-uuid 2>>"$LOGS/kafka.out")
+    java "${JVM_ARGS[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$dir/server.properties" >>"$LOGS/kafka.out" 2>&1 \
+      || fail "Kafka storage format failed; see $LOGS/kafka.out"
+  fi
+  # setsid: the broker outlives the shell (and the Ctrl-C) that started it.
+  setsid nohup java "${JVM_ARGS[@]}" kafka.Kafka "$dir/server.properties" \
+    >>"$LOGS/kafka.out" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  for _ in $(seq 120); do
+    kafka_ready "$bootstrap" && { say "Kafka: started on $bootstrap"; return; }
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null \
+      || fail "Kafka exited during start-up; last lines of $LOGS/kafka.out: $(tail -3 "$LOGS/kafka.out" | tr '\n' ' ')"
+    sleep 0.5
+  done
+  fail "Kafka did not answer on $bootstrap within 60 s; see $LOGS/kafka.log"
+}
+
+kafka_down() {
+  local pidfile=$STATE/kafka/kafka.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    say "Kafka: stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------- main
+
+status_line() { if $2; then say "$1: running"; else say "$1: stopped"; fi; }
+
+main() {
+  mkdir -p "$LOGS"
+  case "${1:-up}" in
+    up) postgres_up; redis_up; kafka_up ;;
+    down) kafka_down; redis_down; postgres_down ;;
+    status)
+      local bin; bin=$(pg_bindir) || true
+      status_line PostgreSQL "pg_ready $bin"
+      status_line Redis redis_ping
+      status_line Kafka "kafka_ready 127.0.0.1:$KAFKA_PORT"
+      ;;
+    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) fail "unknown command '$1' (use up, down or status)" ;;
+  esac
+}
+
+main "$@"
