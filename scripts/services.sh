@@ -99,6 +99,8 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '/tmp'
 wal_level = logical
+# The relay publishes in commit order, which it reads from commit timestamps.
+track_commit_timestamp = on
 max_connections = 300
 shared_buffers = 256MB
 EOF
@@ -112,6 +114,8 @@ EOF
   fi
   [ "$(pg_sql "$bin" 'SHOW wal_level')" = logical ] \
     || fail "PostgreSQL on port $PG_PORT runs without wal_level=logical"
+  [ "$(pg_sql "$bin" 'SHOW track_commit_timestamp')" = on ] \
+    || fail "PostgreSQL on port $PG_PORT runs without track_commit_timestamp=on (the relay needs it)"
   [ "$(pg_sql "$bin" "SELECT 1 FROM pg_roles WHERE rolname = 'shop'")" = 1 ] \
     || pg_sql "$bin" "CREATE ROLE shop LOGIN PASSWORD 'shop' CREATEDB"
   [ "$(pg_sql "$bin" "SELECT 1 FROM pg_database WHERE datname = 'shop'")" = 1 ] \
