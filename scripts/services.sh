@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local PostgreSQL, Redis and Apache Kafka on loopback, without Docker.
 #
-#   scripts/services.sh up       install what is missing, start what is stopped (idempotent)
-#   scripts/services.sh down     stop what `up` started
+#   scripts/services.sh up [postgres|redis|kafka ...]    install what is missing, start what
+#                                                        is stopped (idempotent; all by default)
+#   scripts/services.sh down [postgres|redis|kafka ...]  stop what `up` started
 #   scripts/services.sh status   one line per service
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
@@ -295,9 +296,13 @@ status_line() { if $2; then say "$1: running"; else say "$1: stopped"; fi; }
 
 main() {
   mkdir -p "$LOGS"
-  case "${1:-up}" in
-    up) postgres_up; redis_up; kafka_up ;;
-    down) kafka_down; redis_down; postgres_down ;;
+  local command=${1:-up}
+  shift || true
+  local names=("$@")
+  [ ${#names[@]} -gt 0 ] || names=(postgres redis kafka)
+  case "$command" in
+    up) for name in "${names[@]}"; do "${name}_up"; done ;;
+    down) for (( i=${#names[@]}-1; i>=0; i-- )); do "${names[i]}_down"; done ;;
     status)
       local bin; bin=$(pg_bindir) || true
       status_line PostgreSQL "pg_ready $bin"
