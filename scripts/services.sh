@@ -310,7 +310,7 @@ main() {
       status_line Kafka "kafka_ready 127.0.0.1:$KAFKA_PORT"
       ;;
     -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) fail "unknown command '$1' (use up, down or status)" ;;
+    *) fail "unknown command '$command' (use up, down or status)" ;;
   esac
 }
 
