@@ -1,6 +1,20 @@
-from django.apps import AppConfig
+from importlib import import_module
+
+from django.apps import AppConfig, apps
 
 
 class BackboneConfig(AppConfig):
     name = "backbone"
     verbose_name = "Event backbone"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        # Contracts and handlers register themselves on import; load every context's.
+        for app_config in apps.get_app_configs():
+            for module in ("events", "handlers"):
+                try:
+                    import_module(f"{app_config.name}.{module}")
+                except ModuleNotFoundError as error:
+                    if error.name != f"{app_config.name}.{module}":
+                        raise

@@ -1,0 +1,68 @@
+"""Correlation and causation ids that follow one order's story across contexts.
+
+An API request starts a correlation (or continues the caller's `X-Correlation-ID`); a handler
+runs inside the scope of the event it handles, so every event it emits inherits that event's
+correlation id and takes its `ce_id` as causation id. Log records carry the correlation id.
+"""
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.http import HttpRequest, HttpResponse
+
+HEADER = "X-Correlation-ID"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+_causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def current_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+def current_causation_id() -> str | None:
+    return _causation_id.get()
+
+
+@contextmanager
+def correlation_scope(correlation_id: str | None = None, causation_id: str | None = None) -> Iterator[str]:
+    """Run a block as part of one story: a new one unless a correlation id is given."""
+    correlation_id = correlation_id or new_id()
+    correlation_token = _correlation_id.set(correlation_id)
+    causation_token = _causation_id.set(causation_id)
+    try:
+        yield correlation_id
+    finally:
+        _causation_id.reset(causation_token)
+        _correlation_id.reset(correlation_token)
+
+
+class CorrelationIdMiddleware:
+    """Each request is a correlation scope; the id is echoed in the response header."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(HEADER, "")
+        with correlation_scope(incoming if _VALID_ID.match(incoming) else None) as correlation_id:
+            response = self.get_response(request)
+        response[HEADER] = correlation_id
+        return response
+
+
+class CorrelationIdFilter(logging.Filter):
+    """Adds `correlation_id` to every log record (`-` outside a story)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = _correlation_id.get() or "-"
+        return True

@@ -1,0 +1,98 @@
+"""The CloudEvents 1.0 Kafka protocol binding, binary content mode.
+
+The record value is the event's JSON; the headers carry the context attributes:
+`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `content-type`, and the
+extensions `ce_correlationid`, `ce_causationid` (absent for the first event of a story)
+and `ce_dataversion`. The record key is the aggregate id.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .contracts import ContractError
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+REQUIRED_HEADERS = (
+    "ce_specversion",
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_time",
+    "ce_correlationid",
+    "ce_dataversion",
+)
+
+Headers = list[tuple[str, bytes]]
+
+
+class InvalidEnvelope(ContractError):
+    """A record is not a CloudEvent this backbone can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    type: str
+    source: str
+    time: str
+    data_version: int
+    correlation_id: str
+    causation_id: str | None = None
+
+    def headers(self) -> Headers:
+        headers = [
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_time", self.time.encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_correlationid", self.correlation_id.encode()),
+            ("ce_dataversion", str(self.data_version).encode()),
+        ]
+        if self.causation_id:
+            headers.append(("ce_causationid", self.causation_id.encode()))
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: Headers | None) -> "Envelope":
+        values = _header_map(headers)
+        missing = [name for name in REQUIRED_HEADERS if not values.get(name)]
+        if missing:
+            raise InvalidEnvelope(f"missing CloudEvents headers: {', '.join(missing)}")
+        if values["ce_specversion"] != SPEC_VERSION:
+            raise InvalidEnvelope(f"unsupported ce_specversion {values['ce_specversion']!r}")
+        content_type = values.get("content-type", CONTENT_TYPE)
+        if not content_type.startswith(CONTENT_TYPE):
+            raise InvalidEnvelope(f"unsupported content-type {content_type!r}")
+        try:
+            data_version = int(values["ce_dataversion"])
+        except ValueError:
+            raise InvalidEnvelope(f"ce_dataversion is not a number: {values['ce_dataversion']!r}") from None
+        return cls(
+            id=values["ce_id"],
+            type=values["ce_type"],
+            source=values["ce_source"],
+            time=values["ce_time"],
+            data_version=data_version,
+            correlation_id=values["ce_correlationid"],
+            causation_id=values.get("ce_causationid") or None,
+        )
+
+
+def _header_map(headers: Headers | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            values[name] = raw.decode() if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError:
+            raise InvalidEnvelope(f"header {name} is not UTF-8") from None
+    return values
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC, as CloudEvents' `time` attribute wants it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

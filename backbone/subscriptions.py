@@ -1,0 +1,70 @@
+"""Receiver-driven routing: a context subscribes its handlers to the event types it cares about.
+
+In a context's `handlers.py`::
+
+    @subscribe(StockReserved)
+    def validate_order(event: StockReserved, envelope: Envelope) -> None:
+        ...
+
+The consumer runner of that context (`manage.py consume orders`) reads the topics of the
+subscribed types, runs each handler in one transaction with an inbox row, and skips the types
+nobody subscribed to. The context is the app the handler lives in.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .contracts import Event
+from .envelope import Envelope
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    context: str
+    event_type: type[Event]
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return f"{self.handler.__module__}.{self.handler.__qualname__}"
+
+
+class SubscriptionRegistry:
+    def __init__(self) -> None:
+        self._by_context: dict[str, dict[str, list[Subscription]]] = defaultdict(lambda: defaultdict(list))
+
+    def add(self, subscription: Subscription) -> None:
+        handlers = self._by_context[subscription.context][subscription.event_type.type_name]
+        if all(existing.name != subscription.name for existing in handlers):
+            handlers.append(subscription)
+
+    def contexts(self) -> list[str]:
+        return sorted(self._by_context)
+
+    def for_context(self, context: str) -> dict[str, list[Subscription]]:
+        """Event type name -> the context's handlers for it (a routing table, read-only)."""
+        return {type_name: list(subs) for type_name, subs in self._by_context.get(context, {}).items()}
+
+    def topics_for(self, context: str) -> set[str]:
+        return {subs[0].event_type.topic for subs in self._by_context.get(context, {}).values() if subs}
+
+
+subscriptions = SubscriptionRegistry()
+
+
+def subscribe(
+    event_type: type[E], *, context: str | None = None
+) -> Callable[[Callable[[E, Envelope], None]], Callable[[E, Envelope], None]]:
+    """Register the decorated function as the handler of `event_type` for its context."""
+
+    def decorator(handler: Callable[[E, Envelope], None]) -> Callable[[E, Envelope], None]:
+        owner = context or handler.__module__.split(".")[0]
+        subscriptions.add(Subscription(context=owner, event_type=event_type, handler=handler))
+        return handler
+
+    return decorator

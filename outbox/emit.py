@@ -1,0 +1,75 @@
+"""`emit()`: record an event in the outbox, inside the transaction of the change it describes."""
+
+import sys
+import uuid
+
+from django.db import connection
+from django.utils import timezone
+
+from backbone.contracts import Event
+from backbone.correlation import current_causation_id, current_correlation_id, new_id
+from backbone.envelope import Envelope, format_time
+from backbone.topics import CONTEXTS, ensure_writer
+
+
+class OutsideTransactionError(RuntimeError):
+    """emit() was called outside `transaction.atomic()`: the event could outlive a rollback."""
+
+
+_INSERT = """
+    INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
+                        correlation_id, causation_id, occurred_at, payload)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+"""
+
+
+def emit(event: Event) -> Envelope:
+    """Add `event` to the outbox; it is published once (and only if) the transaction commits.
+
+    Raises OutsideTransactionError outside `transaction.atomic()`, and TopicOwnershipError
+    when the calling context is not the single writer of the event's topic.
+    """
+    if not connection.in_atomic_block:
+        raise OutsideTransactionError(
+            f"emit({type(event).__name__}) must run inside transaction.atomic(), "
+            "so the event commits or rolls back with the change it describes"
+        )
+    ensure_writer(event.topic, _calling_context(default=event.context))
+    now = timezone.now()
+    envelope = Envelope(
+        id=str(uuid.uuid4()),
+        type=event.type_name,
+        source=f"/{event.context}",
+        time=format_time(now),
+        data_version=event.version,
+        correlation_id=current_correlation_id() or new_id(),
+        causation_id=current_causation_id(),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [
+                envelope.id,
+                event.topic,
+                event.key,
+                envelope.type,
+                envelope.data_version,
+                envelope.source,
+                envelope.correlation_id,
+                envelope.causation_id or "",
+                now,
+                event.to_json().decode(),
+            ],
+        )
+    return envelope
+
+
+def _calling_context(default: str) -> str:
+    """The context whose code called emit(): the first caller frame inside a context app."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        package = frame.f_globals.get("__name__", "").split(".")[0]
+        if package in CONTEXTS:
+            return package
+        frame = frame.f_back
+    return default
