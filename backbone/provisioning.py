@@ -1,0 +1,45 @@
+"""Create the fixed topics and their dead-letter topics, idempotently."""
+
+import logging
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
+
+from .kafka import admin_config, physical_topic
+from .topics import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+def planned_topics(partitions: int | None = None, replication: int | None = None) -> list[NewTopic]:
+    partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
+    replication = replication or settings.KAFKA_REPLICATION_FACTOR
+    planned = []
+    for spec in TOPICS.values():
+        planned.append(NewTopic(physical_topic(spec.name), partitions, replication, config=_config(spec)))
+        planned.append(NewTopic(physical_topic(spec.dead_letter_topic), partitions, replication))
+    return planned
+
+
+def _config(spec: TopicSpec) -> dict[str, str]:
+    if spec.compacted:
+        # Keep every level change for a while (views rebuild from it), then the latest per sku.
+        return {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    return {}
+
+
+def ensure_topics(partitions: int | None = None, replication: int | None = None) -> dict[str, str]:
+    """Create whichever topics are missing; returns topic -> "created" or "exists"."""
+    admin = AdminClient(admin_config())
+    outcome: dict[str, str] = {}
+    futures = admin.create_topics(planned_topics(partitions, replication), request_timeout=15)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=20)
+            outcome[name] = "created"
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            outcome[name] = "exists"
+    return outcome
