@@ -7,7 +7,7 @@ MANAGE    := $(PYTHON) manage.py
 SERVICES  := scripts/services.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services services-down services-status test lint format migrate run compose-check
+.PHONY: help venv services services-down services-status tools test lint format migrate run compose-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ services-status:  ## say which local services run
 migrate: services  ## apply database migrations
 	$(MANAGE) migrate --noinput
 
-test: services  ## run the whole test suite against the real services
+tools:  ## install docker-compose, which validates docker-compose.yml (idempotent)
+	@$(SERVICES) tools
+
+test: services tools  ## run the whole test suite against the real services
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: venv  ## ruff: lint and format check
@@ -44,7 +47,7 @@ format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-compose-check:  ## validate docker-compose.yml (needs Debian's docker-compose package)
+compose-check: tools  ## validate docker-compose.yml (needs Debian's docker-compose package)
 	docker-compose config -q
 
 run: migrate  ## start the whole shop and print where to look

@@ -5,6 +5,7 @@
 #                                                        is stopped (idempotent; all by default)
 #   scripts/services.sh down [postgres|redis|kafka ...]  stop what `up` started
 #   scripts/services.sh status   one line per service
+#   scripts/services.sh tools    install docker-compose (validates docker-compose.yml) if missing
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
@@ -309,8 +310,15 @@ main() {
       status_line Redis redis_ping
       status_line Kafka "kafka_ready 127.0.0.1:$KAFKA_PORT"
       ;;
-    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) fail "unknown command '$command' (use up, down or status)" ;;
+    tools)
+      if command -v docker-compose >/dev/null; then
+        say "docker-compose: installed ($(docker-compose version --short 2>/dev/null || echo 'version unknown'))"
+      else
+        apt_install "docker-compose not found (the tests validate docker-compose.yml with it)" docker-compose
+      fi
+      ;;
+    -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) fail "unknown command '$command' (use up, down, status or tools)" ;;
   esac
 }
 

@@ -1,0 +1,180 @@
+"""The Docker path: docker-compose.yml and the Dockerfile, validated without a Docker engine.
+
+`docker-compose config` (Debian's docker-compose package, installed by `make tools`) checks the
+file against the Compose schema and prints it resolved: anchors merged, variables interpolated.
+The assertions below read that resolved form, so they see what Compose would run.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+INFRA = {"postgres", "redis", "kafka"}
+CONSUMERS = {f"consume-{context}": context for context in ("orders", "stock", "payments", "shipments")}
+APP = {"migrate", "web", "relay", *CONSUMERS, "celery-worker", "celery-beat"}
+APP_ENVIRONMENT = {
+    "DATABASE_URL": "postgres://shop:shop@postgres:5432/shop",
+    "REDIS_URL": "redis://redis:6379/0",
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+}
+# Host ports: the defaults in backbone/settings.py and scripts/services.sh.
+HOST_PORTS = {"postgres": (55432, 5432), "redis": (56379, 6379), "kafka": (59092, 59092)}
+
+
+def _docker_compose(*args: str) -> str:
+    if shutil.which("docker-compose") is None:
+        pytest.fail(
+            "docker-compose is not installed, so docker-compose.yml cannot be validated: "
+            "run `make tools` (or `apt-get install docker-compose`)",
+            pytrace=False,
+        )
+    # A clean environment: the file's own defaults, not whatever this shell exports.
+    result = subprocess.run(
+        ["docker-compose", "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"docker-compose {' '.join(args)} rejected docker-compose.yml:\n{result.stderr}", pytrace=False
+        )
+    return result.stdout
+
+
+@cache
+def _resolved() -> dict[str, Any]:
+    """The resolved file as a dict.
+
+    PyYAML comes with drf-spectacular; should it be missing, the YAML is read by the Python
+    that runs docker-compose, which cannot work without PyYAML.
+    """
+    text = _docker_compose("config")
+    try:
+        import yaml
+    except ImportError:
+        interpreter = Path(shutil.which("docker-compose")).read_text().splitlines()[0].removeprefix("#!")
+        script = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+        result = subprocess.run(
+            [*interpreter.split(), "-c", script], input=text, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            pytest.fail(f"cannot read the output of docker-compose config:\n{result.stderr}", pytrace=False)
+        return json.loads(result.stdout)
+    return yaml.safe_load(text)
+
+
+def _services() -> dict[str, Any]:
+    return _resolved()["services"]
+
+
+def _published(service: dict[str, Any]) -> set[tuple[int, int]]:
+    pairs = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):  # long syntax
+            pairs.add((int(port["published"]), int(port["target"])))
+        else:  # "[ip:]published:target[/protocol]"
+            published, target = str(port).split("/")[0].split(":")[-2:]
+            pairs.add((int(published), int(target)))
+    return pairs
+
+
+def test_compose_file_is_valid() -> None:
+    _docker_compose("config", "-q")
+
+
+def test_every_service_is_declared() -> None:
+    declared = set(_docker_compose("config", "--services").split())
+    missing = (INFRA | APP) - declared
+    assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
+
+
+def test_postgres_runs_with_logical_wal() -> None:
+    postgres = _services()["postgres"]
+    command = postgres["command"]
+    command = command if isinstance(command, str) else " ".join(command)
+    for setting in ("wal_level=logical", "track_commit_timestamp=on", "max_connections=300"):
+        assert f"-c {setting}" in command, f"postgres command lacks -c {setting}: {command}"
+    assert postgres["image"].startswith("postgres:16")
+    assert postgres["environment"]["POSTGRES_DB"] == "shop"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_infrastructure_publishes_the_local_default_ports() -> None:
+    services = _services()
+    for name, pair in HOST_PORTS.items():
+        assert pair in _published(services[name]), f"{name} should publish {pair[0]}->{pair[1]}"
+        assert "healthcheck" in services[name], f"{name} needs a healthcheck"
+
+
+def test_kafka_is_a_single_kraft_node_without_auto_created_topics() -> None:
+    kafka = _services()["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    env = {key: str(value) for key, value in kafka["environment"].items()}
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@")
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "://kafka:9092" in advertised, "containers reach the broker as kafka:9092"
+    assert "://127.0.0.1:59092" in advertised, "the host reaches the broker on 127.0.0.1:59092"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+        assert env[key] == "1"
+
+
+@pytest.mark.parametrize("name", sorted(APP))
+def test_app_service_shares_image_and_environment(name: str) -> None:
+    services = _services()
+    service = services[name]
+    assert service["image"] == services["web"]["image"], f"{name} should run the shop image"
+    assert "build" in service, f"{name} should build the image from the Dockerfile"
+    for key, value in APP_ENVIRONMENT.items():
+        assert service["environment"].get(key) == value, f"{name}: {key} should be {value}"
+    assert {"SECRET_KEY", "DEBUG"} <= service["environment"].keys()
+    conditions = {dep: spec["condition"] for dep, spec in service["depends_on"].items()}
+    for infra in INFRA:
+        assert conditions.get(infra) == "service_healthy", f"{name} should wait for {infra} to be healthy"
+    if name != "migrate":
+        assert conditions.get("migrate") == "service_completed_successfully"
+
+
+def test_app_commands() -> None:
+    services = _services()
+
+    def command(name: str) -> str:
+        value = services[name]["command"]
+        return value if isinstance(value, str) else " ".join(value)
+
+    assert "python manage.py migrate --noinput && python manage.py topics" in command("migrate")
+    assert command("web").startswith("gunicorn backbone.wsgi")
+    assert "0.0.0.0:8000" in command("web")
+    assert (8000, 8000) in _published(services["web"])
+    assert command("relay") == "python manage.py relay"
+    for name, context in CONSUMERS.items():
+        assert command(name) == f"python manage.py consume {context}"
+    assert command("celery-worker").startswith("celery -A backbone worker")
+    assert command("celery-beat").startswith("celery -A backbone beat")
+    assert services["migrate"].get("restart", "no") == "no", "migrate is one-shot"
+
+
+def test_dockerfile_runs_gunicorn_as_a_non_root_user() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert next(line for line in lines if line.startswith("FROM")).startswith("FROM python:3.11-slim")
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users, "the Dockerfile should switch to a non-root USER"
+    assert users[-1] not in {"root", "0"}, "the image must end as a non-root user"
+    assert any(line.startswith("CMD") and "gunicorn" in line for line in lines)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".services"} <= set(ignored)
