@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import health
@@ -9,4 +9,9 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Each context mounts its own routes; none knows the others'.
+    path("api/", include("orders.urls")),
+    path("api/", include("stock.urls")),
+    path("api/", include("payments.urls")),
+    path("api/", include("shipments.urls")),
 ]
