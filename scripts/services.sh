@@ -10,6 +10,7 @@
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
 # Data and logs live in .services/ (gitignored), or in $SHOP_SERVICES_DIR.
+# Missing packages are installed with apt-get (as root) unless SHOP_NO_INSTALL=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +24,7 @@ KAFKA_PORT=${SHOP_KAFKA_PORT:-59092}
 KAFKA_CONTROLLER_PORT=${SHOP_KAFKA_CONTROLLER_PORT:-59093}
 KAFKA_VERSION=4.4.0  # keep in step with scripts/kafka/pom.xml
 KAFKA_HEAP=${SHOP_KAFKA_HEAP:-512m}
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 
 say() { printf 'services: %s\n' "$*"; }
 fail() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
@@ -33,6 +35,7 @@ apt_updated=no
 apt_install() {
   # Installs Debian packages when this user can; otherwise explains what to install.
   local why=$1; shift
+  [ "${SHOP_NO_INSTALL:-0}" = 1 ] && fail "$why: install $* (e.g. apt-get install -y $*)."
   command -v apt-get >/dev/null \
     || fail "$why, and apt-get is not available: install $* with your package manager."
   is_root || fail "$why: run 'sudo apt-get install -y $*' (or run this script as root)."
@@ -174,9 +177,9 @@ kafka_ready() {
 }
 
 java_ok() {
-  command -v java >/dev/null || return 1
+  command -v "$JAVA" >/dev/null || return 1
   local major
-  major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/.*java.specification.version = //p')
+  major=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/.*java.specification.version = //p')
   [ "${major%%.*}" -ge 17 ] 2>/dev/null
 }
 
@@ -261,13 +264,13 @@ kafka_up() {
   if [ ! -f "$dir/data/meta.properties" ]; then
     say "Kafka: formatting storage in $dir/data"
     local cluster_id
-    cluster_id=$(java "${JVM_ARGS[@]}" kafka.tools.StorageTool random-uuid 2>>"$LOGS/kafka.out")
-    java "${JVM_ARGS[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+    cluster_id=$("$JAVA" "${JVM_ARGS[@]}" kafka.tools.StorageTool random-uuid 2>>"$LOGS/kafka.out")
+    "$JAVA" "${JVM_ARGS[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
       -c "$dir/server.properties" >>"$LOGS/kafka.out" 2>&1 \
       || fail "Kafka storage format failed; see $LOGS/kafka.out"
   fi
   # setsid: the broker outlives the shell (and the Ctrl-C) that started it.
-  setsid nohup java "${JVM_ARGS[@]}" kafka.Kafka "$dir/server.properties" \
+  setsid nohup "$JAVA" "${JVM_ARGS[@]}" kafka.Kafka "$dir/server.properties" \
     >>"$LOGS/kafka.out" 2>&1 </dev/null &
   echo $! >"$dir/kafka.pid"
   for _ in $(seq 120); do
@@ -317,7 +320,7 @@ main() {
         apt_install "docker-compose not found (the tests validate docker-compose.yml with it)" docker-compose
       fi
       ;;
-    -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help|help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" ;;
     *) fail "unknown command '$command' (use up, down, status or tools)" ;;
   esac
 }

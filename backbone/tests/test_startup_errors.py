@@ -1,0 +1,76 @@
+"""A missing prerequisite or a stopped service gives one actionable line, never a traceback."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_missing_jdk_is_named_in_one_line(tmp_path: Path) -> None:
+    result = _run(
+        ["scripts/services.sh", "up", "kafka"],
+        SHOP_NO_INSTALL="1",
+        JAVA_HOME="/nonexistent-jdk",
+        SHOP_SERVICES_DIR=str(tmp_path),
+        SHOP_KAFKA_PORT=str(_free_port()),
+        SHOP_KAFKA_CONTROLLER_PORT=str(_free_port()),
+        KAFKA_BOOTSTRAP_SERVERS="",
+    )
+    _assert_one_line_error(result, "Java 17", "openjdk-17")
+
+
+def test_stopped_kafka_is_named_in_one_line() -> None:
+    closed = f"127.0.0.1:{_free_port()}"
+    result = _run([sys.executable, "manage.py", "topics"], KAFKA_BOOTSTRAP_SERVERS=closed)
+    _assert_one_line_error(result, "Kafka is not reachable", closed, "make services")
+
+
+def test_stopped_postgres_is_named_in_one_line() -> None:
+    url = f"postgres://shop:shop@127.0.0.1:{_free_port()}/shop"
+    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co"], DATABASE_URL=url)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "PostgreSQL is not reachable" in result.stdout + result.stderr
+
+
+def test_production_refuses_the_development_secret_key() -> None:
+    result = _run([sys.executable, "manage.py", "check"], SHOP_ENV="production", SECRET_KEY="")
+    _assert_one_line_error(result, "SECRET_KEY")
+
+
+def test_production_mode_passes_the_deployment_checks() -> None:
+    result = _run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        SHOP_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="shop.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
