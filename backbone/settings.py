@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, API docs) straight from gunicorn: `make run` needs no web server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +111,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A queue per namespace: a test session's worker never takes a running shop's tasks.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get(
+    "CELERY_TASK_DEFAULT_QUEUE", f"{os.environ.get('KAFKA_NAMESPACE', '')}celery"
+)
+CELERY_BEAT_SCHEDULE = {
+    # Emails whose task was lost (a crash right after the commit) are sent late, not never.
+    "orders-enqueue-pending-notifications": {
+        "task": "orders.tasks.enqueue_pending_notifications",
+        "schedule": 60.0,
+    },
+}
 
 # --- Django -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -177,3 +190,8 @@ KAFKA_NAMESPACE = os.environ.get("KAFKA_NAMESPACE", "")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
 KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
+
+# --- Orders ---------------------------------------------------------------------------------
+# GET /api/orders/{id}/?wait=N waits at most this long (gunicorn runs threads, so waits are cheap).
+ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
+ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))

@@ -1,0 +1,161 @@
+"""The customer-facing HTTP API of the orders context: thin views over services and selectors."""
+
+import uuid
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from . import selectors, services, wakeups
+from .models import Order
+from .serializers import (
+    ErrorSerializer,
+    InsufficientStockSerializer,
+    OrderSerializer,
+    OrderStorySerializer,
+    PlaceOrderSerializer,
+    ProductSerializer,
+    WaitQuerySerializer,
+)
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    name="Idempotency-Key",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes retries safe: a request with a key this customer already used for the same body "
+        "returns that order (202, header `Idempotent-Replayed: true`) instead of placing another. "
+        "The same key with a different body is answered 422. At most 255 characters."
+    ),
+)
+WAIT = OpenApiParameter(
+    name="wait",
+    type=OpenApiTypes.FLOAT,
+    location=OpenApiParameter.QUERY,
+    required=False,
+    description=(
+        "Long-poll: answer as soon as the order is CONFIRMED or REJECTED, or after this many "
+        "seconds with its current state. Capped by the server (ORDER_WAIT_MAX_SECONDS, 30 by default)."
+    ),
+)
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description="no such order among those you may see")
+
+
+class ProductListView(ListAPIView):
+    """The catalog, from Orders' local view of Stock's levels."""
+
+    permission_classes = [AllowAny]
+    serializer_class = ProductSerializer
+
+    def get_queryset(self):  # noqa: ANN201 (DRF's signature)
+        return selectors.catalog()
+
+    @extend_schema(summary="List the products and how many are available", tags=["catalog"])
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class OrderListCreateView(ListAPIView):
+    serializer_class = OrderSerializer
+
+    def get_queryset(self):  # noqa: ANN201 (DRF's signature)
+        return selectors.orders_visible_to(self.request.user)
+
+    @extend_schema(summary="List your orders, newest first (staff: everyone's)", tags=["orders"])
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Place an order",
+        description=(
+            "Checks Orders' view of stock levels, records the order as REQUESTED and emits "
+            "`OrderRequested` in one transaction, and answers at once: Stock, Payments and Orders "
+            "decide the outcome through events. Follow the `Location` header with `?wait=N`."
+        ),
+        tags=["orders"],
+        request=PlaceOrderSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: OpenApiResponse(OrderSerializer, description="accepted: the order is REQUESTED"),
+            400: OpenApiResponse(description="field errors: unknown sku, bad quantity, bad lines, no token"),
+            409: OpenApiResponse(InsufficientStockSerializer, description="too little stock: nothing placed"),
+            422: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with a different body"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= 255:
+            errors = {"Idempotency-Key": ["Must be 1 to 255 characters."]}
+            return Response(errors, status.HTTP_400_BAD_REQUEST)
+        serializer = PlaceOrderSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            placement = services.place_order(
+                customer=request.user,
+                lines=[services.LineRequest(**line) for line in serializer.validated_data["lines"]],
+                payment_token=serializer.validated_data["payment_token"],
+                idempotency_key=key,
+            )
+        except services.UnknownProducts as error:  # the catalog changed since validation
+            return Response({"lines": [str(error)]}, status.HTTP_400_BAD_REQUEST)
+        except services.InsufficientStock as error:
+            body = {"detail": str(error), "shortages": [vars(shortage) for shortage in error.shortages]}
+            return Response(body, status.HTTP_409_CONFLICT)
+        except services.IdempotencyKeyReused as error:
+            return Response({"detail": str(error)}, status.HTTP_422_UNPROCESSABLE_ENTITY)
+        headers = {"Location": reverse("orders:order-detail", args=[placement.order.id], request=request)}
+        if not placement.created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(OrderSerializer(placement.order).data, status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class OrderDetailView(APIView):
+    @extend_schema(
+        summary="Show an order, optionally waiting for its outcome",
+        tags=["orders"],
+        parameters=[WAIT],
+        responses={200: OrderSerializer, 400: OpenApiResponse(description="bad `wait`"), 404: NOT_FOUND},
+    )
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        query = WaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        _order_or_404(request, order_id)  # before waiting: others' orders are not worth a wait
+        order = wakeups.wait_until(
+            order_id,
+            read=lambda: _order_or_404(request, order_id),
+            done=lambda order: order.is_final,
+            timeout=min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS),
+        )
+        return Response(OrderSerializer(order).data)
+
+
+class OrderEventsView(APIView):
+    @extend_schema(
+        summary="The order's story: every event with its correlation id, in order",
+        tags=["orders"],
+        responses={200: OrderStorySerializer, 404: NOT_FOUND},
+    )
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _order_or_404(request, order_id)
+        story = {
+            "order_id": order.id,
+            "correlation_id": order.correlation_id,
+            "events": selectors.order_story(order),
+        }
+        return Response(OrderStorySerializer(story).data)
+
+
+def _order_or_404(request: Request, order_id: uuid.UUID) -> Order:
+    order = selectors.order_visible_to(request.user, order_id)
+    if order is None:
+        raise Http404("No such order.")
+    return order

@@ -1,0 +1,61 @@
+"""What the orders context does with other contexts' events.
+
+Each handler runs in the consumer runner's transaction (with the inbox row that makes a
+redelivery a no-op) and inside the event's correlation scope, so what it emits continues the
+order's story. Handlers only translate the event into one service call.
+"""
+
+from backbone.envelope import Envelope
+from backbone.subscriptions import subscribe
+from payments.events import PaymentFailed, PaymentProcessed
+from shipments.events import ShipmentDispatched, ShipmentPrepared
+from stock.events import StockLevelChanged, StockReservationFailed, StockReserved
+
+from . import services
+from .models import RejectionReason, StockLevelView
+
+# Read models that `rebuild_views` may empty and replay from the topics.
+REBUILDABLE_VIEWS = [StockLevelView]
+
+
+@subscribe(StockReserved)
+def on_stock_reserved(event: StockReserved, envelope: Envelope) -> None:
+    services.validate_order(order_id=event.order_id)
+
+
+@subscribe(StockReservationFailed)
+def on_stock_reservation_failed(event: StockReservationFailed, envelope: Envelope) -> None:
+    services.reject_order(order_id=event.order_id, reason=RejectionReason.OUT_OF_STOCK)
+
+
+@subscribe(PaymentProcessed)
+def on_payment_processed(event: PaymentProcessed, envelope: Envelope) -> None:
+    services.confirm_order(order_id=event.order_id)
+
+
+@subscribe(PaymentFailed)
+def on_payment_failed(event: PaymentFailed, envelope: Envelope) -> None:
+    services.reject_order(order_id=event.order_id, reason=RejectionReason.PAYMENT_DECLINED)
+
+
+@subscribe(ShipmentPrepared)
+def on_shipment_prepared(event: ShipmentPrepared, envelope: Envelope) -> None:
+    services.record_shipment_prepared(order_id=event.order_id, shipment_id=event.shipment_id)
+
+
+@subscribe(ShipmentDispatched)
+def on_shipment_dispatched(event: ShipmentDispatched, envelope: Envelope) -> None:
+    services.record_shipment_dispatched(
+        order_id=event.order_id,
+        shipment_id=event.shipment_id,
+        carrier=event.carrier,
+        tracking_number=event.tracking_number,
+        dispatched_at=event.dispatched_at,
+    )
+
+
+@subscribe(StockLevelChanged)
+def on_stock_level_changed(event: StockLevelChanged, envelope: Envelope) -> None:
+    services.apply_stock_level(
+        sku=event.sku, name=event.name, price=event.price, available=event.available, version=event.version
+    )

@@ -1,0 +1,49 @@
+"""The read path of the orders context: queries the API and the admin share."""
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from .models import Order, StockLevelView
+
+
+def orders_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Order]:
+    """Staff see every order; a customer only their own."""
+    orders = Order.objects.prefetch_related("lines").order_by("-created_at")
+    return orders if user.is_staff else orders.filter(customer_id=user.pk)
+
+
+def order_visible_to(user: AbstractBaseUser | AnonymousUser, order_id: uuid.UUID) -> Order | None:
+    return orders_visible_to(user).filter(id=order_id).first()
+
+
+def catalog() -> QuerySet[StockLevelView]:
+    return StockLevelView.objects.order_by("sku")
+
+
+def known_skus(skus: list[str]) -> set[str]:
+    return set(StockLevelView.objects.filter(sku__in=skus).values_list("sku", flat=True))
+
+
+def order_story(order: Order) -> list[dict[str, object]]:
+    """The events of the order's story (its correlation id), in the order they were written."""
+    from outbox.models import OutboxRecord
+
+    records = OutboxRecord.objects.filter(correlation_id=order.correlation_id).order_by("id")
+    return [
+        {
+            "id": str(record.event_id),
+            "type": record.event_type,
+            "source": record.source,
+            "time": record.occurred_at,
+            "causation_id": record.causation_id or None,
+            "topic": record.topic,
+            "key": record.key,
+            "partition": record.kafka_partition,
+            "offset": record.kafka_offset,
+            "handled_by": [],
+            "data": record.payload,
+        }
+        for record in records
+    ]

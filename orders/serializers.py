@@ -1,0 +1,134 @@
+"""Request validation and response shapes of the orders API."""
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import Order, OrderLine, RejectionReason, ShipmentStatus, StockLevelView
+from .selectors import known_skus
+
+# --- Requests ------------------------------------------------------------------------------------
+
+
+class LineInputSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class PlaceOrderSerializer(serializers.Serializer):
+    lines = LineInputSerializer(many=True, allow_empty=False)
+    payment_token = serializers.CharField(max_length=200, help_text="card token; `tok_declined` is declined")
+
+    def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(lines) > settings.ORDER_MAX_LINES:
+            raise serializers.ValidationError(f"An order has at most {settings.ORDER_MAX_LINES} lines.")
+        skus = [line["sku"] for line in lines]
+        duplicates = sorted({sku for sku in skus if skus.count(sku) > 1})
+        if duplicates:
+            raise serializers.ValidationError(
+                f"Each sku may appear on one line only; repeated: {', '.join(duplicates)}."
+            )
+        known = known_skus(skus)
+        if len(known) < len(skus):
+            # One entry per line, like DRF's own errors for a list: {} for the lines that are fine.
+            raise serializers.ValidationError(
+                [{} if line["sku"] in known else {"sku": [f"Unknown sku {line['sku']!r}."]} for line in lines]
+            )
+        return lines
+
+
+class WaitQuerySerializer(serializers.Serializer):
+    wait = serializers.FloatField(
+        min_value=0,
+        required=False,
+        default=0,
+        help_text="seconds to wait for the order to become CONFIRMED or REJECTED (capped by the server)",
+    )
+
+
+# --- Responses -----------------------------------------------------------------------------------
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    available = serializers.IntegerField(help_text="units available as of Orders' view of Stock's levels")
+
+    class Meta:
+        model = StockLevelView
+        fields = ["sku", "name", "price", "available"]
+
+
+class OrderLineSerializer(serializers.ModelSerializer):
+    line_total = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+
+    class Meta:
+        model = OrderLine
+        fields = ["sku", "name", "quantity", "unit_price", "line_total"]
+
+
+class ShipmentSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="shipment_id")
+    status = serializers.ChoiceField(source="shipment_status", choices=ShipmentStatus.choices)
+    carrier = serializers.CharField()
+    tracking_number = serializers.CharField()
+    dispatched_at = serializers.DateTimeField(allow_null=True)
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    reason = serializers.SerializerMethodField(help_text="why the order was rejected; null otherwise")
+    lines = OrderLineSerializer(many=True, read_only=True)
+    shipment = serializers.SerializerMethodField(help_text="null until Shipments has prepared it")
+
+    class Meta:
+        model = Order
+        fields = ["id", "state", "reason", "lines", "total", "shipment", "created_at", "updated_at"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=RejectionReason.choices, allow_null=True))
+    def get_reason(self, order: Order) -> str | None:
+        return order.reason or None
+
+    @extend_schema_field(ShipmentSerializer(allow_null=True))
+    def get_shipment(self, order: Order) -> dict[str, Any] | None:
+        if order.shipment_status == ShipmentStatus.NONE:
+            return None
+        return ShipmentSerializer(order).data
+
+
+class ShortageSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    requested = serializers.IntegerField()
+    available = serializers.IntegerField()
+
+
+class InsufficientStockSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    shortages = ShortageSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class StoryEventSerializer(serializers.Serializer):
+    """One event of an order's story, as Kafka carries it."""
+
+    id = serializers.CharField(help_text="ce_id")
+    type = serializers.CharField(help_text="ce_type, e.g. orders.OrderRequested")
+    source = serializers.CharField(help_text="ce_source, e.g. /orders")
+    time = serializers.DateTimeField(help_text="ce_time")
+    causation_id = serializers.CharField(allow_null=True, help_text="ce_causationid: what caused it")
+    topic = serializers.CharField()
+    key = serializers.CharField()
+    partition = serializers.IntegerField(allow_null=True, help_text="null until the relay published it")
+    offset = serializers.IntegerField(allow_null=True)
+    handled_by = serializers.ListField(
+        child=serializers.CharField(), help_text="consumer groups that have handled it"
+    )
+    data = serializers.JSONField()
+
+
+class OrderStorySerializer(serializers.Serializer):
+    order_id = serializers.UUIDField()
+    correlation_id = serializers.CharField()
+    events = StoryEventSerializer(many=True)
