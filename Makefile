@@ -7,7 +7,7 @@ MANAGE    := $(PYTHON) manage.py
 SERVICES  := scripts/services.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services services-down services-status tools test lint format migrate run compose-check
+.PHONY: help venv services services-down services-status tools test lint format migrate run compose-check bench bench-full
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,3 +57,10 @@ run: migrate  ## start the whole shop and print where to look
 	@echo "  Health:    http://127.0.0.1:8000/health/"
 	@echo ""
 	$(MANAGE) runserver 127.0.0.1:8000
+
+BENCH_MODE ?= quick
+bench: services  ## benchmarks against same-run baselines (BENCH_MODE=full: longer); JSON in bench/results/
+	$(PYTHON) -m bench --mode $(BENCH_MODE) $(BENCH_ARGS)
+
+bench-full:  ## the long benchmark runs (make bench BENCH_MODE=full)
+	@$(MAKE) --no-print-directory bench BENCH_MODE=full

@@ -1,0 +1,173 @@
+"""The bench's own world: its database, its Kafka namespace and the processes it starts.
+
+Nothing here touches the shop's database or topics: the bench creates `bench_shop` (or the
+name given) from scratch, migrates it, provisions the topics under a `bench-<uuid8>.` prefix,
+and removes both when it is done.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from bench.harness import RESULTS_DIR
+
+log = logging.getLogger("bench")
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://shop:shop@127.0.0.1:55432/shop"
+
+
+def database_url(name: str) -> str:
+    """The shop's DATABASE_URL (or the local default) with the database name replaced."""
+    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def recreate_database(url: str) -> None:
+    """Drop (disconnecting whoever is left) and create the bench database."""
+    name = urlsplit(url).path.lstrip("/")
+    if not re.fullmatch(r"bench_[a-z0-9_]+", name):
+        raise SystemExit(f"refusing to recreate database {name!r}: bench databases are named bench_*")
+    with psycopg.connect(_libpq(database_url("postgres")), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_libpq(database_url("postgres")), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """A plain psycopg connection, for the bench's own bulk work outside Django's ORM."""
+    return psycopg.connect(_libpq(url), autocommit=autocommit)
+
+
+def new_namespace() -> str:
+    return f"bench-{uuid.uuid4().hex[:8]}."
+
+
+def delete_namespace_topics(namespace: str) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from backbone.kafka import admin_config
+
+    admin = AdminClient(admin_config())
+    topics = [name for name in admin.list_topics(timeout=10).topics if name.startswith(namespace)]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception as error:  # a leftover topic is untidy, not a failed run
+                log.warning("could not delete topic: %s", error)
+    return len(topics)
+
+
+# --- Processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def output(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+
+@dataclass
+class Processes:
+    """Subprocesses of the shop (relay, consumers, web, worker), each in its own process group
+    so stopping one stops its children (gunicorn and Celery workers) too."""
+
+    env: dict[str, str]
+    logs_dir: Path = field(default_factory=lambda: RESULTS_DIR / "logs")
+    running: list[Process] = field(default_factory=list)
+
+    def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Process:
+        """Start `command` (cwd: the project) with the bench's environment; output goes to a log."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{name}.log"
+        log_file = log_path.open("wb")
+        popen = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env={**self.env, **(extra_env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        process = Process(name=name, popen=popen, log_path=log_path, log_file=log_file)
+        self.running.append(process)
+        log.info("started %s (pid %d): %s", name, popen.pid, " ".join(command))
+        return process
+
+    def manage(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Process:
+        """Start `python manage.py <args>`."""
+        return self.start(name, [sys.executable, "manage.py", *args], extra_env=extra_env)
+
+    def check_alive(self) -> None:
+        for process in self.running:
+            code = process.popen.poll()
+            if code is not None:
+                raise RuntimeError(f"{process.name} exited with code {code}:\n{process.tail()}")
+
+    def wait_for_output(self, process: Process, pattern: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if regex.search(process.output()):
+                return
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{process.name} did not print /{pattern}/ in {timeout:.0f}s:\n{process.tail()}")
+
+    def stop(self, process: Process, timeout: float = 15) -> None:
+        if process.popen.poll() is None:
+            _signal_group(process.popen.pid, signal.SIGTERM)
+            try:
+                process.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0fs; killing it", process.name, timeout)
+                _signal_group(process.popen.pid, signal.SIGKILL)
+                process.popen.wait(timeout=10)
+        # Children left behind in the group (a gunicorn worker, a Celery pool process) go too.
+        _signal_group(process.popen.pid, signal.SIGKILL)
+        process.log_file.close()
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self.running)):
+            self.stop(process)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)

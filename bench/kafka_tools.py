@@ -1,0 +1,100 @@
+"""Bare confluent-kafka clients: the baselines, and the bench's view of what is on Kafka."""
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from backbone.kafka import admin_config, consumer_config, producer_config
+
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
+
+
+def create_topic(physical_name: str, partitions: int) -> None:
+    """Create a bench-only topic (idempotent), e.g. the baseline's destination."""
+    admin = AdminClient(admin_config())  # kept alive until the futures resolve
+    futures = admin.create_topics([NewTopic(physical_name, partitions, 1)], request_timeout=15)
+    for future in futures.values():
+        try:
+            future.result(timeout=20)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def partition_count(physical_name: str) -> int:
+    metadata = AdminClient(admin_config()).list_topics(physical_name, timeout=10)
+    return len(metadata.topics[physical_name].partitions)
+
+
+class Watermarks:
+    """Total high watermark of a topic: how many records it holds (no compaction here)."""
+
+    def __init__(self, physical_name: str) -> None:
+        self._consumer = Consumer(consumer_config(f"bench-watermarks-{uuid.uuid4().hex[:8]}"))
+        self._partitions = [TopicPartition(physical_name, p) for p in range(partition_count(physical_name))]
+
+    def total(self) -> int:
+        watermark = self._consumer.get_watermark_offsets
+        return sum(watermark(tp, timeout=10, cached=False)[1] for tp in self._partitions)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def produce_all(physical_name: str, records: Sequence[Record], **overrides: Any) -> float:
+    """Send `records` with a bare producer (the relay's settings) and wait for every delivery
+    report; returns the seconds taken. Raises if any delivery failed."""
+    producer = Producer(producer_config(**overrides))
+    failures: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            failures.append(error)
+
+    # Connect and fetch metadata first, so the timing covers sending, as the relay's does.
+    producer.list_topics(physical_name, timeout=10)
+    started = time.perf_counter()
+    for key, value, headers in records:
+        while True:
+            try:
+                producer.produce(physical_name, value, key, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    elapsed = time.perf_counter() - started
+    if remaining or failures:
+        raise RuntimeError(f"bare producer: {remaining} undelivered, {len(failures)} failed ({failures[:1]})")
+    return elapsed
+
+
+def consume_count(physical_name: str, expected: int, *, timeout: float = 120, batch: int = 500) -> float:
+    """Read `expected` records from the start with a bare consumer (consume() in batches, as
+    the runner can, and a manual commit per batch as the runner must); returns seconds."""
+    consumer = Consumer(consumer_config(f"bench-bare-{uuid.uuid4().hex[:8]}"))
+    partitions = [TopicPartition(physical_name, p, 0) for p in range(partition_count(physical_name))]
+    consumer.assign(partitions)
+    seen = 0
+    started = time.perf_counter()
+    deadline = started + timeout
+    try:
+        while seen < expected:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"bare consumer read {seen}/{expected} records in {timeout:.0f}s")
+            messages = consumer.consume(batch, timeout=0.5)
+            for message in messages:
+                if message.error() is None:
+                    # Touch what a handler would need, so the baseline is not a no-op.
+                    message.value()
+                    message.headers()
+                    seen += 1
+            if messages:
+                consumer.commit(asynchronous=True)
+        return time.perf_counter() - started
+    finally:
+        consumer.close()

@@ -1,0 +1,111 @@
+"""Relay throughput: a backlog of N outbox rows drained to Kafka by the real `manage.py relay`,
+against a bare producer sending the same records from memory with the same settings.
+
+The relay runs as its own process, as in production, and is warmed up with one row first (so
+its start-up is not timed). The rows are COPYed in one transaction; the clock runs from that
+commit until every row is marked published and every record is on the topic.
+"""
+
+import time
+
+from django.conf import settings
+
+from backbone.kafka import physical_topic
+from bench.environment import connect
+from bench.harness import Result, progress, skipped, wait_for
+from bench.kafka_tools import Watermarks, create_topic, partition_count, produce_all
+from bench.payloads import OutboxRow, copy_into_outbox, order_rows
+from bench.run import BenchContext
+
+NAME = "relay throughput"
+TARGET_RATIO = 0.5
+
+
+def relay_available() -> bool:
+    return (settings.BASE_DIR / "outbox" / "management" / "commands" / "relay.py").exists()
+
+
+class Backlog:
+    """Counts unpublished outbox rows on one autocommit connection of its own."""
+
+    def __init__(self, database_url: str) -> None:
+        self._connection = connect(database_url, autocommit=True)
+
+    def pending(self) -> int:
+        row = self._connection.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def run(context: BenchContext) -> list[Result]:
+    count = context.mode.relay_rows
+    progress("generating %d outbox rows (OrderRequested, 0.5-1 KB)", count)
+    rows = order_rows(count)
+    payload_bytes = sum(len(row.payload) for row in rows) / len(rows)
+    records = [(row.key.encode(), row.payload.encode(), row.headers()) for row in rows]
+
+    topic = physical_topic("orders")
+    baseline_topic = f"{context.namespace}bench.producer-baseline"
+    create_topic(baseline_topic, partition_count(topic))
+    progress("baseline: bare producer, %d records from memory", count)
+    baseline_seconds = produce_all(baseline_topic, records)
+    baseline_rate = count / baseline_seconds
+    progress("baseline: %.0f records/s (%.2fs)", baseline_rate, baseline_seconds)
+
+    if not relay_available():
+        return [
+            Result(NAME, "bare producer", baseline_rate, "rec/s", note="relay not built yet"),
+            skipped(NAME, "outbox/management/commands/relay.py does not exist yet"),
+        ]
+
+    relay_seconds = _drain_with_relay(context, rows, topic)
+    relay_rate = count / relay_seconds
+    progress("relay: %.0f rows/s (%.2fs)", relay_rate, relay_seconds)
+    ratio = relay_rate / baseline_rate
+    return [
+        Result(
+            NAME,
+            f"rows/s ({count:,} rows, {payload_bytes:.0f} B avg)",
+            relay_rate,
+            "/s",
+            baseline=baseline_rate,
+            ratio=ratio,
+            target=f">= {TARGET_RATIO:.0%} of bare producer",
+            met=ratio >= TARGET_RATIO,
+            details={"relay_seconds": relay_seconds, "baseline_seconds": baseline_seconds},
+        )
+    ]
+
+
+def _drain_with_relay(context: BenchContext, rows: list[OutboxRow], topic: str) -> float:
+    watermarks = Watermarks(topic)
+    backlog = Backlog(context.database_url)
+
+    def all_on_kafka() -> bool:
+        context.processes.check_alive()  # a crashed relay fails the run at once, with its log
+        return watermarks.total() >= expected
+
+    try:
+        relay = context.processes.manage("relay", "relay")
+        # Warm-up: one row through the relay proves it is up, connected and idle.
+        before = watermarks.total()
+        with connect(context.database_url) as connection:
+            copy_into_outbox(connection, order_rows(1, seed=99))
+        wait_for(lambda: backlog.pending() == 0, timeout=60, interval=0.1, what="the relay's first row")
+        wait_for(lambda: watermarks.total() > before, timeout=30, what="the warm-up record")
+        expected = watermarks.total() + len(rows)
+
+        progress("relay: COPY %d rows into the outbox, then wait for the backlog to drain", len(rows))
+        with connect(context.database_url) as connection:
+            copy_into_outbox(connection, rows)
+            connection.commit()
+            committed = time.perf_counter()
+        on_kafka = wait_for(all_on_kafka, timeout=600, interval=0.02, what=f"{len(rows)} records on {topic}")
+        drained = wait_for(lambda: backlog.pending() == 0, timeout=120, interval=0.02, what="empty backlog")
+        context.processes.stop(relay)
+        return max(on_kafka, drained) - committed
+    finally:
+        watermarks.close()
+        backlog.close()

@@ -1,0 +1,205 @@
+"""`python -m bench`: set up the bench database and namespace, run the benchmarks, report.
+
+python -m bench                          # quick mode, every benchmark (a few minutes)
+python -m bench --mode full              # the longer runs
+python -m bench --only relay,latency     # a subset
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.environment import (
+    Processes,
+    database_url,
+    delete_namespace_topics,
+    drop_database,
+    new_namespace,
+    recreate_database,
+)
+from bench.harness import MODES, Mode, Result, machine_info, machine_line, table, write_json
+
+log = logging.getLogger("bench")
+
+# name -> module; each module has `run(context: BenchContext) -> list[Result]`.
+BENCHMARKS: dict[str, str] = {
+    "relay": "bench.relay_throughput",
+    "latency": "bench.relay_latency",
+    "consumer": "bench.consumer_throughput",
+    "overhead": "bench.outbox_overhead",
+    "e2e": "bench.end_to_end",
+}
+
+
+@dataclass
+class BenchContext:
+    """What every benchmark gets: the mode, the bench database and namespace, a process pool."""
+
+    mode: Mode
+    database_url: str
+    namespace: str
+    env: dict[str, str]
+    processes: Processes
+    profile: bool
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the relay, the consumer runner, the outbox and the whole shop, "
+        "each against a baseline measured in the same run.",
+    )
+    parser.add_argument("--mode", choices=sorted(MODES), default=os.environ.get("BENCH_MODE", "quick"))
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated subset of: {', '.join(BENCHMARKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--database", default="bench_shop", help="bench database name, recreated each run (bench_*)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the bench database and topics afterwards")
+    parser.add_argument(
+        "--profile", action="store_true", help="record py-spy profiles of the shop's processes (if installed)"
+    )
+    args = parser.parse_args(argv)
+    selected = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHMARKS)
+    unknown = sorted(set(selected) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    args.selected = selected
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _log_progress()
+    mode = MODES[args.mode]
+    url = database_url(args.database)
+    namespace = new_namespace()
+    # Settings read these at import; subprocesses inherit them.
+    os.environ["DATABASE_URL"] = url
+    os.environ["KAFKA_NAMESPACE"] = namespace
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+    started = time.monotonic()
+    log.info("mode %s; database %s; Kafka namespace %s", mode.name, args.database, namespace)
+    processes = Processes(env=dict(os.environ))
+    try:
+        machine = _prepare(url)
+    except Exception as error:
+        log.error("set-up failed: %s", error)
+        return 2
+    context = BenchContext(
+        mode=mode,
+        database_url=url,
+        namespace=namespace,
+        env=dict(os.environ),
+        processes=processes,
+        profile=args.profile,
+    )
+    results: list[Result] = []
+    try:
+        for name in args.selected:
+            results.extend(_run_one(name, context))
+    finally:
+        processes.stop_all()
+        if not args.keep:
+            _teardown(url, namespace)
+
+    elapsed = time.monotonic() - started
+    path = write_json(mode, machine, results, {"namespace": namespace, "elapsed_seconds": round(elapsed, 1)})
+    print()
+    print(f"Machine: {machine_line(machine)}")
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    print(f"Mode: {mode.name}, {elapsed:.0f}s; results: {shown}")
+    print()
+    print(table(results))
+    for result in results:
+        if result.note and result.metric != "skipped":
+            print(f"  note ({result.benchmark} / {result.metric}): {result.note}")
+    return 0
+
+
+def _log_progress() -> None:
+    """Progress lines on stderr, whatever LOG_LEVEL Django's logging config sets for the rest."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s bench: %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _prepare(url: str) -> dict[str, Any]:
+    """Recreate the bench database, migrate it, provision the namespace's topics."""
+    log.info("recreating the bench database and migrating it")
+    recreate_database(url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from backbone.preflight import require
+    from backbone.provisioning import ensure_topics
+
+    require()
+    call_command("migrate", verbosity=0, interactive=False)
+    ensure_topics()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres_version = cursor.fetchone()[0].split()[0]
+    connection.close()
+    return machine_info(postgres_version, _kafka_version())
+
+
+def _kafka_version() -> str:
+    from django.conf import settings
+
+    jars = sorted(Path(settings.BASE_DIR, ".services", "kafka").glob("libs-*/kafka_*-*.jar"))
+    for jar in jars:
+        name = jar.stem  # kafka_2.13-4.4.0
+        if name.count("-") == 1 and not name.endswith(("-test", "-sources")):
+            return f"{name.split('-')[1]} (local KRaft broker)"
+    return f"unknown (broker at {settings.KAFKA_BOOTSTRAP_SERVERS})"
+
+
+def _run_one(name: str, context: BenchContext) -> list[Result]:
+    module = importlib.import_module(BENCHMARKS[name])
+    runner: Callable[[BenchContext], list[Result]] = module.run
+    log.info("=== %s ===", name)
+    started = time.monotonic()
+    try:
+        results = runner(context)
+    except Exception as error:
+        log.error("%s failed: %s\n%s", name, error, traceback.format_exc())
+        results = [Result(benchmark=name, metric="error", value=None, note=str(error).splitlines()[0])]
+    finally:
+        context.processes.stop_all()
+        from django.db import connections
+
+        connections.close_all()
+    log.info("=== %s done in %.0fs ===", name, time.monotonic() - started)
+    return results
+
+
+def _teardown(url: str, namespace: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    try:
+        deleted = delete_namespace_topics(namespace)
+        drop_database(url)
+        log.info("removed the bench database and %d topics", deleted)
+    except Exception as error:
+        log.warning("clean-up incomplete: %s", error)
