@@ -1,5 +1,9 @@
 """HTTP routes of the stock context (mounted under /api/)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from .api import ReceiptsApi
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("stock/<str:sku>/receipts/", ReceiptsApi.as_view(), name="stock-receipts"),
+]

@@ -1,0 +1,94 @@
+"""Stock's handlers, called as the consumer runner calls them: in a transaction and a correlation scope."""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+
+from backbone.correlation import correlation_scope
+from backbone.envelope import Envelope
+from backbone.subscriptions import Handler, subscriptions
+from orders.events import OrderConfirmed, OrderLine, OrderRejected, OrderRequested
+from outbox.models import OutboxRecord
+from stock import handlers
+from stock.events import StockLevelChanged, StockReserved
+from stock.models import Reservation
+
+from .helpers import add_product, emitted, forget_events, level
+
+pytestmark = pytest.mark.django_db
+
+
+def envelope_of(event: OrderRequested | OrderConfirmed | OrderRejected) -> Envelope:
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=event.type_name,
+        source="/orders",
+        time="2026-01-01T00:00:00Z",
+        data_version=type(event).version,
+        correlation_id=str(uuid.uuid4()),
+    )
+
+
+def deliver(handler: Handler, event: OrderRequested | OrderConfirmed | OrderRejected) -> Envelope:
+    envelope = envelope_of(event)
+    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
+        handler(event, envelope)
+    return envelope
+
+
+def order_lines(**quantities: int) -> tuple[OrderLine, ...]:
+    return tuple(
+        OrderLine(sku=sku.replace("_", "-"), quantity=quantity, unit_price=Decimal("9.50"))
+        for sku, quantity in quantities.items()
+    )
+
+
+def test_routing_table_is_what_the_consumer_runner_sees() -> None:
+    registered = subscriptions.for_context("stock")
+
+    assert {type_name: [sub.handler for sub in subs] for type_name, subs in registered.items()} == {
+        event_type.type_name: [handler] for event_type, handler in handlers.ROUTES.items()
+    }
+    assert handlers.REBUILDABLE_VIEWS == []
+
+
+def test_an_order_story_reserves_then_commits_and_events_carry_its_correlation() -> None:
+    add_product("MUG-1", on_hand=5)
+    forget_events()
+    order_id = uuid.uuid4()
+    requested = OrderRequested(
+        order_id=order_id, customer_id=7, lines=order_lines(MUG_1=2), total=Decimal("19.00")
+    )
+
+    envelope = deliver(handlers.reserve_stock, requested)
+
+    assert emitted(StockReserved) == [{"order_id": str(order_id), "lines": [{"sku": "MUG-1", "quantity": 2}]}]
+    assert set(OutboxRecord.objects.values_list("correlation_id", "causation_id")) == {
+        (envelope.correlation_id, envelope.id)
+    }
+
+    confirmed = OrderConfirmed(
+        order_id=order_id, customer_id=7, lines=order_lines(MUG_1=2), total=Decimal("19.00")
+    )
+    deliver(handlers.commit_stock, confirmed)
+
+    assert (level("MUG-1").on_hand, level("MUG-1").reserved) == (3, 0)
+    assert Reservation.objects.get(order_id=order_id).state == Reservation.State.COMMITTED
+
+
+@pytest.mark.parametrize("reason", ["out_of_stock", "payment_declined"])
+def test_a_rejected_order_releases_what_was_reserved(reason: str) -> None:
+    add_product("MUG-1", on_hand=5)
+    order_id = uuid.uuid4()
+    deliver(
+        handlers.reserve_stock,
+        OrderRequested(order_id=order_id, customer_id=7, lines=order_lines(MUG_1=5), total=Decimal("47.50")),
+    )
+    forget_events()
+
+    deliver(handlers.release_stock, OrderRejected(order_id=order_id, reason=reason))
+
+    assert level("MUG-1").available == 5
+    assert [e["available"] for e in emitted(StockLevelChanged)] == [5]
