@@ -195,3 +195,14 @@ OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
 # GET /api/orders/{id}/?wait=N waits at most this long (gunicorn runs threads, so waits are cheap).
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))
+
+# --- Payments and shipments -----------------------------------------------------------------
+# The payment gateway adapter: a dotted path to a payments.gateway.PaymentGateway subclass.
+PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "payments.gateway.SimulatedGateway")
+# Shipments prepared this long ago are dispatched by the periodic task (staff may dispatch sooner).
+SHIPMENT_AUTO_DISPATCH_SECONDS = float(os.environ.get("SHIPMENT_AUTO_DISPATCH_SECONDS", "30"))
+SHIPMENT_CARRIER = os.environ.get("SHIPMENT_CARRIER", "Parcel Post")
+CELERY_BEAT_SCHEDULE["shipments-dispatch-due-shipments"] = {
+    "task": "shipments.tasks.dispatch_due_shipments",
+    "schedule": float(os.environ.get("SHIPMENT_DISPATCH_SCAN_SECONDS", "10")),
+}

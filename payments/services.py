@@ -1,0 +1,88 @@
+"""The write path of the payments context: charge an order once, and say how it went."""
+
+import logging
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from outbox.emit import emit
+
+from .events import PaymentFailed, PaymentProcessed
+from .gateway import Charge, PaymentGateway, get_gateway
+from .models import Payment, PaymentAttempt
+
+log = logging.getLogger(__name__)
+
+
+def charge_order(
+    *, order_id: UUID, amount: Decimal, payment_token: str, gateway: PaymentGateway | None = None
+) -> Payment:
+    """Charge the order's amount once; emit PaymentProcessed or PaymentFailed.
+
+    Idempotent per order: when the order's payment is already decided, the gateway is not
+    called again and nothing is emitted. `gateway` defaults to the configured adapter.
+
+    Where the gateway call sits, and why no delivery of OrderValidated charges twice:
+    the gateway is an outside side effect that cannot join our transaction, so the call is
+    made only after this order's payment row is claimed (inserted, or locked if it exists)
+    and an attempt with the idempotency key (the order id) is recorded.
+    - Redelivered or replayed after our commit: the payment is decided; no call.
+    - Delivered twice at once (a rebalance hands the partition to a second consumer while
+      the first still waits for the gateway): the second waits on the payment row's unique
+      key, then finds it decided; no call.
+    - A crash after the gateway charged but before our commit: none of our rows survive and
+      Kafka delivers again, so we call again - with the same idempotency key, and the gateway
+      answers with the charge it already made instead of charging a second time. That window
+      is why the key is the order id and not a fresh value per attempt.
+    A gateway without idempotency keys would need two steps instead: commit the attempt,
+    call, record the answer in a second transaction, and reconcile attempts left without one.
+    The price of calling inside the transaction is that a slow gateway holds the payments
+    consumer's transaction open; only payments wait, as each context has its own consumer.
+    """
+    gateway = gateway or get_gateway()
+    with transaction.atomic():
+        payment, _ = Payment.objects.select_for_update().get_or_create(
+            order_id=order_id, defaults={"amount": amount}
+        )
+        if payment.state != Payment.State.PENDING:
+            log.info("order %s is already charged (%s); not charging again", order_id, payment.state)
+            return payment
+        attempt = PaymentAttempt.objects.create(
+            payment=payment, idempotency_key=str(order_id), amount=amount, gateway=type(gateway).__name__
+        )
+        # GatewayUnavailable propagates: the transaction rolls back and the consumer retries.
+        charge = gateway.charge(idempotency_key=attempt.idempotency_key, amount=amount, token=payment_token)
+        _record_answer(attempt, charge)
+        _decide(payment, charge)
+    return payment
+
+
+def _record_answer(attempt: PaymentAttempt, charge: Charge) -> None:
+    attempt.outcome = PaymentAttempt.Outcome.APPROVED if charge.approved else PaymentAttempt.Outcome.DECLINED
+    attempt.gateway_reference = charge.reference
+    attempt.decline_reason = charge.decline_reason
+    attempt.answered_at = timezone.now()
+    attempt.save(update_fields=["outcome", "gateway_reference", "decline_reason", "answered_at"])
+
+
+def _decide(payment: Payment, charge: Charge) -> None:
+    payment.gateway_reference = charge.reference
+    if charge.approved:
+        payment.state = Payment.State.PROCESSED
+        emit(PaymentProcessed(order_id=payment.order_id, payment_id=payment.id, amount=payment.amount))
+        log.info("order %s: %s charged (%s)", payment.order_id, payment.amount, charge.reference)
+    else:
+        payment.state = Payment.State.FAILED
+        payment.failure_reason = charge.decline_reason
+        emit(
+            PaymentFailed(
+                order_id=payment.order_id,
+                payment_id=payment.id,
+                amount=payment.amount,
+                reason=charge.decline_reason,
+            )
+        )
+        log.info("order %s: payment declined (%s)", payment.order_id, charge.decline_reason)
+    payment.save(update_fields=["state", "gateway_reference", "failure_reason", "updated_at"])

@@ -1,0 +1,190 @@
+"""Charging an order: once per order, whatever the deliveries; declined cards fail the payment."""
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test import override_settings
+
+from backbone.correlation import correlation_scope
+from backbone.envelope import Envelope
+from backbone.subscriptions import subscriptions
+from orders.events import OrderValidated
+from outbox.models import OutboxRecord
+from payments import handlers, services
+from payments.events import PaymentFailed, PaymentProcessed
+from payments.gateway import Charge, GatewayUnavailable, PaymentGateway, SimulatedGateway, get_gateway
+from payments.models import Payment, PaymentAttempt
+
+
+class RecordingGateway(PaymentGateway):
+    """The simulated gateway, counting the calls made to it (a fake of the same port)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._simulated = SimulatedGateway()
+
+    def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> Charge:
+        self.calls.append(idempotency_key)
+        return self._simulated.charge(idempotency_key=idempotency_key, amount=amount, token=token)
+
+
+class BrokenGateway(PaymentGateway):
+    def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> Charge:
+        raise GatewayUnavailable("connection reset")
+
+
+def emitted(event_type: type[PaymentProcessed] | type[PaymentFailed]) -> list[dict[str, object]]:
+    return [row.payload for row in OutboxRecord.objects.filter(event_type=event_type.type_name).order_by("id")]
+
+
+def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.50") -> OrderValidated:
+    return OrderValidated(order_id=order_id, customer_id=7, total=Decimal(total), payment_token=token)
+
+
+def deliver(event: OrderValidated) -> Envelope:
+    """As the consumer runner does: one transaction, in the event's correlation scope."""
+    envelope = Envelope(
+        id=str(uuid.uuid4()),
+        type=event.type_name,
+        source="/orders",
+        time="2026-01-01T00:00:00Z",
+        data_version=OrderValidated.version,
+        correlation_id=str(uuid.uuid4()),
+    )
+    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
+        handlers.charge_order(event, envelope)
+    return envelope
+
+
+@pytest.mark.django_db
+def test_an_approved_charge_processes_the_payment() -> None:
+    order_id = uuid.uuid4()
+
+    envelope = deliver(validated(order_id))
+
+    payment = Payment.objects.get(order_id=order_id)
+    assert (payment.state, payment.amount) == (Payment.State.PROCESSED, Decimal("42.50"))
+    assert payment.gateway_reference.startswith("sim_")
+    [attempt] = payment.attempts.all()
+    assert (attempt.idempotency_key, attempt.outcome) == (str(order_id), PaymentAttempt.Outcome.APPROVED)
+    assert emitted(PaymentProcessed) == [
+        {"order_id": str(order_id), "payment_id": str(payment.id), "amount": "42.50"}
+    ]
+    assert emitted(PaymentFailed) == []
+    assert OutboxRecord.objects.get().causation_id == envelope.id
+
+
+@pytest.mark.django_db
+def test_a_declined_card_fails_the_payment() -> None:
+    order_id = uuid.uuid4()
+
+    deliver(validated(order_id, token="tok_declined"))
+
+    payment = Payment.objects.get(order_id=order_id)
+    assert (payment.state, payment.failure_reason) == (Payment.State.FAILED, "card_declined")
+    assert payment.attempts.get().outcome == PaymentAttempt.Outcome.DECLINED
+    assert emitted(PaymentFailed) == [
+        {"order_id": str(order_id), "payment_id": str(payment.id), "amount": "42.50", "reason": "card_declined"}
+    ]
+    assert emitted(PaymentProcessed) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
+def test_a_redelivered_order_is_not_charged_again(token: str) -> None:
+    gateway = RecordingGateway()
+    order_id = uuid.uuid4()
+
+    first = services.charge_order(order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway)
+    second = services.charge_order(order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway)
+
+    assert first.pk == second.pk
+    assert gateway.calls == [str(order_id)]
+    assert PaymentAttempt.objects.count() == 1
+    assert OutboxRecord.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_handler_charges_through_the_configured_gateway() -> None:
+    order_id = uuid.uuid4()
+    gateway = get_gateway()
+    assert isinstance(gateway, SimulatedGateway)
+
+    with override_settings(PAYMENT_GATEWAY="payments.tests.test_charge.RecordingGateway"):
+        deliver(validated(order_id))
+        deliver(validated(order_id))  # the same order again, as a replay would bring it
+        recording = get_gateway()
+
+    assert isinstance(recording, RecordingGateway)
+    assert recording.calls == [str(order_id)]
+    assert Payment.objects.get(order_id=order_id).attempts.get().gateway == "RecordingGateway"
+
+
+@pytest.mark.django_db
+def test_an_unreachable_gateway_leaves_nothing_behind_so_the_consumer_retries() -> None:
+    order_id = uuid.uuid4()
+
+    with pytest.raises(GatewayUnavailable), transaction.atomic():
+        services.charge_order(
+            order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=BrokenGateway()
+        )
+
+    assert not Payment.objects.exists()
+    assert not OutboxRecord.objects.exists()
+    services.charge_order(order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa")
+    assert Payment.objects.get(order_id=order_id).state == Payment.State.PROCESSED
+
+
+def test_the_simulated_gateway_answers_the_same_for_the_same_key() -> None:
+    gateway = SimulatedGateway()
+
+    first = gateway.charge(idempotency_key="order-1", amount=Decimal("5"), token="tok_visa")
+    again = gateway.charge(idempotency_key="order-1", amount=Decimal("5"), token="tok_visa")
+    other = gateway.charge(idempotency_key="order-2", amount=Decimal("5"), token="tok_visa")
+
+    assert first == again
+    assert first.approved
+    assert other.reference != first.reference
+    assert gateway.charge(idempotency_key="order-3", amount=Decimal("0"), token="tok_visa").approved is False
+
+
+def test_routing_table_is_what_the_consumer_runner_sees() -> None:
+    registered = subscriptions.for_context("payments")
+
+    assert {type_name: [sub.handler for sub in subs] for type_name, subs in registered.items()} == {
+        event_type.type_name: [handler] for event_type, handler in handlers.ROUTES.items()
+    }
+    assert handlers.REBUILDABLE_VIEWS == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_order_delivered_to_two_consumers_at_once_is_charged_once() -> None:
+    gateway = RecordingGateway()
+    order_id = uuid.uuid4()
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def charge() -> None:
+        try:
+            start.wait(timeout=30)
+            services.charge_order(
+                order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=gateway
+            )
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=charge) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert gateway.calls == [str(order_id)]
+    assert PaymentAttempt.objects.count() == 1
+    assert len(emitted(PaymentProcessed)) == 1
