@@ -19,7 +19,15 @@ class ReadOnlyMixin:
 
 class PaymentAttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = PaymentAttempt
-    fields = ["idempotency_key", "amount", "outcome", "gateway_reference", "decline_reason", "gateway", "created_at"]
+    fields = [
+        "idempotency_key",
+        "amount",
+        "outcome",
+        "gateway_reference",
+        "decline_reason",
+        "gateway",
+        "created_at",
+    ]
     readonly_fields = fields
 
 

@@ -54,7 +54,8 @@ class PaymentAttempt(models.Model):
         ordering = ["created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(outcome="started") | Q(answered_at__isnull=False), name="payments_attempt_answered"
+                condition=Q(outcome="started") | Q(answered_at__isnull=False),
+                name="payments_attempt_answered",
             )
         ]
 

@@ -37,7 +37,9 @@ class BrokenGateway(PaymentGateway):
 
 
 def emitted(event_type: type[PaymentProcessed] | type[PaymentFailed]) -> list[dict[str, object]]:
-    return [row.payload for row in OutboxRecord.objects.filter(event_type=event_type.type_name).order_by("id")]
+    return [
+        row.payload for row in OutboxRecord.objects.filter(event_type=event_type.type_name).order_by("id")
+    ]
 
 
 def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.50") -> OrderValidated:
@@ -87,7 +89,12 @@ def test_a_declined_card_fails_the_payment() -> None:
     assert (payment.state, payment.failure_reason) == (Payment.State.FAILED, "card_declined")
     assert payment.attempts.get().outcome == PaymentAttempt.Outcome.DECLINED
     assert emitted(PaymentFailed) == [
-        {"order_id": str(order_id), "payment_id": str(payment.id), "amount": "42.50", "reason": "card_declined"}
+        {
+            "order_id": str(order_id),
+            "payment_id": str(payment.id),
+            "amount": "42.50",
+            "reason": "card_declined",
+        }
     ]
     assert emitted(PaymentProcessed) == []
 
@@ -98,8 +105,12 @@ def test_a_redelivered_order_is_not_charged_again(token: str) -> None:
     gateway = RecordingGateway()
     order_id = uuid.uuid4()
 
-    first = services.charge_order(order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway)
-    second = services.charge_order(order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway)
+    first = services.charge_order(
+        order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway
+    )
+    second = services.charge_order(
+        order_id=order_id, amount=Decimal("10.00"), payment_token=token, gateway=gateway
+    )
 
     assert first.pk == second.pk
     assert gateway.calls == [str(order_id)]
