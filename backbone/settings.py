@@ -7,7 +7,6 @@ runs without any configuration. `SHOP_ENV=production` switches to production mod
 """
 
 import os
-import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -139,10 +138,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".static"
-# WhiteNoise serves collectstatic's output, or, before it ran (tests, a fresh checkout), the apps'
-# own static folders; a missing STATIC_ROOT is then expected, not worth a warning.
+# WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
+# (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
 WHITENOISE_USE_FINDERS = True
-warnings.filterwarnings("ignore", message="No directory at: ")
+WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

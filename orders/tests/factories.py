@@ -7,11 +7,11 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from backbone.contracts import Event
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope, format_time
-from django.utils import timezone
 from orders import services
 from orders.models import Order
 from outbox.models import OutboxRecord
@@ -35,7 +35,9 @@ def stock_level(sku: str, *, available: int, price: str = "10.00", version: int 
     )
 
 
-def place(customer: AbstractBaseUser, *lines: tuple[str, int], token: str = "tok_visa", **kwargs: Any) -> Order:
+def place(
+    customer: AbstractBaseUser, *lines: tuple[str, int], token: str = "tok_visa", **kwargs: Any
+) -> Order:
     requested = [services.LineRequest(sku=sku, quantity=quantity) for sku, quantity in lines]
     return services.place_order(customer=customer, lines=requested, payment_token=token, **kwargs).order
 

@@ -90,7 +90,8 @@ def test_idempotency_key_returns_the_same_order_for_the_same_body(customer) -> N
         customer=customer, lines=list(reversed(lines)), payment_token="tok", idempotency_key="k-1"
     )
 
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.order.id == first.order.id
     assert Order.objects.count() == 1
     assert OutboxRecord.objects.count() == 1

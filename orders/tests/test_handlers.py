@@ -1,0 +1,210 @@
+"""The orders handlers, called the way the consumer runner calls them: rows, emitted events,
+causation links, and the state machine ignoring what does not fit."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.test import TestCase
+
+from orders import handlers
+from orders.models import Notification, NotificationKind, Order, OrderState, ShipmentStatus, StockLevelView
+from orders.tests.factories import deliver, make_user, outbox_events, place, stock_level
+from payments.events import PaymentFailed, PaymentProcessed
+from shipments.events import ShipmentDispatched, ShipmentPrepared
+from stock.events import ReservedLine, Shortage, StockLevelChanged, StockReservationFailed, StockReserved
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def order() -> Order:
+    stock_level("KB-1", available=10, price="89.00")
+    return place(make_user("carol"), ("KB-1", 2), token="tok_visa")
+
+
+def reserved(order: Order) -> StockReserved:
+    return StockReserved(order_id=order.id, lines=(ReservedLine(sku="KB-1", quantity=2),))
+
+
+def paid(order: Order) -> PaymentProcessed:
+    return PaymentProcessed(order_id=order.id, payment_id=uuid.uuid4(), amount=order.total)
+
+
+def declined(order: Order) -> PaymentFailed:
+    return PaymentFailed(order_id=order.id, payment_id=uuid.uuid4(), amount=order.total, reason="declined")
+
+
+def prepared(order: Order, shipment_id: uuid.UUID) -> ShipmentPrepared:
+    return ShipmentPrepared(order_id=order.id, shipment_id=shipment_id)
+
+
+def dispatched(order: Order, shipment_id: uuid.UUID) -> ShipmentDispatched:
+    return ShipmentDispatched(
+        order_id=order.id,
+        shipment_id=shipment_id,
+        carrier="Parcel Co",
+        tracking_number="PC123",
+        dispatched_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+
+
+def state_of(order: Order) -> tuple[str, str]:
+    order.refresh_from_db()
+    return order.state, order.reason
+
+
+def test_stock_reserved_validates_and_asks_for_payment(order) -> None:
+    envelope = deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.VALIDATED, "")
+    [_requested, validated] = outbox_events(order)
+    assert validated.event_type == "orders.OrderValidated"
+    assert validated.correlation_id == order.correlation_id
+    assert validated.causation_id == envelope.id
+    assert validated.payload == {
+        "order_id": str(order.id),
+        "customer_id": order.customer_id,
+        "total": "178.00",
+        "payment_token": "tok_visa",
+    }
+
+
+def test_a_redelivered_event_changes_nothing(order) -> None:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.VALIDATED, "")
+    assert len(outbox_events(order, "orders.OrderValidated")) == 1
+
+
+def test_reservation_failure_rejects_for_stock(order) -> None:
+    event = StockReservationFailed(
+        order_id=order.id, shortages=(Shortage(sku="KB-1", requested=2, available=1),)
+    )
+    deliver(handlers.on_stock_reservation_failed, event, correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.REJECTED, "out_of_stock")
+    [rejected] = outbox_events(order, "orders.OrderRejected")
+    assert rejected.payload == {"order_id": str(order.id), "reason": "out_of_stock"}
+
+
+def test_payment_confirms_and_schedules_one_confirmation_email(order) -> None:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    with (
+        mock.patch("orders.services.send_notification_email.delay") as enqueue,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.CONFIRMED, "")
+    [confirmed] = outbox_events(order, "orders.OrderConfirmed")
+    assert confirmed.payload["lines"] == [{"sku": "KB-1", "quantity": 2, "unit_price": "89.00"}]
+    assert confirmed.payload["total"] == "178.00"
+    notification = Notification.objects.get(order=order)
+    assert (notification.kind, notification.status) == (NotificationKind.CONFIRMATION, "pending")
+    enqueue.assert_called_once_with(notification.id)
+
+
+def test_declined_payment_rejects(order) -> None:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_payment_failed, declined(order), correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.REJECTED, "payment_declined")
+    [rejected] = outbox_events(order, "orders.OrderRejected")
+    assert rejected.payload["reason"] == "payment_declined"
+    assert not Notification.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("handler", "event_for"),
+    [
+        (handlers.on_payment_processed, paid),  # payment before the reservation
+        (handlers.on_payment_failed, declined),
+    ],
+)
+def test_events_for_an_order_in_the_wrong_state_are_ignored(order, handler, event_for) -> None:
+    deliver(handler, event_for(order), correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.REQUESTED, "")
+    assert [record.event_type for record in outbox_events(order)] == ["orders.OrderRequested"]
+
+
+def test_final_states_are_final(order) -> None:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_payment_failed, declined(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
+    late_failure = StockReservationFailed(order_id=order.id, shortages=())
+    deliver(handlers.on_stock_reservation_failed, late_failure, correlation_id=order.correlation_id)
+
+    assert state_of(order) == (OrderState.REJECTED, "payment_declined")
+    assert len(outbox_events(order)) == 3  # requested, validated, rejected
+
+
+def test_events_for_unknown_orders_are_ignored() -> None:
+    ghost = uuid.uuid4()
+    deliver(handlers.on_stock_reserved, StockReserved(order_id=ghost, lines=()), correlation_id="c")
+    assert not Order.objects.exists()
+
+
+def test_shipment_status_follows_shipments_events(order) -> None:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
+    shipment_id = uuid.uuid4()
+
+    deliver(handlers.on_shipment_prepared, prepared(order, shipment_id), correlation_id=order.correlation_id)
+    order.refresh_from_db()
+    assert (order.shipment_status, order.shipment_id) == (ShipmentStatus.PREPARED, shipment_id)
+
+    deliver(
+        handlers.on_shipment_dispatched, dispatched(order, shipment_id), correlation_id=order.correlation_id
+    )
+    deliver(
+        handlers.on_shipment_dispatched, dispatched(order, shipment_id), correlation_id=order.correlation_id
+    )
+    # A late ShipmentPrepared never walks a dispatch back.
+    deliver(handlers.on_shipment_prepared, prepared(order, shipment_id), correlation_id=order.correlation_id)
+
+    order.refresh_from_db()
+    assert order.shipment_status == ShipmentStatus.DISPATCHED
+    assert (order.carrier, order.tracking_number) == ("Parcel Co", "PC123")
+    assert sorted(Notification.objects.filter(order=order).values_list("kind", flat=True)) == [
+        "confirmation",
+        "dispatch",
+    ]
+    # Shipments' events are recorded, not answered: Orders emits nothing for them.
+    assert [r.event_type for r in outbox_events(order)][-1] == "orders.OrderConfirmed"
+
+
+def test_shipment_events_for_unconfirmed_orders_are_ignored(order) -> None:
+    deliver(handlers.on_shipment_prepared, prepared(order, uuid.uuid4()), correlation_id=order.correlation_id)
+    order.refresh_from_db()
+    assert order.shipment_status == ShipmentStatus.NONE
+
+
+def level(version: int, available: int, price: str = "9.90") -> StockLevelChanged:
+    return StockLevelChanged(
+        sku="CB-4",
+        name="Cable",
+        price=Decimal(price),
+        on_hand=available + 1,
+        reserved=1,
+        available=available,
+        version=version,
+    )
+
+
+def test_stock_level_view_applies_only_newer_versions() -> None:
+    deliver(handlers.on_stock_level_changed, level(1, 10), correlation_id="c")
+    deliver(handlers.on_stock_level_changed, level(3, 7, price="11.00"), correlation_id="c")
+    deliver(handlers.on_stock_level_changed, level(2, 9), correlation_id="c")  # late and older
+    deliver(handlers.on_stock_level_changed, level(3, 7, price="11.00"), correlation_id="c")  # duplicate
+
+    row = StockLevelView.objects.get(sku="CB-4")
+    assert (row.available, row.version, row.price, row.name) == (7, 3, Decimal("11.00"), "Cable")
+
+
+def test_the_stock_level_view_is_rebuildable() -> None:
+    assert [StockLevelView] == handlers.REBUILDABLE_VIEWS
