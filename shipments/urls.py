@@ -1,5 +1,9 @@
 """HTTP routes of the shipments context (mounted under /api/)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from .api import DispatchApi
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("shipments/<uuid:shipment_id>/dispatch/", DispatchApi.as_view(), name="shipments-dispatch"),
+]
