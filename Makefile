@@ -5,9 +5,10 @@ VENV      := .venv
 PYTHON    := $(VENV)/bin/python
 MANAGE    := $(PYTHON) manage.py
 SERVICES  := scripts/services.sh
+SHOP_BIND ?= 127.0.0.1:8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services services-down services-status tools test lint format migrate run compose-check bench bench-full
+.PHONY: help venv services services-down services-status tools test lint format migrate run demo compose-check bench bench-full
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,13 +51,21 @@ format: venv  ## ruff: fix what can be fixed
 compose-check: tools  ## validate docker-compose.yml (needs Debian's docker-compose package)
 	docker-compose config -q
 
-run: migrate  ## start the whole shop and print where to look
+run: migrate  ## start the whole shop under honcho (web, relay, consumers, Celery); Ctrl-C stops it
+	$(MANAGE) topics
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(MANAGE) seed_demo
 	@echo ""
-	@echo "  Shop:      http://127.0.0.1:8000/api/docs/"
-	@echo "  Admin:     http://127.0.0.1:8000/admin/"
-	@echo "  Health:    http://127.0.0.1:8000/health/"
+	@echo "  API docs:  http://$(SHOP_BIND)/api/docs/"
+	@echo "  Admin:     http://$(SHOP_BIND)/admin/          (staff / staff-demo-password)"
+	@echo "  Health:    http://$(SHOP_BIND)/health/"
+	@echo "  Customer:  alice / alice-demo-password        (tokens above; POST /api/auth/token/)"
+	@echo "  Then, in another terminal: make demo"
 	@echo ""
-	$(MANAGE) runserver 127.0.0.1:8000
+	SHOP_BIND=$(SHOP_BIND) PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start --procfile Procfile
+
+demo: venv  ## against a running `make run`: place three orders through the API and tell their stories
+	$(MANAGE) demo --url http://$(SHOP_BIND)
 
 BENCH_MODE ?= quick
 bench: services  ## benchmarks against same-run baselines (BENCH_MODE=full: longer); JSON in bench/results/
