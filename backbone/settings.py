@@ -194,6 +194,23 @@ KAFKA_NAMESPACE = os.environ.get("KAFKA_NAMESPACE", "")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
 KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
+# Relay (`manage.py relay`; its options override these).
+RELAY_BATCH_SIZE = int(os.environ.get("RELAY_BATCH_SIZE", "2000"))
+RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS", "5"))
+RELAY_STATUS_INTERVAL_SECONDS = float(os.environ.get("RELAY_STATUS_INTERVAL_SECONDS", "60"))
+RELAY_CLEANUP_INTERVAL_SECONDS = float(os.environ.get("RELAY_CLEANUP_INTERVAL_SECONDS", "300"))
+RELAY_MAX_BACKOFF_SECONDS = float(os.environ.get("RELAY_MAX_BACKOFF_SECONDS", "30"))
+
+# Consumer runner (`manage.py consume <context>`; its options override these).
+CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
+CONSUMER_MAX_ATTEMPTS = int(os.environ.get("CONSUMER_MAX_ATTEMPTS", "4"))
+CONSUMER_RETRY_DELAY_SECONDS = float(os.environ.get("CONSUMER_RETRY_DELAY_SECONDS", "0.2"))
+# Past this many dead letters within the window the consumer stops: a bug, not bad records.
+CONSUMER_DEAD_LETTER_LIMIT = int(os.environ.get("CONSUMER_DEAD_LETTER_LIMIT", "50"))
+CONSUMER_DEAD_LETTER_WINDOW_SECONDS = float(os.environ.get("CONSUMER_DEAD_LETTER_WINDOW_SECONDS", "600"))
+CONSUMER_STATUS_INTERVAL_SECONDS = float(os.environ.get("CONSUMER_STATUS_INTERVAL_SECONDS", "30"))
+# Handler modules to load besides each context's handlers.py (tests, plug-ins).
+BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
 
 # --- Orders ---------------------------------------------------------------------------------
 # GET /api/orders/{id}/?wait=N waits at most this long (gunicorn runs threads, so waits are cheap).

@@ -1,0 +1,123 @@
+"""What the consumer runner keeps in the database: the inbox, dead letters and parked records.
+
+- `InboxEntry`: one row per (consumer group, ce_id) handled, written in the handler's own
+  transaction; a redelivered event finds its row and changes nothing. It also says where the
+  event came from, which is what the story of an order shows per event.
+- `DeadLetter`: a record a group could not handle (its handler kept failing, or it is not a
+  valid event), kept byte for byte with the error until someone replays or discards it.
+- `ParkedRecord`: a later record of the same key as a pending dead letter, stored instead of
+  applied so one aggregate's events never apply out of order; released by replay or discard.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class InboxEntry(models.Model):
+    consumer_group = models.CharField(max_length=200, help_text="the Kafka consumer group (one per context)")
+    event_id = models.UUIDField(help_text="ce_id: the dedupe key")
+    event_type = models.CharField(max_length=150)
+    topic = models.CharField(max_length=100)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    # Kafka keys may be absent, which is not the same as empty.
+    key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    correlation_id = models.CharField(max_length=128)
+    handled_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "inbox"
+        verbose_name = "inbox entry"
+        verbose_name_plural = "inbox"
+        constraints = [
+            # event_id first: the story looks events up by id across groups.
+            models.UniqueConstraint(fields=["event_id", "consumer_group"], name="inbox_event_once_per_group"),
+        ]
+        indexes = [models.Index(fields=["correlation_id"], name="inbox_correlation")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_group}: {self.event_type} {self.event_id}"
+
+
+class DeadLetterStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    REPLAYED = "replayed", "replayed"
+    DISCARDED = "discarded", "discarded"
+
+
+class DeadLetterReason(models.TextChoices):
+    HANDLER_FAILED = "handler_failed", "handler failed"
+    INVALID_RECORD = "invalid_record", "invalid record"
+
+
+class DeadLetter(models.Model):
+    consumer_group = models.CharField(max_length=200)
+    context = models.CharField(max_length=100, help_text="the context whose handlers replay it")
+    topic = models.CharField(max_length=100)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    headers = models.JSONField(default=list, help_text="the record's headers, as [name, value] pairs")
+    value = models.BinaryField(null=True, blank=True, help_text="the record's value, byte for byte")
+    event_id = models.CharField(max_length=128, blank=True, default="")
+    event_type = models.CharField(max_length=150, blank=True, default="")
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    reason = models.CharField(max_length=20, choices=DeadLetterReason.choices)
+    error = models.TextField()
+    attempts = models.PositiveIntegerField(default=1)
+    status = models.CharField(
+        max_length=10, choices=DeadLetterStatus.choices, default=DeadLetterStatus.PENDING
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dead_letter"
+        constraints = [
+            # A record redelivered after a crash finds its dead letter instead of making a second.
+            models.UniqueConstraint(
+                fields=["consumer_group", "topic", "partition", "offset"], name="dead_letter_once_per_record"
+            ),
+        ]
+        indexes = [
+            # The runner's working set: the pending dead letters of its group (whose keys are blocked).
+            models.Index(
+                fields=["consumer_group", "topic", "key"],
+                condition=Q(status="pending"),
+                name="dead_letter_pending",
+            ),
+            models.Index(fields=["status", "created_at"], name="dead_letter_status"),
+        ]
+
+    def __str__(self) -> str:
+        what = self.event_type or "invalid record"
+        return f"#{self.pk} {what} {self.topic}[{self.partition}]@{self.offset} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == DeadLetterStatus.PENDING
+
+
+class ParkedRecord(models.Model):
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.PROTECT, related_name="parked")
+    consumer_group = models.CharField(max_length=200)
+    topic = models.CharField(max_length=100)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.CharField(max_length=200)
+    headers = models.JSONField(default=list)
+    value = models.BinaryField(null=True, blank=True)
+    parked_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "parked_record"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consumer_group", "topic", "partition", "offset"], name="parked_once_per_record"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset} behind dead letter #{self.dead_letter_id}"

@@ -1,0 +1,161 @@
+"""From a Kafka record to a handled event: decode, route, run the context's handlers.
+
+The runner, dead-letter replay and parked-record release all go through `route()` and
+`handle()`, so a record is judged the same way wherever it is applied:
+
+- `Unrouted`: the context has no handler for its type (receiver-driven routing: skip it);
+- `Invalid`: not an event this code can read (no CloudEvents headers, bad JSON, a newer
+  version, a schema mismatch): retrying cannot help, it goes to the dead letters at once;
+- `Routed`: the decoded event, its envelope and the handlers to run.
+"""
+
+import base64
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .contracts import ContractError, Event, registry
+from .correlation import correlation_scope
+from .envelope import Envelope, Headers, InvalidEnvelope
+from .kafka import logical_topic
+from .subscriptions import Subscription
+
+Routes = dict[str, list[Subscription]]
+StoredHeaders = list[list[str]]
+
+
+class KafkaMessage(Protocol):
+    """The part of confluent_kafka.Message the runner reads (fakes implement it in tests)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Headers | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """One record as read from a topic (logical name), independent of the Kafka client."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def from_message(cls, message: KafkaMessage) -> "ConsumedRecord":
+        raw_key = message.key()
+        return cls(
+            topic=logical_topic(message.topic() or ""),
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            # Keys are aggregate ids (text); a stray byte must not stop the partition.
+            key=raw_key.decode("utf-8", errors="replace") if raw_key is not None else None,
+            value=message.value(),
+            headers=tuple((name, value or b"") for name, value in message.headers() or ()),
+        )
+
+    @classmethod
+    def from_stored(
+        cls, *, topic: str, partition: int, offset: int, key: str | None, value: Any, headers: StoredHeaders
+    ) -> "ConsumedRecord":
+        return cls(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=bytes(value) if value is not None else None,
+            headers=decode_headers(headers),
+        )
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+    def header(self, name: str) -> str | None:
+        for header_name, value in self.headers:
+            if header_name == name:
+                return value.decode("utf-8", errors="replace")
+        return None
+
+    def describe(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unrouted:
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    envelope: Envelope
+    event: Event
+    handlers: tuple[Subscription, ...]
+
+    @property
+    def event_id(self) -> str:
+        """The ce_id in canonical form, as the inbox stores it."""
+        return str(uuid.UUID(self.envelope.id))
+
+
+def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed:
+    """Decide what a context does with a record; never raises for bad input."""
+    event_type = record.header("ce_type")
+    if event_type and event_type not in routes:
+        return Unrouted(event_type)
+    try:
+        envelope = Envelope.from_headers(list(record.headers))
+    except InvalidEnvelope as error:
+        return Invalid(str(error))
+    handlers = routes.get(envelope.type)
+    if not handlers:  # unreachable with a ce_type header; kept for a clear answer
+        return Unrouted(envelope.type)
+    try:
+        uuid.UUID(envelope.id)
+    except ValueError:
+        return Invalid(f"ce_id is not a UUID: {envelope.id!r}")
+    if record.value is None:
+        return Invalid("record has no value (a tombstone), not an event")
+    try:
+        event = registry.decode(envelope.type, envelope.data_version, record.value)
+    except ContractError as error:
+        return Invalid(str(error))
+    return Routed(envelope=envelope, event=event, handlers=tuple(handlers))
+
+
+def handle(routed: Routed) -> None:
+    """Run the handlers as part of the event's story: what they emit inherits its correlation id
+    and takes its ce_id as causation id, and their log lines carry the correlation id."""
+    with correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id):
+        for subscription in routed.handlers:
+            subscription.handler(routed.event, routed.envelope)
+
+
+def encode_headers(headers: Iterable[tuple[str, bytes]]) -> StoredHeaders:
+    """Headers as JSON: text when they are UTF-8 (CloudEvents headers are), else base64."""
+    stored: StoredHeaders = []
+    for name, value in headers:
+        try:
+            stored.append([name, value.decode("utf-8")])
+        except UnicodeDecodeError:
+            stored.append([name, base64.b64encode(value).decode("ascii"), "base64"])
+    return stored
+
+
+def decode_headers(stored: StoredHeaders) -> tuple[tuple[str, bytes], ...]:
+    decoded = []
+    for name, value, *encoding in stored:
+        raw = base64.b64decode(value) if encoding == ["base64"] else value.encode("utf-8")
+        decoded.append((name, raw))
+    return tuple(decoded)

@@ -1,0 +1,359 @@
+"""Test-only contracts, views and handlers for the consumer runner's tests.
+
+The contracts live (by their module name) in the contexts that own their topics, so the real
+topic checks apply to them; the handlers subscribe to throw-away context names, one per
+test, so every test has a consumer group of its own. A `manage.py consume` subprocess loads
+this module with `--handlers backbone.tests.consumer_probe` and reads its context names from
+PROBE_CONTEXTS.
+
+`record_probe` writes one ProbeApplied row per application (a duplicate shows as two rows)
+and keeps a ProbeView per key; it fails for keys listed in ProbeBroken, so a test can break a
+handler and "deploy the fix" by deleting the row.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from django.db import connection, models
+from django.test.utils import isolate_apps
+from django.utils import timezone
+
+from backbone.consumer import RunnerOptions, RunStats, create_runner
+from backbone.contracts import Event, registry
+from backbone.envelope import Envelope, format_time
+from backbone.kafka import admin_config, physical_topic, producer_config
+from backbone.subscriptions import subscribe
+from outbox.emit import emit
+
+
+class ProbeRecorded(Event, topic="orders", key="probe_key", version=2):
+    __module__ = "orders.backbone_probe"
+
+    probe_key: str
+    seq: int
+    amount: int = 0
+    follow_up: bool = False
+
+
+@registry.upcaster("orders.ProbeRecorded", from_version=1)
+def _probe_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 called the amount `quantity`.
+    payload = dict(payload)
+    payload["amount"] = payload.pop("quantity", 0)
+    return payload
+
+
+class ProbeIgnored(Event, topic="orders", key="probe_key"):
+    """Nobody subscribes to it: the runner must skip it."""
+
+    __module__ = "orders.backbone_probe"
+
+    probe_key: str
+
+
+class ProbeFollowedUp(Event, topic="orders", key="probe_key"):
+    """What record_probe emits when asked to: it must inherit the story of its cause."""
+
+    __module__ = "orders.backbone_probe"
+
+    probe_key: str
+    seq: int
+
+
+class ProbeShipped(Event, topic="shipments", key="probe_key"):
+    """Only the rebuild test sends it, so replaying its topic from the start sees nothing else."""
+
+    __module__ = "shipments.backbone_probe"
+
+    probe_key: str
+    amount: int
+
+
+with isolate_apps("backbone"):
+
+    class ProbeView(models.Model):
+        context = models.CharField(max_length=100)
+        probe_key = models.CharField(max_length=100)
+        total = models.IntegerField(default=0)
+        events = models.IntegerField(default=0)
+        last_seq = models.IntegerField(default=0)
+
+        class Meta:
+            app_label = "backbone"
+            db_table = "test_probe_view"
+            constraints = [models.UniqueConstraint(fields=["context", "probe_key"], name="probe_view_key")]
+
+        def __str__(self) -> str:
+            return f"{self.context} {self.probe_key}: {self.total}"
+
+    class ProbeApplied(models.Model):
+        context = models.CharField(max_length=100)
+        probe_key = models.CharField(max_length=100)
+        seq = models.IntegerField()
+        event_id = models.CharField(max_length=64)
+        correlation_id = models.CharField(max_length=128)
+
+        class Meta:
+            app_label = "backbone"
+            db_table = "test_probe_applied"
+
+        def __str__(self) -> str:
+            return f"{self.context} {self.probe_key} #{self.seq}"
+
+    class ProbeBroken(models.Model):
+        probe_key = models.CharField(max_length=100, primary_key=True)
+
+        class Meta:
+            app_label = "backbone"
+            db_table = "test_probe_broken"
+
+        def __str__(self) -> str:
+            return self.probe_key
+
+
+PROBE_MODELS: list[type[models.Model]] = [ProbeView, ProbeApplied, ProbeBroken]
+REBUILDABLE_VIEWS: list[type[models.Model]] = [ProbeView]
+
+_UPSERT_VIEW = """
+    INSERT INTO test_probe_view (context, probe_key, total, events, last_seq) VALUES (%s, %s, %s, 1, %s)
+    ON CONFLICT (context, probe_key) DO UPDATE
+        SET total = test_probe_view.total + EXCLUDED.total, events = test_probe_view.events + 1,
+            last_seq = EXCLUDED.last_seq
+"""
+
+
+class ProbeHandlerBroken(RuntimeError):
+    pass
+
+
+def _handler_for(context: str) -> Callable[[Any, Envelope], None]:
+    def record_probe(event: ProbeRecorded | ProbeShipped, envelope: Envelope) -> None:
+        if ProbeBroken.objects.filter(probe_key=event.probe_key).exists():
+            raise ProbeHandlerBroken(f"the probe handler is broken for {event.probe_key}")
+        seq = getattr(event, "seq", 0)
+        with connection.cursor() as cursor:
+            cursor.execute(_UPSERT_VIEW, [context, event.probe_key, event.amount, seq])
+        ProbeApplied.objects.create(
+            context=context,
+            probe_key=event.probe_key,
+            seq=seq,
+            event_id=envelope.id,
+            correlation_id=envelope.correlation_id,
+        )
+        if getattr(event, "follow_up", False):
+            emit(ProbeFollowedUp(probe_key=event.probe_key, seq=seq))
+
+    return record_probe
+
+
+def register(context: str) -> None:
+    """Subscribe the probe handler for `context` (idempotent)."""
+    handler = _handler_for(context)
+    subscribe(ProbeRecorded, context=context)(handler)
+    subscribe(ProbeShipped, context=context)(handler)
+
+
+def create_tables() -> None:
+    with connection.schema_editor() as editor:
+        for model in PROBE_MODELS:
+            if model._meta.db_table not in connection.introspection.table_names():
+                editor.create_model(model)
+
+
+def drop_tables() -> None:
+    with connection.schema_editor() as editor:
+        for model in PROBE_MODELS:
+            editor.delete_model(model)
+
+
+# --- Producing test records straight to Kafka (no relay involved) -----------------------------
+
+_producer: Producer | None = None
+
+
+def producer() -> Producer:
+    global _producer
+    if _producer is None:
+        _producer = Producer(producer_config())
+    return _producer
+
+
+def envelope_for(
+    event: Event,
+    *,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: str | None = None,
+    data_version: int | None = None,
+) -> Envelope:
+    return Envelope(
+        id=event_id or str(uuid.uuid4()),
+        type=event.type_name,
+        source=f"/{event.context}",
+        time=format_time(timezone.now()),
+        data_version=data_version or event.version,
+        correlation_id=correlation_id or str(uuid.uuid4()),
+        causation_id=causation_id,
+    )
+
+
+def send(
+    topic: str,
+    *,
+    key: str | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    flush: bool = True,
+) -> None:
+    producer().produce(physical_topic(topic), key=key.encode() if key else None, value=value, headers=headers)
+    if flush:
+        flush_all()
+
+
+def send_event(event: Event, *, flush: bool = True, **envelope: Any) -> Envelope:
+    """Publish `event` as the relay would: CloudEvents headers, the aggregate id as key."""
+    sent = envelope_for(event, **envelope)
+    send(event.topic, key=event.key, value=event.to_json(), headers=sent.headers(), flush=flush)
+    return sent
+
+
+def flush_all() -> None:
+    remaining = producer().flush(30)
+    assert remaining == 0, f"{remaining} test record(s) not delivered"
+
+
+# --- Fixtures and helpers for the tests -------------------------------------------------------
+
+PROBE_TOPICS = ("orders", "shipments")
+
+
+def partitions_of(topic: str) -> list[TopicPartition]:
+    metadata = AdminClient(admin_config()).list_topics(physical_topic(topic), timeout=10)
+    return [
+        TopicPartition(physical_topic(topic), p)
+        for p in sorted(metadata.topics[physical_topic(topic)].partitions)
+    ]
+
+
+def end_offsets(topic: str) -> dict[int, int]:
+    reader = Consumer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": "probe-offsets"})
+    try:
+        return {tp.partition: _high_watermark(reader, tp) for tp in partitions_of(topic)}
+    finally:
+        reader.close()
+
+
+def _high_watermark(reader: Consumer, partition: TopicPartition) -> int:
+    # Right after the session's topics are created, their leaders may not be elected yet.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return reader.get_watermark_offsets(partition, timeout=10)[1]
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_group_at_end(group: str, topics: tuple[str, ...]) -> None:
+    """Commit the current end offsets for `group`, so it reads only what a test sends next."""
+    committed = [
+        TopicPartition(physical_topic(topic), partition, offset)
+        for topic in topics
+        for partition, offset in end_offsets(topic).items()
+    ]
+    admin = AdminClient(admin_config())
+    request = [ConsumerGroupTopicPartitions(group, committed)]
+    for future in admin.alter_consumer_group_offsets(request, request_timeout=10).values():
+        future.result()
+
+
+def committed_offsets(group: str, topic: str) -> dict[int, int]:
+    admin = AdminClient(admin_config())
+    request = [ConsumerGroupTopicPartitions(group, partitions_of(topic))]
+    result = next(iter(admin.list_consumer_group_offsets(request, request_timeout=10).values())).result()
+    return {tp.partition: tp.offset for tp in result.topic_partitions}
+
+
+def consume_until_caught_up(context: str, **options: Any) -> RunStats:
+    """Run the real runner in this process until its partitions are caught up."""
+    options = {"once": True, "idle_exit": 60.0, "retry_delay": 0.01, **options}
+    return create_runner(context=context, options=RunnerOptions.from_settings(**options)).run()
+
+
+def subprocess_database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def consume_command(context: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "manage.py",
+        "consume",
+        context,
+        "--handlers",
+        "backbone.tests.consumer_probe",
+        "--retry-delay",
+        "0.01",
+        *args,
+    ]
+
+
+def subprocess_env(*contexts: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": subprocess_database_url(),
+        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "PROBE_CONTEXTS": ",".join(contexts),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def run_consume(
+    context: str, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        consume_command(context, *args),
+        cwd=settings.BASE_DIR,
+        env=subprocess_env(context, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, message: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(0.1)
+
+
+def applied(context: str, key: str) -> list[int]:
+    """The seqs the probe handler applied for a key, in the order it applied them."""
+    return list(
+        ProbeApplied.objects.filter(context=context, probe_key=key)
+        .order_by("id")
+        .values_list("seq", flat=True)
+    )
+
+
+# A subprocess (`manage.py consume --handlers backbone.tests.consumer_probe`) learns its contexts here.
+for _context in filter(None, os.environ.get("PROBE_CONTEXTS", "").split(",")):
+    register(_context)
