@@ -90,6 +90,8 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes]
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_path: Path | None = None
 
     def output(self) -> str:
         self.log_file.flush()
@@ -107,6 +109,9 @@ class Processes:
     env: dict[str, str]
     logs_dir: Path = field(default_factory=lambda: RESULTS_DIR / "logs")
     running: list[Process] = field(default_factory=list)
+    # Record a py-spy profile (collapsed stacks) of every process started, for `--profile`.
+    profile: bool = False
+    profiles: list[Path] = field(default_factory=list)
 
     def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Process:
         """Start `command` (cwd: the project) with the bench's environment; output goes to a log."""
@@ -125,7 +130,34 @@ class Processes:
         process = Process(name=name, popen=popen, log_path=log_path, log_file=log_file)
         self.running.append(process)
         log.info("started %s (pid %d): %s", name, popen.pid, " ".join(command))
+        if self.profile:
+            self._attach_profiler(process)
         return process
+
+    def _attach_profiler(self, process: Process) -> None:
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            log.warning(
+                "--profile: py-spy is not installed in the virtualenv (pip install -r requirements.txt)"
+            )
+            return
+        process.profile_path = self.logs_dir / f"{process.name}.pyspy.txt"
+        # --idle: wall-clock profiles, so time spent waiting on PostgreSQL or Kafka shows too.
+        options = ["--subprocesses", "--idle", "--rate", "100", "--format", "raw"]
+        process.profiler = subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(process.popen.pid),
+                *options,
+                "-o",
+                str(process.profile_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def manage(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Process:
         """Start `python manage.py <args>`."""
@@ -160,6 +192,15 @@ class Processes:
         # Children left behind in the group (a gunicorn worker, a Celery pool process) go too.
         _signal_group(process.popen.pid, signal.SIGKILL)
         process.log_file.close()
+        if process.profiler is not None:
+            # py-spy writes its file once the process it samples has gone.
+            try:
+                process.profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.profiler.pid, signal.SIGINT)
+                process.profiler.wait(timeout=10)
+            if process.profile_path is not None and process.profile_path.exists():
+                self.profiles.append(process.profile_path)
         if process in self.running:
             self.running.remove(process)
 

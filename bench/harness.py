@@ -38,7 +38,7 @@ class Mode:
 MODES: dict[str, Mode] = {
     "quick": Mode(
         name="quick",
-        relay_rows=20_000,
+        relay_rows=30_000,
         latency_seconds=10,
         latency_rate=200,
         consumer_events=20_000,

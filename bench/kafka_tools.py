@@ -48,7 +48,7 @@ class Watermarks:
 def produce_all(physical_name: str, records: Sequence[Record], **overrides: Any) -> float:
     """Send `records` with a bare producer (the relay's settings) and wait for every delivery
     report; returns the seconds taken. Raises if any delivery failed."""
-    producer = Producer(producer_config(**overrides))
+    producer = Producer(_relay_settings(**overrides))
     failures: list[KafkaError] = []
 
     def on_delivery(error: KafkaError | None, _message: object) -> None:
@@ -71,6 +71,15 @@ def produce_all(physical_name: str, records: Sequence[Record], **overrides: Any)
     if remaining or failures:
         raise RuntimeError(f"bare producer: {remaining} undelivered, {len(failures)} failed ({failures[:1]})")
     return elapsed
+
+
+def _relay_settings(**overrides: Any) -> dict[str, Any]:
+    """The relay's own producer settings when it has them, else the backbone's."""
+    try:
+        from outbox.publisher import relay_producer_config
+    except ImportError:
+        return producer_config(**overrides)
+    return relay_producer_config(**overrides)
 
 
 def consume_count(physical_name: str, expected: int, *, timeout: float = 120, batch: int = 500) -> float:

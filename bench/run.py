@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     log.info("mode %s; database %s; Kafka namespace %s", mode.name, args.database, namespace)
-    processes = Processes(env=dict(os.environ))
+    processes = Processes(env=dict(os.environ), profile=args.profile)
     try:
         machine = _prepare(url)
     except Exception as error:
@@ -128,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         if result.note and result.metric != "skipped":
             print(f"  note ({result.benchmark} / {result.metric}): {result.note}")
+    if processes.profiles:
+        from bench.profiles import summarize
+
+        print("\nProfiles (py-spy, collapsed stacks; summarize with `python -m bench.profiles FILE`):")
+        for profile in processes.profiles:
+            print(f"  {profile}")
+            profile.with_suffix(".summary.txt").write_text(summarize(profile, top=25) + "\n")
     return 0
 
 
