@@ -211,17 +211,30 @@ def send(
     key: str | None,
     value: bytes | None,
     headers: list[tuple[str, bytes]],
+    partition: int | None = None,
     flush: bool = True,
 ) -> None:
-    producer().produce(physical_topic(topic), key=key.encode() if key else None, value=value, headers=headers)
+    where = {"partition": partition} if partition is not None else {}
+    producer().produce(
+        physical_topic(topic), key=key.encode() if key else None, value=value, headers=headers, **where
+    )
     if flush:
         flush_all()
 
 
-def send_event(event: Event, *, flush: bool = True, **envelope: Any) -> Envelope:
+def send_event(
+    event: Event, *, flush: bool = True, partition: int | None = None, **envelope: Any
+) -> Envelope:
     """Publish `event` as the relay would: CloudEvents headers, the aggregate id as key."""
     sent = envelope_for(event, **envelope)
-    send(event.topic, key=event.key, value=event.to_json(), headers=sent.headers(), flush=flush)
+    send(
+        event.topic,
+        key=event.key,
+        value=event.to_json(),
+        headers=sent.headers(),
+        partition=partition,
+        flush=flush,
+    )
     return sent
 
 
