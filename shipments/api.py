@@ -33,15 +33,13 @@ class DispatchApi(APIView):
         },
         tags=["shipments"],
     )
-    def post(self, request: Request, shipment_id: UUID) -> Response:
+    def post(self, request: Request, id: UUID) -> Response:  # `id`: the path's fixed name, /shipments/{id}/
         body = DispatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            shipment = services.dispatch_shipment(
-                shipment_id=shipment_id, carrier=body.validated_data.get("carrier")
-            )
+            shipment = services.dispatch_shipment(shipment_id=id, carrier=body.validated_data.get("carrier"))
         except Shipment.DoesNotExist:
-            raise Http404(f"no shipment {shipment_id}") from None
+            raise Http404(f"no shipment {id}") from None
         except services.ShipmentAlreadyDispatched as refused:
             answer = {"detail": str(refused), "shipment": ShipmentSerializer(refused.shipment).data}
             return Response(answer, status=status.HTTP_409_CONFLICT)

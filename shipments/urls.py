@@ -5,5 +5,5 @@ from django.urls import URLPattern, URLResolver, path
 from .api import DispatchApi
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("shipments/<uuid:shipment_id>/dispatch/", DispatchApi.as_view(), name="shipments-dispatch"),
+    path("shipments/<uuid:id>/dispatch/", DispatchApi.as_view(), name="shipments-dispatch"),
 ]
