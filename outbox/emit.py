@@ -41,7 +41,8 @@ def emit(event: Event) -> Envelope:
         type=event.type_name,
         source=f"/{event.context}",
         time=format_time(now),
-        data_version=event.version,
+        # The contract's version: an event may carry a field of its own named `version`.
+        data_version=type(event).version,
         correlation_id=current_correlation_id() or new_id(),
         causation_id=current_causation_id(),
     )
