@@ -48,7 +48,7 @@ class Watermarks:
 def produce_all(physical_name: str, records: Sequence[Record], **overrides: Any) -> float:
     """Send `records` with a bare producer (the relay's settings) and wait for every delivery
     report; returns the seconds taken. Raises if any delivery failed."""
-    producer = Producer(_relay_settings(**overrides))
+    producer = Producer(relay_settings(**overrides))
     failures: list[KafkaError] = []
 
     def on_delivery(error: KafkaError | None, _message: object) -> None:
@@ -73,7 +73,7 @@ def produce_all(physical_name: str, records: Sequence[Record], **overrides: Any)
     return elapsed
 
 
-def _relay_settings(**overrides: Any) -> dict[str, Any]:
+def relay_settings(**overrides: Any) -> dict[str, Any]:
     """The relay's own producer settings when it has them, else the backbone's."""
     try:
         from outbox.publisher import relay_producer_config
@@ -84,18 +84,22 @@ def _relay_settings(**overrides: Any) -> dict[str, Any]:
 
 def consume_count(physical_name: str, expected: int, *, timeout: float = 120, batch: int = 500) -> float:
     """Read `expected` records from the start with a bare consumer (consume() in batches, as
-    the runner can, and a manual commit per batch as the runner must); returns seconds."""
+    the runner can, and a manual commit per batch as the runner must); returns the seconds
+    from the first record's arrival to the last's, so connecting is not timed (the runner it
+    is compared with is warm too)."""
     consumer = Consumer(consumer_config(f"bench-bare-{uuid.uuid4().hex[:8]}"))
     partitions = [TopicPartition(physical_name, p, 0) for p in range(partition_count(physical_name))]
     consumer.assign(partitions)
     seen = 0
-    started = time.perf_counter()
-    deadline = started + timeout
+    deadline = time.perf_counter() + timeout
+    started: float | None = None
     try:
         while seen < expected:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"bare consumer read {seen}/{expected} records in {timeout:.0f}s")
             messages = consumer.consume(batch, timeout=0.5)
+            if messages and started is None:
+                started = time.perf_counter()
             for message in messages:
                 if message.error() is None:
                     # Touch what a handler would need, so the baseline is not a no-op.
@@ -104,6 +108,38 @@ def consume_count(physical_name: str, expected: int, *, timeout: float = 120, ba
                     seen += 1
             if messages:
                 consumer.commit(asynchronous=True)
-        return time.perf_counter() - started
+        return time.perf_counter() - (started or deadline)
     finally:
         consumer.close()
+
+
+def listen_for_arrivals(
+    config: dict[str, Any], topic: str, ready: Any, stop: Any, results: Any, header: str = "ce_id"
+) -> None:
+    """Child-process body: read `topic` from its end and note when each record arrives
+    (time.time() by the value of `header`); send the {id: time} map on `results` when stopped.
+
+    A process of its own, so the GIL of the process that writes never delays a reading.
+    """
+    consumer = Consumer(config)
+    partitions = []
+    for partition in range(_partitions(consumer, topic)):
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        partitions.append(TopicPartition(topic, partition, high))
+    consumer.assign(partitions)
+    consumer.poll(0.2)  # connects and starts fetching
+    arrivals: dict[str, float] = {}
+    ready.set()
+    while not stop.is_set():
+        for message in consumer.consume(100, timeout=0.05):
+            arrived = time.time()
+            if message.error() is None:
+                for name, value in message.headers() or ():
+                    if name == header:
+                        arrivals[value.decode()] = arrived
+    consumer.close()
+    results.put(arrivals)
+
+
+def _partitions(client: Any, topic: str) -> int:
+    return len(client.list_topics(topic, timeout=10).topics[topic].partitions)

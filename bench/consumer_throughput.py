@@ -1,0 +1,116 @@
+"""Consumer throughput: N events applied by the real runner (`manage.py consume bench`, one
+process, inbox dedupe, the default batch size) to a simple view, against a bare
+confluent-kafka consumer reading the same records.
+
+The runner works in a Kafka namespace of its own (`<namespace>consumer.`), so it reads only
+the benchmark's records. It is warmed up with one event first (start-up and the group join are
+not timed); then the N records are produced and the clock runs until the inbox holds them all.
+"""
+
+import time
+
+from bench.consumer_handlers import CREATE_VIEW
+from bench.environment import connect
+from bench.harness import Result, progress, skipped, wait_for
+from bench.kafka_tools import consume_count, create_topic, produce_all
+from bench.payloads import order_rows
+from bench.run import BenchContext
+
+NAME = "consumer throughput"
+TARGET_RATE = 5_000.0
+TARGET_RATIO = 0.4
+PARTITIONS = 3
+
+
+def runner_available() -> bool:
+    from django.conf import settings
+
+    return (settings.BASE_DIR / "backbone" / "management" / "commands" / "consume.py").exists()
+
+
+class Inbox:
+    """Counts the events a consumer group handled, on a connection of its own."""
+
+    def __init__(self, database_url: str, group: str) -> None:
+        self._connection = connect(database_url, autocommit=True)
+        self._group = group
+
+    def handled(self) -> int:
+        row = self._connection.execute(
+            "SELECT count(*) FROM inbox WHERE consumer_group = %s", [self._group]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def run(context: BenchContext) -> list[Result]:
+    if not runner_available():
+        return [skipped(NAME, "backbone/management/commands/consume.py does not exist yet")]
+    count = context.mode.consumer_events
+    namespace = f"{context.namespace}consumer."
+    topic = f"{namespace}orders"
+    create_topic(topic, PARTITIONS)
+    with connect(context.database_url, autocommit=True) as connection:
+        connection.execute(CREATE_VIEW)
+
+    rows = order_rows(count + 1, seed=23)
+    records = [(row.key.encode(), row.payload.encode(), row.headers()) for row in rows]
+    warmup, measured = records[:1], records[1:]
+
+    inbox = Inbox(context.database_url, group=f"{namespace}bench")
+
+    def handled(target: int) -> bool:
+        context.processes.check_alive()  # a runner that died says why, at once
+        return inbox.handled() >= target
+
+    try:
+        consumer = context.processes.manage(
+            "consume-bench",
+            "consume",
+            "bench",
+            "--handlers",
+            "bench.consumer_handlers",
+            extra_env={"KAFKA_NAMESPACE": namespace},
+        )
+        produce_all(topic, warmup)
+        wait_for(lambda: handled(1), timeout=90, what="the runner's warm-up event")
+        progress("runner: %d events (%d partitions) to the bench view, with the inbox", count, PARTITIONS)
+        started = time.perf_counter()
+        produce_all(topic, measured)
+        finished = wait_for(lambda: handled(count + 1), timeout=600, interval=0.02, what=f"{count} events")
+        runner_seconds = finished - started
+        context.processes.stop(consumer)
+    finally:
+        inbox.close()
+    runner_rate = count / runner_seconds
+    progress("runner: %.0f events/s (%.2fs)", runner_rate, runner_seconds)
+
+    progress("baseline: bare consumer reading the same %d records", count + 1)
+    baseline_seconds = consume_count(topic, count + 1)
+    baseline_rate = (count + 1) / baseline_seconds
+    progress("baseline: %.0f records/s (%.2fs)", baseline_rate, baseline_seconds)
+    ratio = runner_rate / baseline_rate
+    return [
+        Result(
+            NAME,
+            f"events/s, 1 process ({count:,} events)",
+            runner_rate,
+            "/s",
+            target=f">= {TARGET_RATE:,.0f}/s",
+            met=runner_rate >= TARGET_RATE,
+            details={"runner_seconds": runner_seconds},
+        ),
+        Result(
+            NAME,
+            "runner vs bare consumer",
+            runner_rate,
+            "/s",
+            baseline=baseline_rate,
+            ratio=ratio,
+            target=f">= {TARGET_RATIO:.0%} of bare consumer",
+            met=ratio >= TARGET_RATIO,
+            details={"baseline_seconds": baseline_seconds},
+        ),
+    ]
