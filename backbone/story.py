@@ -1,0 +1,77 @@
+"""The story of one correlation (an order): every event in it, and who handled each.
+
+Events come from the outbox (type, ids, where Kafka stored them, payload), the handling from
+the consumer groups' inbox rows. The outbox keeps published rows for OUTBOX_RETENTION_HOURS,
+so an older story shows only what is still kept.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from outbox.models import OutboxRecord
+
+from .kafka import logical_topic
+from .models import InboxEntry
+
+
+@dataclass(frozen=True)
+class Handling:
+    """One consumer group (context) handled the event at that time."""
+
+    context: str
+    consumer_group: str
+    handled_at: datetime
+
+
+@dataclass(frozen=True)
+class StoryEntry:
+    event_id: str
+    event_type: str
+    correlation_id: str
+    causation_id: str | None
+    topic: str
+    key: str
+    partition: int | None  # None until the relay has published it
+    offset: int | None
+    occurred_at: datetime
+    published_at: datetime | None
+    payload: dict[str, Any]
+    handled_by: tuple[Handling, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def story(correlation_id: str) -> list[StoryEntry]:
+    """The events of one story in the order they were written, with their handlers."""
+    events = list(OutboxRecord.objects.filter(correlation_id=correlation_id).order_by("id"))
+    handled: dict[str, list[Handling]] = {}
+    entries = InboxEntry.objects.filter(event_id__in=[event.event_id for event in events]).order_by(
+        "handled_at"
+    )
+    for entry in entries:
+        handled.setdefault(str(entry.event_id), []).append(
+            Handling(
+                context=logical_topic(entry.consumer_group),  # the group name is the namespaced context
+                consumer_group=entry.consumer_group,
+                handled_at=entry.handled_at,
+            )
+        )
+    return [
+        StoryEntry(
+            event_id=str(event.event_id),
+            event_type=event.event_type,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id or None,
+            topic=event.topic,
+            key=event.key,
+            partition=event.kafka_partition,
+            offset=event.kafka_offset,
+            occurred_at=event.occurred_at,
+            published_at=event.published_at,
+            payload=event.payload,
+            handled_by=tuple(handled.get(str(event.event_id), ())),
+        )
+        for event in events
+    ]
