@@ -1,0 +1,87 @@
+"""Exactly one active relay per database: a PostgreSQL session advisory lock.
+
+The lock lives as long as the session that took it, on a connection of its own: when the
+leader dies, even by `kill -9`, its connection closes, PostgreSQL frees the lock, and a relay
+standing by takes over within a second or so. TCP keepalives make a silently vanished leader
+(network partition) let go as well.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+# "outbox" in ASCII. Advisory locks are per database, so each database has its own leader.
+RELAY_LOCK_KEY = 0x6F7574626F78
+
+
+class LeadershipLost(RuntimeError):
+    """The lock's session ended: another relay may be the leader now, so stop publishing."""
+
+
+class AnotherLeader(RuntimeError):
+    """Another relay holds the lock (raised instead of standing by, for `--once`)."""
+
+
+class LeaderLock:
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        *,
+        key: int = RELAY_LOCK_KEY,
+        check_interval: float = 1.0,
+    ) -> None:
+        self._connect = connect
+        self._key = key
+        self._check_interval = check_interval
+        self._connection: psycopg.Connection | None = None
+        self._held = False
+        self._last_check = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other session holds it (never waits)."""
+        if self._connection is None or self._connection.closed:
+            self._connection = self._connect()
+        row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        self._held = bool(row and row[0])
+        self._last_check = time.monotonic()
+        return self._held
+
+    def verify(self) -> None:
+        """Raise LeadershipLost if the lock's session is gone (checked at most every second)."""
+        if not self._held or time.monotonic() - self._last_check < self._check_interval:
+            return
+        try:
+            if self._connection is None:
+                raise psycopg.OperationalError("no connection")
+            self._connection.execute("SELECT 1")
+        except psycopg.Error as error:
+            self._held = False
+            raise LeadershipLost(f"the leader lock's database session ended ({_first_line(error)})") from None
+        self._last_check = time.monotonic()
+
+    def release(self) -> None:
+        """Unlock and close; closing alone would free the lock too, this is just prompter."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if self._held and not connection.closed:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        except psycopg.Error as error:
+            log.debug("could not unlock the leader lock (%s); closing its session frees it", error)
+        finally:
+            self._held = False
+            connection.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,128 @@
+"""`manage.py relay`: wires the real PostgreSQL, Kafka producer and clock into the relay."""
+
+import argparse
+import logging
+import os
+import signal
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from backbone.preflight import ServiceUnavailable, check_postgres
+from outbox.backoff import StopFlag
+from outbox.leader import AnotherLeader
+from outbox.publisher import relay_producer_config
+from outbox.relay import Relay, RelayOptions, database_connector
+
+log = logging.getLogger("outbox.relay")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish committed outbox rows to Kafka in commit order. One relay per database is "
+        "active; others stand by and take over when it dies. SIGTERM/SIGINT stop it cleanly."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="publish everything pending, then exit")
+        parser.add_argument(
+            "--batch-size", type=positive_int, default=settings.RELAY_BATCH_SIZE, help="rows per batch"
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=positive_float,
+            default=settings.RELAY_POLL_INTERVAL_SECONDS,
+            help="seconds between safety-net polls (commits wake the relay at once via NOTIFY)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            check_postgres()  # Kafka may be down: the relay starts anyway and waits for it
+        except ServiceUnavailable as error:
+            raise CommandError(str(error)) from None
+        stop = StopFlag()
+        _stop_on_signals(stop)
+        relay_options = _relay_options(options)
+        _log_start(relay_options, once=options["once"])
+        relay = Relay(
+            connect=database_connector(settings.DATABASES["default"]),
+            producer_factory=_kafka_producer,
+            clock=timezone.now,
+            stop=stop,
+            options=relay_options,
+        )
+        try:
+            relay.run(once=options["once"])
+        except AnotherLeader as error:
+            raise CommandError(f"{error}; --once published nothing") from None
+
+
+def _relay_options(options: dict[str, Any]) -> RelayOptions:
+    return RelayOptions(
+        batch_size=options["batch_size"],
+        poll_interval=options["poll_interval"],
+        retention=timedelta(hours=settings.OUTBOX_RETENTION_HOURS),
+        cleanup_interval=settings.RELAY_CLEANUP_INTERVAL_SECONDS,
+        status_interval=settings.RELAY_STATUS_INTERVAL_SECONDS,
+        max_backoff=settings.RELAY_MAX_BACKOFF_SECONDS,
+        kafka_address=settings.KAFKA_BOOTSTRAP_SERVERS,
+    )
+
+
+def _log_start(options: RelayOptions, *, once: bool) -> None:
+    database = settings.DATABASES["default"]
+    log.info(
+        "relay starting (pid %d%s): database %s at %s:%s, Kafka %s, namespace %r, batch %d, "
+        "safety-net poll every %gs, retention %gh",
+        os.getpid(),
+        ", --once" if once else "",
+        database["NAME"],
+        database["HOST"],
+        database["PORT"],
+        options.kafka_address,
+        settings.KAFKA_NAMESPACE,
+        options.batch_size,
+        options.poll_interval,
+        options.retention.total_seconds() / 3600,
+    )
+
+
+def _kafka_producer() -> Producer:
+    return Producer(relay_producer_config(error_cb=_on_kafka_error))
+
+
+def _on_kafka_error(error: KafkaError) -> None:
+    # Transport errors repeat while Kafka is away; the relay reports the outage itself.
+    if error.fatal():
+        log.error("Kafka producer fatal error: %s", error.str())
+    else:
+        log.debug("Kafka: %s", error.str())
+
+
+def _stop_on_signals(stop: StopFlag) -> None:
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("%s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

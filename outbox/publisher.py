@@ -1,0 +1,230 @@
+"""Publish batches of outbox rows to Kafka and learn, from delivery reports only, what landed.
+
+The producer is idempotent with `acks=all`, an unlimited delivery timeout and the gap-less
+guarantee (see `relay_producer_config`): while Kafka is away records wait in the producer and
+are delivered, in order, when it is back; a record that fails for good stops the producer
+(a fatal error) instead of letting later records of its partition through. A row counts as
+published only when its delivery report says so.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from backbone.envelope import Headers
+from backbone.kafka import physical_topic, producer_config
+
+from .backoff import Backoff, StopFlag
+from .store import PendingRow, Placement
+
+log = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class Producer(Protocol):
+    """The part of `confluent_kafka.Producer` the relay uses (tests pass fakes)."""
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        *,
+        headers: Headers | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
+
+    def list_topics(self, topic: str | None = None, timeout: float = ...) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+def relay_producer_config(**overrides: Any) -> dict[str, Any]:
+    """The backbone's producer settings, tuned for the relay."""
+    return producer_config(
+        **{
+            # Never give up on a record: a timed-out record followed by a delivered one of
+            # the same partition would reorder an aggregate. Outages are reported instead.
+            "message.timeout.ms": 0,
+            # A permanent failure stops the producer (fatal error) rather than leave a gap.
+            "enable.gapless.guarantee": True,
+            # Reconnect quickly once Kafka is back (the default backs off to 10 s).
+            "reconnect.backoff.max.ms": 1000,
+            # The relay reports outages in its own words; librdkafka's are repetitive.
+            "log_level": 0,
+            **overrides,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    row_id: int
+    topic: str
+    partition: int | None
+    error: str
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Records have waited for Kafka's confirmation longer than usual."""
+
+    in_flight: int
+    topics: frozenset[str]
+    retry_in: float
+
+
+@dataclass
+class OrderGuard:
+    """Keeps each aggregate in commit order across the batches of one window.
+
+    Once a row is not confirmed, later rows of its aggregate (key) are neither produced nor
+    marked, and later rows of its partition are not marked: they all stay unpublished and are
+    published again after it, as duplicates that consumers drop by ce_id.
+    """
+
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+
+    def holds_back(self, row: PendingRow) -> bool:
+        return (row.topic, row.key) in self.keys
+
+    def block(self, row: PendingRow, partition: int | None = None) -> None:
+        self.keys.add((row.topic, row.key))
+        if partition is not None:
+            self.partitions.add((row.topic, partition))
+
+    def safe_to_mark(self, rows: Iterable[PendingRow], outcome: "BatchOutcome") -> list[Placement]:
+        """The confirmed rows, in commit order, up to the first unconfirmed one of their key
+        or partition; blocks the keys and partitions of the unconfirmed ones from now on."""
+        safe: list[Placement] = []
+        for row in rows:
+            placement = outcome.placements.get(row.id)
+            if placement is None:
+                failure = outcome.failures.get(row.id)
+                self.block(row, failure.partition if failure else None)
+            elif not self.holds_back(row) and (row.topic, placement.partition) not in self.partitions:
+                safe.append(placement)
+        return safe
+
+
+@dataclass
+class BatchOutcome:
+    placements: dict[int, Placement] = field(default_factory=dict)
+    failures: dict[int, DeliveryFailure] = field(default_factory=dict)
+    failed_keys: set[tuple[str, str]] = field(default_factory=set)
+    # Records handed to the producer but not confirmed (the relay was stopped meanwhile).
+    unconfirmed: int = 0
+
+    @property
+    def fatal(self) -> bool:
+        return any(failure.fatal for failure in self.failures.values())
+
+    def fail(self, row: PendingRow, error: KafkaError, partition: int | None) -> None:
+        partition = partition if partition is not None and partition >= 0 else None
+        self.failures[row.id] = DeliveryFailure(
+            row_id=row.id,
+            topic=row.topic,
+            partition=partition,
+            error=f"{error.name()}: {error.str()}",
+            fatal=error.fatal(),
+        )
+        # Later rows of this aggregate must not overtake it, not even into the producer.
+        self.failed_keys.add((row.topic, row.key))
+
+
+class Publisher:
+    """Produces rows, serves delivery reports, waits for every confirmation."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        stop: StopFlag,
+        on_stall: Callable[[Stall], None],
+        max_backoff: float = 30.0,
+        flush_slice: float = 0.2,
+    ) -> None:
+        self._producer = producer
+        self._stop = stop
+        self._on_stall = on_stall
+        self._max_backoff = max_backoff
+        self._flush_slice = flush_slice
+        self._physical_topics: dict[str, str] = {}
+
+    def send(self, rows: Sequence[PendingRow], guard: OrderGuard) -> BatchOutcome:
+        """Hand the rows to the producer (delivery continues in the background)."""
+        outcome = BatchOutcome()
+        for row in rows:
+            if guard.holds_back(row) or (row.topic, row.key) in outcome.failed_keys:
+                continue  # an earlier row of this aggregate is not on Kafka
+            if not self._produce(row, outcome):
+                break
+        return outcome
+
+    def confirm(self, outcome: BatchOutcome, topics: set[str]) -> None:
+        """Wait until Kafka confirmed (or refused) every record sent; report long waits."""
+        backoff = Backoff(first=1.0, cap=self._max_backoff)
+        next_report = time.monotonic() + backoff.next_delay()
+        while (in_flight := self._producer.flush(self._flush_slice)) > 0:
+            if self._stop.is_set():
+                outcome.unconfirmed = in_flight
+                return
+            if time.monotonic() >= next_report:
+                retry_in = backoff.next_delay()
+                self._on_stall(Stall(in_flight=in_flight, topics=frozenset(topics), retry_in=retry_in))
+                next_report = time.monotonic() + retry_in
+
+    def publish(self, rows: Sequence[PendingRow], guard: OrderGuard) -> BatchOutcome:
+        outcome = self.send(rows, guard)
+        self.confirm(outcome, {row.topic for row in rows})
+        return outcome
+
+    def _produce(self, row: PendingRow, outcome: BatchOutcome) -> bool:
+        """Hand one row to the producer; False when the relay is stopping meanwhile."""
+        while True:
+            try:
+                self._producer.produce(
+                    self._physical(row.topic),
+                    row.payload,
+                    row.key,
+                    headers=row.headers(),
+                    on_delivery=partial(_record_delivery, outcome, row),
+                )
+                break
+            except BufferError:
+                # The producer's queue is full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+                if self._stop.is_set():
+                    return False
+            except KafkaException as error:  # refused at once, e.g. larger than message.max.bytes
+                outcome.fail(row, error.args[0], partition=None)
+                break
+        self._producer.poll(0)
+        return True
+
+    def _physical(self, topic: str) -> str:
+        try:
+            return self._physical_topics[topic]
+        except KeyError:
+            return self._physical_topics.setdefault(topic, physical_topic(topic))
+
+
+def _record_delivery(
+    outcome: BatchOutcome, row: PendingRow, error: KafkaError | None, message: Message
+) -> None:
+    if error is None:
+        outcome.placements[row.id] = Placement(row.id, message.partition(), message.offset())
+    else:
+        outcome.fail(row, error, partition=message.partition())

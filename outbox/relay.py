@@ -1,0 +1,398 @@
+"""The outbox relay: publish every committed outbox row to Kafka, in commit order.
+
+One relay is active at a time (the leader, see `leader.py`); others stand by. The leader
+reads unpublished rows in the order their transactions committed, produces them with an
+idempotent producer, and marks a row published only once Kafka's delivery report confirmed
+it. It sleeps on LISTEN/NOTIFY between commits, waits out Kafka outages (rows simply wait in
+the outbox), and deletes published rows after the retention period.
+
+Everything it talks to is passed in (`connect`, `producer_factory`, `clock`), so tests can
+run it against fakes; `manage.py relay` wires the real ones.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from confluent_kafka import KafkaException
+
+from backbone.failpoints import failpoint
+from backbone.kafka import physical_topic
+
+from .backoff import Backoff, StopFlag
+from .leader import AnotherLeader, LeaderLock, LeadershipLost
+from .listener import OutboxListener
+from .marker import BackgroundMarker
+from .publisher import DeliveryFailure, OrderGuard, Producer, Publisher, Stall
+from .store import OutboxStore, commit_timestamps_tracked
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[], psycopg.Connection]
+ProducerFactory = Callable[[], Producer]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch_size: int = 2000  # rows read, produced, confirmed and marked together
+    window_size: int = 50_000  # rows ordered by one scan of the backlog
+    poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
+    retention: timedelta = timedelta(hours=72)
+    cleanup_interval: float = 300.0
+    cleanup_chunk: int = 5000
+    status_interval: float = 60.0
+    standby_retry: float = 1.0
+    max_backoff: float = 30.0
+    kafka_address: str = "Kafka"  # only for log lines
+
+
+class Relay:
+    """Stands by until it holds the leader lock, then publishes until stopped."""
+
+    def __init__(
+        self,
+        *,
+        connect: Connect,
+        producer_factory: ProducerFactory,
+        clock: Clock,
+        stop: StopFlag,
+        options: RelayOptions | None = None,
+    ) -> None:
+        self._connect = connect
+        self._producer_factory = producer_factory
+        self._clock = clock
+        self._stop = stop
+        self._options = options or RelayOptions()
+        self.published = 0
+
+    def run(self, *, once: bool = False) -> None:
+        """Publish until stopped; with `once`, publish what is pending and return.
+
+        With `once`, another relay being the leader raises AnotherLeader instead of waiting.
+        """
+        database_backoff = Backoff(cap=self._options.max_backoff)
+        while not self._stop.is_set():
+            try:
+                lock = self._become_leader(wait=not once)
+                if lock is None:
+                    break
+                try:
+                    self._lead(lock, once=once)
+                finally:
+                    lock.release()
+                if once:
+                    break
+            except LeadershipLost as error:
+                log.warning("%s: no longer the leader, standing by", error)
+            except psycopg.OperationalError as error:
+                delay = database_backoff.next_delay()
+                log.warning("PostgreSQL unavailable (%s); retrying in %gs", _first_line(error), delay)
+                self._stop.wait(delay)
+        log.info("relay stopped; published %d rows", self.published)
+
+    def _become_leader(self, *, wait: bool) -> LeaderLock | None:
+        """Wait until this relay holds the leader lock (None if stopped first)."""
+        lock = LeaderLock(self._connect, check_interval=self._options.standby_retry)
+        announced = False
+        while not self._stop.is_set():
+            if lock.try_acquire():
+                log.info("relay is the leader: publishing the outbox")
+                return lock
+            if not wait:
+                lock.release()
+                raise AnotherLeader("another relay is the leader and publishes the outbox")
+            if not announced:
+                log.info(
+                    "another relay is the leader; standing by (retrying every %gs)",
+                    self._options.standby_retry,
+                )
+                announced = True
+            self._stop.wait(self._options.standby_retry)
+        lock.release()
+        return None
+
+    def _lead(self, lock: LeaderLock, *, once: bool) -> None:
+        with self._term(lock) as term:
+            try:
+                term.run(once=once)
+            finally:
+                self.published += term.published
+
+    @contextmanager
+    def _term(self, lock: LeaderLock) -> Iterator["LeaderTerm"]:
+        """A leader term with its own connections: reads, marks, and LISTEN."""
+        with ExitStack() as stack:
+            reads = stack.enter_context(self._connect())
+            marks = stack.enter_context(self._connect())
+            in_commit_order = commit_timestamps_tracked(reads)
+            if not in_commit_order:
+                log.warning(
+                    "track_commit_timestamp is off: publishing in id order, which can reorder an "
+                    "aggregate's events when transactions commit out of id order. Set "
+                    "track_commit_timestamp = on in postgresql.conf and restart PostgreSQL."
+                )
+            listener = stack.enter_context(closing(OutboxListener(self._connect(), self._stop)))
+            marker = stack.enter_context(closing(BackgroundMarker(OutboxStore(marks))))
+            term = LeaderTerm(
+                store=OutboxStore(reads, in_commit_order=in_commit_order),
+                marker=marker,
+                listener=listener,
+                lock=lock,
+                producer_factory=self._producer_factory,
+                clock=self._clock,
+                stop=self._stop,
+                options=self._options,
+            )
+            stack.callback(term.close)
+            yield term
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    rows: int
+    marked: int
+    first_failure: DeliveryFailure | None
+
+    @property
+    def complete(self) -> bool:
+        return self.marked == self.rows
+
+
+class LeaderTerm:
+    """One stretch of leadership: publish, sleep until the next commit, tidy up."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        marker: BackgroundMarker,
+        listener: OutboxListener,
+        lock: LeaderLock,
+        producer_factory: ProducerFactory,
+        clock: Clock,
+        stop: StopFlag,
+        options: RelayOptions,
+    ) -> None:
+        self._store = store
+        self._marker = marker
+        self._listener = listener
+        self._lock = lock
+        self._producer_factory = producer_factory
+        self._clock = clock
+        self._stop = stop
+        self._options = options
+        self._producer = producer_factory()
+        self._publisher = self._new_publisher()
+        self.published = 0
+        self._published_since_status = 0
+        self._last_status = time.monotonic()
+        self._last_cleanup = time.monotonic()
+
+    def run(self, *, once: bool) -> None:
+        self._wait_for_kafka()
+        self.clean_up()
+        while not self._stop.is_set():
+            self._listener.drain()  # before reading, so no commit slips between read and wait
+            self.publish_pending()
+            if once:
+                return
+            self._housekeeping()
+            self._listener.wait(self._options.poll_interval)
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def publish_pending(self) -> None:
+        """Publish window after window until nothing committed is left unpublished."""
+        failures = Backoff(cap=self._options.max_backoff)
+        while not self._stop.is_set():
+            self._lock.verify()
+            self._marker.wait()  # the scan must not see rows whose marks are still on the way
+            ids = self._store.pending_ids(self._options.window_size)
+            if not ids:
+                return
+            result = self._publish_window(ids)
+            if not result.complete and not self._stop.is_set():
+                delay = failures.next_delay()
+                self._report_refused(result, delay)
+                self._stop.wait(delay)
+                continue
+            failures.reset()
+            if len(ids) < self._options.window_size:
+                return
+
+    def _publish_window(self, ids: list[int]) -> WindowResult:
+        """Publish the rows of one scan, a batch at a time, reading the next batch while
+        Kafka confirms the current one."""
+        size = self._options.batch_size
+        batches = [ids[start : start + size] for start in range(0, len(ids), size)]
+        guard = OrderGuard()
+        total = marked = 0
+        first_failure: DeliveryFailure | None = None
+        rows = self._store.fetch_rows(batches[0])
+        for number in range(len(batches)):
+            outcome = self._publisher.send(rows, guard)
+            upcoming = self._store.fetch_rows(batches[number + 1]) if number + 1 < len(batches) else []
+            self._publisher.confirm(outcome, {row.topic for row in rows})
+            # The crash window that matters: on Kafka, not yet marked. A restart republishes.
+            failpoint("relay.after-delivery")
+            placements = guard.safe_to_mark(rows, outcome)
+            self._marker.submit(placements, published_at=self._clock())
+            self._count(len(placements))
+            total, marked = total + len(rows), marked + len(placements)
+            first_failure = first_failure or next(iter(outcome.failures.values()), None)
+            if outcome.fatal:
+                self._replace_producer()
+            if self._stop.is_set():
+                break
+            rows = upcoming
+        return WindowResult(rows=total, marked=marked, first_failure=first_failure)
+
+    def _count(self, published: int) -> None:
+        self.published += published
+        self._published_since_status += published
+
+    def _report_refused(self, result: WindowResult, delay: float) -> None:
+        first = result.first_failure
+        detail = f" (first: topic {first.topic}, row {first.row_id}: {first.error})" if first else ""
+        log.warning(
+            "Kafka refused %d of %d rows%s; they and later rows of their aggregates stay "
+            "unpublished; retrying in %gs",
+            result.rows - result.marked,
+            result.rows,
+            detail,
+            delay,
+        )
+
+    # --- Kafka availability ----------------------------------------------------------------
+
+    def _wait_for_kafka(self) -> None:
+        """Start even while Kafka is down: rows wait in the outbox until it answers."""
+        backoff = Backoff(cap=self._options.max_backoff)
+        while not self._stop.is_set():
+            self._lock.verify()
+            try:
+                self._producer.list_topics(timeout=5.0)
+                return
+            except KafkaException:
+                delay = backoff.next_delay()
+                self._log_unavailable(f"Kafka unavailable at {self._options.kafka_address}", delay)
+                self._stop.wait(delay)
+
+    def _on_stall(self, stall: Stall) -> None:
+        """Called while a batch waits for Kafka; the records stay queued in the producer."""
+        self._lock.verify()
+        self._log_unavailable(self._diagnose(stall), stall.retry_in)
+
+    def _diagnose(self, stall: Stall) -> str:
+        address = self._options.kafka_address
+        try:
+            metadata = self._producer.list_topics(timeout=2.0)
+        except KafkaException:
+            return f"Kafka unavailable at {address}"
+        missing = sorted(name for name in map(physical_topic, stall.topics) if name not in metadata.topics)
+        if missing:
+            return f"Kafka at {address} has no topic {', '.join(missing)} (run `manage.py topics`)"
+        return f"Kafka at {address} has not confirmed {stall.in_flight} records yet"
+
+    def _log_unavailable(self, reason: str, retry_in: float) -> None:
+        log.warning("%s; %d rows waiting; retrying in %gs", reason, self._store.count_pending(), retry_in)
+
+    def _new_publisher(self) -> Publisher:
+        return Publisher(
+            self._producer, stop=self._stop, on_stall=self._on_stall, max_backoff=self._options.max_backoff
+        )
+
+    def _replace_producer(self) -> None:
+        # A fatal error (e.g. the gap-less guarantee tripped) leaves the producer unusable.
+        log.warning("the Kafka producer hit a fatal error; starting a new one")
+        self._producer = self._producer_factory()
+        self._publisher = self._new_publisher()
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_status >= self._options.status_interval:
+            self._log_status(now)
+        if now - self._last_cleanup >= self._options.cleanup_interval:
+            self.clean_up()
+
+    def _log_status(self, now: float) -> None:
+        elapsed = now - self._last_status
+        log.info(
+            "relay status: published %d rows in the last %.0fs (%.1f/s), %d this term; %d waiting",
+            self._published_since_status,
+            elapsed,
+            self._published_since_status / elapsed if elapsed > 0 else 0.0,
+            self.published,
+            self._store.count_pending(),
+        )
+        self._published_since_status = 0
+        self._last_status = now
+
+    def clean_up(self) -> int:
+        """Delete rows published longer ago than the retention, a chunk at a time."""
+        self._last_cleanup = time.monotonic()
+        cutoff = self._clock() - self._options.retention
+        deleted = 0
+        while not self._stop.is_set():
+            self._lock.verify()
+            count = self._store.delete_published_before(cutoff, chunk_size=self._options.cleanup_chunk)
+            deleted += count
+            if count < self._options.cleanup_chunk:
+                break
+        if deleted:
+            log.info("deleted %d outbox rows published before %s", deleted, cutoff.isoformat())
+        return deleted
+
+    def close(self) -> None:
+        """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""
+        self._marker.wait()
+        in_flight = self._producer.flush(2.0)
+        if in_flight:
+            log.warning(
+                "%d records were not confirmed by Kafka; their rows stay unpublished and are "
+                "published again by the next leader",
+                in_flight,
+            )
+
+
+# Django-only keys in DATABASES[...]["OPTIONS"]; the rest are libpq connection parameters.
+_DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool"}
+
+
+def database_connector(database: dict[str, Any]) -> Connect:
+    """Connections for the relay from a Django DATABASES entry: autocommit, named, with
+    TCP keepalives so a vanished peer is noticed (and a dead leader's lock freed) quickly."""
+    options = {k: v for k, v in database.get("OPTIONS", {}).items() if k not in _DJANGO_ONLY_OPTIONS}
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(
+            host=database["HOST"] or None,
+            port=database["PORT"] or None,
+            user=database["USER"] or None,
+            password=database["PASSWORD"] or None,
+            dbname=database["NAME"],
+            autocommit=True,
+            application_name=f"outbox-relay pid={os.getpid()}",
+            connect_timeout=5,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            **options,
+        )
+
+    return connect
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
