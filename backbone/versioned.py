@@ -1,10 +1,11 @@
-"""Read models that apply a state-carrying event only when it is newer than what they hold.
+"""Writes that stay right when an event arrives twice, each done in one statement.
 
-A context keeps local views of other contexts' aggregates from events that carry the full
-state and a per-aggregate version (e.g. `StockLevelChanged.version`). Events reach a view more
-than once (redeliveries, replays, `rebuild_views`) and, after a rebuild or across partitions,
-not always in order. Applying an event only when its version is newer makes the view converge
-on the latest state whatever the delivery order, and makes every duplicate a no-op::
+`apply_if_newer` is for read models. A context keeps local views of other contexts'
+aggregates from events that carry the full state and a per-aggregate version (e.g.
+`StockLevelChanged.version`). Events reach a view more than once (redeliveries, replays,
+`rebuild_views`) and, after a rebuild or across partitions, not always in order. Applying an
+event only when its version is newer makes the view converge on the latest state whatever the
+delivery order, and makes every duplicate a no-op::
 
     applied = apply_if_newer(
         StockLevelView,
@@ -16,11 +17,19 @@ on the latest state whatever the delivery order, and makes every duplicate a no-
 The check and the write are one statement, `INSERT ... ON CONFLICT DO UPDATE ... WHERE
 view.version < EXCLUDED.version`, so two consumers racing on one row cannot both win: an
 "is it newer?" SELECT followed by an UPDATE could let an older event overwrite a newer one.
+
+`insert_if_absent` is for a handler's "once per aggregate" rows (a reservation per order, a
+payment per order): `INSERT ... ON CONFLICT DO NOTHING` tells whether this call created the
+row. Unlike `get_or_create` it needs no savepoint to survive a duplicate, which matters
+inside the consumer runner's batch transaction: a savepoint per event costs round trips, and
+more than 64 subtransactions in one transaction slow down every other session's snapshots.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def apply_if_newer(
@@ -42,34 +51,70 @@ def apply_if_newer(
     if overlap:
         raise ValueError(f"fields both in lookup and values: {sorted(overlap)}")
     meta = model._meta
-    connection = connections[router.db_for_write(model)]
+    connection = _connection_for(model)
     quote = connection.ops.quote_name
-    # An unsaved instance applies the model's defaults and each field's own conversion to SQL.
     instance = model(**lookup, **values, **{version_field: version})
-    fields = [field for field in meta.concrete_fields if _is_inserted(field, lookup)]
     updated = [
         field
-        for field in fields
+        for field in _inserted_fields(meta.concrete_fields, lookup)
         if field.name in values or field.name == version_field or getattr(field, "auto_now", False)
     ]
-    params = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
     table = quote(meta.db_table)
     version_column = quote(meta.get_field(version_field).column)
+    assignments = ", ".join(f"{quote(field.column)} = EXCLUDED.{quote(field.column)}" for field in updated)
+    on_conflict = f"DO UPDATE SET {assignments} WHERE {table}.{version_column} < EXCLUDED.{version_column}"
+    return _insert(instance, conflict_fields=lookup, on_conflict=on_conflict) is not None
+
+
+def insert_if_absent(instance: models.Model, *, unique_fields: Iterable[str]) -> bool:
+    """Insert the unsaved `instance` unless a row with the same `unique_fields` exists.
+
+    Returns True when this call inserted it; `instance` then mirrors the row (defaults,
+    `auto_now_add` stamps and a database-generated primary key included). Returns False when
+    the row existed; a concurrent insert of the same key makes this call wait for the other
+    transaction and then count as existing, so exactly one of them gets True.
+    """
+    returned = _insert(instance, conflict_fields=list(unique_fields), on_conflict="DO NOTHING")
+    if returned is None:
+        return False
+    if instance.pk is None:
+        instance.pk = returned
+    instance._state.adding = False
+    instance._state.db = router.db_for_write(type(instance))
+    return True
+
+
+def _insert(instance: models.Model, *, conflict_fields: Iterable[str], on_conflict: str) -> Any | None:
+    """`INSERT ... ON CONFLICT (...) <on_conflict> RETURNING pk`; the returned pk, or None."""
+    meta = instance._meta
+    connection = _connection_for(type(instance))
+    quote = connection.ops.quote_name
+    conflict_fields = list(conflict_fields)
+    fields = _inserted_fields(meta.concrete_fields, conflict_fields)
+    # pre_save applies defaults, auto_now(_add) stamps and each field's conversion to SQL.
+    params = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
     sql = (
-        f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}) "
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({', '.join(quote(meta.get_field(name).column) for name in lookup)}) "
-        f"DO UPDATE SET {', '.join(f'{quote(f.column)} = EXCLUDED.{quote(f.column)}' for f in updated)} "
-        f"WHERE {table}.{version_column} < EXCLUDED.{version_column} "
-        "RETURNING 1"
+        f"ON CONFLICT ({', '.join(quote(meta.get_field(name).column) for name in conflict_fields)}) "
+        f"{on_conflict} RETURNING {quote(meta.pk.column)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
-def _is_inserted(field: models.Field, lookup: dict[str, Any]) -> bool:
-    """Database-generated columns (an auto primary key, generated fields) are left to the database."""
-    if getattr(field, "generated", False):
-        return False
-    return not (getattr(field, "db_returning", False) and field.name not in lookup)
+def _connection_for(model: type[models.Model]) -> BaseDatabaseWrapper:
+    return connections[router.db_for_write(model)]
+
+
+def _inserted_fields(fields: Iterable[models.Field], explicit: Iterable[str]) -> list[models.Field]:
+    """All columns but those the database generates (an auto primary key, generated fields)."""
+    named = set(explicit)
+    return [
+        field
+        for field in fields
+        if not getattr(field, "generated", False)
+        and not (getattr(field, "db_returning", False) and field.name not in named)
+    ]

@@ -7,6 +7,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from backbone.versioned import insert_if_absent
 from outbox.emit import emit
 
 from .events import PaymentFailed, PaymentProcessed
@@ -26,7 +27,7 @@ def charge_order(
 
     Where the gateway call sits, and why no delivery of OrderValidated charges twice:
     the gateway is an outside side effect that cannot join our transaction, so the call is
-    made only after this order's payment row is claimed (inserted, or locked if it exists)
+    made only after this order's payment row is claimed (inserted; it is unique per order)
     and an attempt with the idempotency key (the order id) is recorded.
     - Redelivered or replayed after our commit: the payment is decided; no call.
     - Delivered twice at once (a rebalance hands the partition to a second consumer while
@@ -42,13 +43,14 @@ def charge_order(
     consumer's transaction open; only payments wait, as each context has its own consumer.
     """
     gateway = gateway or get_gateway()
-    with transaction.atomic():
-        payment, _ = Payment.objects.select_for_update().get_or_create(
-            order_id=order_id, defaults={"amount": amount}
-        )
-        if payment.state != Payment.State.PENDING:
-            log.info("order %s is already charged (%s); not charging again", order_id, payment.state)
-            return payment
+    # savepoint=False: inside the consumer runner's batch transaction a failure rolls back the
+    # batch, which the runner retries; a savepoint per event would only cost round trips.
+    with transaction.atomic(savepoint=False):
+        payment = Payment(order_id=order_id, amount=amount)
+        if not insert_if_absent(payment, unique_fields=["order_id"]):
+            decided = Payment.objects.get(order_id=order_id)
+            log.info("order %s is already charged (%s); not charging again", order_id, decided.state)
+            return decided
         attempt = PaymentAttempt.objects.create(
             payment=payment, idempotency_key=str(order_id), amount=amount, gateway=type(gateway).__name__
         )

@@ -1,4 +1,9 @@
-"""The write path of the shipments context: prepare a shipment per confirmed order, dispatch it."""
+"""The write path of the shipments context: prepare a shipment per confirmed order, dispatch it.
+
+`prepare_shipment`, which the handler calls, opens `transaction.atomic(savepoint=False)`: it
+joins the consumer runner's batch transaction without a savepoint per event (a failure rolls
+back the batch, which the runner retries), and is a transaction of its own elsewhere.
+"""
 
 import logging
 import uuid
@@ -12,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backbone.versioned import insert_if_absent
 from outbox.emit import emit
 
 from .events import ShipmentDispatched, ShipmentPrepared
@@ -48,14 +54,13 @@ def prepare_shipment(*, order_id: UUID, customer_id: int, lines: Iterable[Shippe
     quantities: Counter[str] = Counter()
     for line in lines:
         quantities[line.sku] += line.quantity
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # A concurrent call for the same order waits on the unique order id, then finds this one.
-        shipment, created = Shipment.objects.get_or_create(
-            order_id=order_id, defaults={"customer_id": customer_id, "prepared_at": timezone.now()}
-        )
-        if not created:
-            log.info("order %s already has shipment %s; nothing to prepare", order_id, shipment.id)
-            return shipment
+        shipment = Shipment(order_id=order_id, customer_id=customer_id, prepared_at=timezone.now())
+        if not insert_if_absent(shipment, unique_fields=["order_id"]):
+            existing = Shipment.objects.get(order_id=order_id)
+            log.info("order %s already has shipment %s; nothing to prepare", order_id, existing.id)
+            return existing
         ShipmentLine.objects.bulk_create(
             ShipmentLine(shipment=shipment, sku=sku, quantity=quantity)
             for sku, quantity in sorted(quantities.items())

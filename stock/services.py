@@ -5,6 +5,10 @@ No overselling, under any concurrency: every command that changes levels locks t
 it touches with SELECT ... FOR UPDATE, always in sku order, so two orders asking for the same
 skus in opposite orders queue up instead of deadlocking, and a table check constraint refuses
 `reserved > on_hand` should a bug ever get that far.
+
+The commands the handlers call open `transaction.atomic(savepoint=False)`: they join the
+consumer runner's batch transaction without a savepoint per event (a failure rolls back the
+whole batch, which the runner then retries), and are a transaction of their own elsewhere.
 """
 
 import logging
@@ -17,6 +21,7 @@ from uuid import UUID
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from backbone.versioned import insert_if_absent
 from outbox.emit import emit
 
 from .events import (
@@ -66,10 +71,10 @@ def register_product(
     with transaction.atomic():
         levels = _locked_levels([sku])
         if not levels:
-            product, _ = Product.objects.get_or_create(sku=sku, defaults=catalog)
-            levels = _locked_levels([sku])  # a concurrent call may have registered it a moment ago
-        if not levels:
-            return _open_level(product, on_hand=on_hand)
+            product = Product(sku=sku, **catalog)
+            if insert_if_absent(product, unique_fields=["sku"]):
+                return _open_level(product, on_hand=on_hand)
+            levels = _locked_levels([sku])  # a concurrent call registered it a moment ago
         level = levels[0]
         product = level.product
         if all(getattr(product, field) == value for field, value in catalog.items()):
@@ -90,15 +95,14 @@ def reserve_for_order(*, order_id: UUID, lines: Iterable[RequestedLine]) -> Rese
     when stock has changed in between.
     """
     wanted = _quantities_by_sku(lines)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # The reservation row is claimed first: a concurrent call for the same order waits on
         # its unique key, then finds the decision already made.
-        reservation, created = Reservation.objects.get_or_create(
-            order_id=order_id, defaults={"state": Reservation.State.RESERVED}
-        )
-        if not created:
-            log.info("order %s already has a reservation (%s); nothing to do", order_id, reservation.state)
-            return reservation
+        reservation = Reservation(order_id=order_id, state=Reservation.State.RESERVED)
+        if not insert_if_absent(reservation, unique_fields=["order_id"]):
+            decided = Reservation.objects.get(order_id=order_id)
+            log.info("order %s already has a reservation (%s); nothing to do", order_id, decided.state)
+            return decided
         levels = {level.sku: level for level in _locked_levels(sorted(wanted))}
         shortages = [
             Shortage(sku=sku, requested=quantity, available=levels[sku].available if sku in levels else 0)
@@ -130,7 +134,7 @@ def reserve_for_order(*, order_id: UUID, lines: Iterable[RequestedLine]) -> Rese
 
 def commit_reservation(*, order_id: UUID) -> Reservation | None:
     """The order is paid: the reserved goods leave the warehouse (on_hand and reserved fall)."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         reservation = _locked_reservation(order_id, expected=Reservation.State.RESERVED, action="commit")
         if reservation is None:
             return None
@@ -150,7 +154,7 @@ def release_reservation(*, order_id: UUID) -> Reservation | None:
     A no-op when nothing is reserved for the order (it was rejected for lack of stock, or the
     reservation was already released).
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         reservation = _locked_reservation(order_id, expected=Reservation.State.RESERVED, action="release")
         if reservation is None:
             return None

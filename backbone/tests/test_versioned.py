@@ -1,4 +1,5 @@
-"""apply_if_newer: a view keeps the newest version of each aggregate, whatever the delivery order."""
+"""apply_if_newer: a view keeps the newest version of each aggregate, whatever the delivery order.
+insert_if_absent: exactly one caller creates a "once per aggregate" row."""
 
 import random
 import threading
@@ -6,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection, models
-from django.test.utils import isolate_apps
+from django.test.utils import CaptureQueriesContext, isolate_apps
 
-from backbone.versioned import apply_if_newer
+from backbone.versioned import apply_if_newer, insert_if_absent
 
 with isolate_apps("backbone"):
 
@@ -113,3 +114,61 @@ def test_concurrent_out_of_order_deliveries_converge_on_the_newest(view_table: t
     assert errors == []
     row = view_table.objects.get(sku="A-1")
     assert (row.version, row.available) == (40, 400)
+
+
+# --- insert_if_absent ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_insert_if_absent_inserts_once_and_the_instance_mirrors_the_row(view_table: type[LevelView]) -> None:
+    first = LevelView(sku="A-1", available=3, version=1)
+
+    assert insert_if_absent(first, unique_fields=["sku"]) is True
+    assert first.pk is not None
+    assert first._state.adding is False
+    stored = view_table.objects.get(pk=first.pk)
+    assert (stored.available, stored.note, stored.updated_at) == (3, "from default", first.updated_at)
+
+    second = LevelView(sku="A-1", available=99, version=2)
+    assert insert_if_absent(second, unique_fields=["sku"]) is False
+    assert second.pk is None
+    assert view_table.objects.get(sku="A-1").available == 3
+
+
+@pytest.mark.django_db
+def test_insert_if_absent_needs_no_savepoint(view_table: type[LevelView]) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        insert_if_absent(LevelView(sku="A-1", available=1, version=1), unique_fields=["sku"])
+        duplicate = insert_if_absent(LevelView(sku="A-1", available=2, version=1), unique_fields=["sku"])
+
+    assert duplicate is False
+    assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
+    assert view_table.objects.count() == 1  # and the transaction is still usable
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_inserts_of_one_key_have_exactly_one_winner(view_table: type[LevelView]) -> None:
+    start = threading.Barrier(12)
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+
+    def claim(index: int) -> None:
+        try:
+            start.wait(timeout=30)
+            outcomes.append(
+                insert_if_absent(LevelView(sku="A-1", available=index, version=1), unique_fields=["sku"])
+            )
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(index,)) for index in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(outcomes) == [False] * 11 + [True]
+    assert view_table.objects.count() == 1

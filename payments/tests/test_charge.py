@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope
@@ -46,9 +47,8 @@ def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.
     return OrderValidated(order_id=order_id, customer_id=7, total=Decimal(total), payment_token=token)
 
 
-def deliver(event: OrderValidated) -> Envelope:
-    """As the consumer runner does: one transaction, in the event's correlation scope."""
-    envelope = Envelope(
+def envelope_for(event: OrderValidated) -> Envelope:
+    return Envelope(
         id=str(uuid.uuid4()),
         type=event.type_name,
         source="/orders",
@@ -56,6 +56,11 @@ def deliver(event: OrderValidated) -> Envelope:
         data_version=OrderValidated.version,
         correlation_id=str(uuid.uuid4()),
     )
+
+
+def deliver(event: OrderValidated) -> Envelope:
+    """As the consumer runner does: one transaction, in the event's correlation scope."""
+    envelope = envelope_for(event)
     with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
         handlers.charge_order(event, envelope)
     return envelope
@@ -199,3 +204,15 @@ def test_the_same_order_delivered_to_two_consumers_at_once_is_charged_once() -> 
     assert gateway.calls == [str(order_id)]
     assert PaymentAttempt.objects.count() == 1
     assert len(emitted(PaymentProcessed)) == 1
+
+
+@pytest.mark.django_db
+def test_charging_joins_the_batch_transaction_without_savepoints() -> None:
+    order_id = uuid.uuid4()
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        for event in (validated(order_id), validated(order_id)):
+            handlers.charge_order(event, envelope_for(event))
+
+    assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
+    assert Payment.objects.get(order_id=order_id).state == Payment.State.PROCESSED

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -44,8 +45,8 @@ def confirmed(order_id: uuid.UUID | None = None) -> OrderConfirmed:
     )
 
 
-def deliver(event: OrderConfirmed) -> Envelope:
-    envelope = Envelope(
+def envelope_for(event: OrderConfirmed) -> Envelope:
+    return Envelope(
         id=str(uuid.uuid4()),
         type=event.type_name,
         source="/orders",
@@ -53,6 +54,10 @@ def deliver(event: OrderConfirmed) -> Envelope:
         data_version=OrderConfirmed.version,
         correlation_id=str(uuid.uuid4()),
     )
+
+
+def deliver(event: OrderConfirmed) -> Envelope:
+    envelope = envelope_for(event)
     with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
         handlers.prepare_shipment(event, envelope)
     return envelope
@@ -97,6 +102,17 @@ def test_routing_table_is_what_the_consumer_runner_sees() -> None:
         event_type.type_name: [handler] for event_type, handler in handlers.ROUTES.items()
     }
     assert handlers.REBUILDABLE_VIEWS == []
+
+
+def test_preparing_joins_the_batch_transaction_without_savepoints() -> None:
+    event = confirmed()
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        handlers.prepare_shipment(event, envelope_for(event))
+        handlers.prepare_shipment(event, envelope_for(event))
+
+    assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
+    assert Shipment.objects.count() == 1
 
 
 # --- dispatch through the staff API -------------------------------------------------------------

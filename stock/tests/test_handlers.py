@@ -4,7 +4,8 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope
@@ -92,3 +93,29 @@ def test_a_rejected_order_releases_what_was_reserved(reason: str) -> None:
 
     assert level("MUG-1").available == 5
     assert [e["available"] for e in emitted(StockLevelChanged)] == [5]
+
+
+def test_handlers_join_the_batch_transaction_without_savepoints() -> None:
+    """The consumer runner applies a batch in one transaction; a savepoint per event would cost
+    round trips and subtransactions."""
+    add_product("MUG-1", on_hand=5)
+    order_id = uuid.uuid4()
+    requested = OrderRequested(
+        order_id=order_id, customer_id=7, lines=order_lines(MUG_1=1), total=Decimal("9.50")
+    )
+    confirmed = OrderConfirmed(
+        order_id=order_id, customer_id=7, lines=order_lines(MUG_1=1), total=Decimal("9.50")
+    )
+    batch = [
+        (handlers.reserve_stock, requested),
+        (handlers.reserve_stock, requested),  # redelivered
+        (handlers.commit_stock, confirmed),
+        (handlers.release_stock, OrderRejected(order_id=uuid.uuid4(), reason="out_of_stock")),
+    ]
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        for handler, event in batch:
+            handler(event, envelope_of(event))
+
+    assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
+    assert level("MUG-1").on_hand == 4
