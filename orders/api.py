@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,11 +51,17 @@ WAIT = OpenApiParameter(
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="no such order among those you may see")
 
 
+class CatalogPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
 class ProductListView(ListAPIView):
     """The catalog, from Orders' local view of Stock's levels."""
 
     permission_classes = [AllowAny]
     serializer_class = ProductSerializer
+    pagination_class = CatalogPagination
 
     def get_queryset(self):  # noqa: ANN201 (DRF's signature)
         return selectors.catalog()

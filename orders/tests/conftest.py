@@ -1,0 +1,144 @@
+"""Fixtures of the end-to-end tests: the shop's real processes on the test database.
+
+The processes (relay, one consumer per context, a Celery worker, gunicorn) start once per test
+module, in this session's Kafka namespace, with a file email backend so a test can count the
+emails. Each test waits for the system to go quiet before its data is flushed.
+"""
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from backbone.subscriptions import subscriptions
+from backbone.testing import (
+    KafkaTail,
+    ShopProcesses,
+    Timeout,
+    consumer_lag,
+    database_url,
+    free_port,
+    python_argv,
+    wait_for,
+)
+from backbone.topics import CONTEXTS
+
+WEB_THREADS = 16
+
+# One INFO line per request would bury the processes' logs in a failure report.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@dataclass
+class Shop:
+    processes: ShopProcesses
+    base_url: str
+    email_dir: Path
+    kafka: KafkaTail
+
+    def emails(self) -> list[str]:
+        return [path.read_text(errors="replace") for path in sorted(self.email_dir.glob("*.log"))]
+
+    def emails_about(self, order_id: str, kind: str) -> int:
+        return sum(
+            f"X-Order-Id: {order_id}" in email and f"X-Notification-Kind: {kind}" in email
+            for email in self.emails()
+        )
+
+    def lag(self) -> int:
+        for context in CONTEXTS:
+            __import__(f"{context}.handlers")
+        return consumer_lag({context: subscriptions.topics_for(context) for context in CONTEXTS})
+
+    def wait_until_quiet(self, timeout: float = 90.0) -> None:
+        """Every committed event published and every consumer group caught up, twice in a row."""
+        from outbox.models import OutboxRecord
+
+        def quiet() -> bool:
+            return not OutboxRecord.objects.filter(published_at__isnull=True).exists() and self.lag() == 0
+
+        wait_for(lambda: quiet() and quiet(), timeout=timeout, interval=0.5, what="the shop to go quiet")
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker, kafka_topics, tmp_path_factory) -> Iterator[Shop]:
+    work = tmp_path_factory.mktemp("shop")
+    email_dir = work / "emails"
+    email_dir.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "CELERY_TASK_DEFAULT_QUEUE": f"{settings.KAFKA_NAMESPACE}celery",
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(email_dir),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        "CONSUMER_STATUS_INTERVAL_SECONDS": "5",
+    }
+    processes = ShopProcesses(env=env, log_dir=work)
+    processes.add("relay", python_argv("manage.py", "relay"))
+    for context in sorted(CONTEXTS):
+        processes.add(f"consume-{context}", python_argv("manage.py", "consume", context))
+    processes.add(
+        "worker",
+        python_argv(
+            "-m", "celery", "-A", "backbone", "worker", "--pool=threads", "--concurrency=4",
+            "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ),
+    )  # fmt: skip
+    processes.add(
+        "web",
+        python_argv(
+            "-m", "gunicorn", "backbone.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--worker-class", "gthread", "--workers", "2", "--threads", str(WEB_THREADS),
+            "--timeout", "60", "--access-logfile", "-",
+        ),
+    )  # fmt: skip
+    processes.start()
+    base_url = f"http://127.0.0.1:{port}"
+    kafka = KafkaTail()
+    shop = Shop(processes=processes, base_url=base_url, email_dir=email_dir, kafka=kafka)
+    try:
+        wait_for(lambda: _answers(f"{base_url}/health/"), timeout=60, interval=0.3, what="gunicorn to answer")
+        yield shop
+    finally:
+        processes.stop()
+        kafka.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def live_shop(shop: Shop, transactional_db, request: pytest.FixtureRequest) -> Iterator[Shop]:
+    """The running shop for one test; its processes' logs are shown when the test fails."""
+    shop.processes.start()  # whatever a previous test stopped or killed
+    yield shop
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    try:
+        shop.processes.assert_running()
+        shop.wait_until_quiet()  # before the flush: nothing may still be working on this test's rows
+    except (AssertionError, Timeout):
+        print(shop.processes.logs())
+        raise
+    if failed:
+        print(shop.processes.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
