@@ -33,8 +33,9 @@ def charge_order(
     - Delivered twice at once (a rebalance hands the partition to a second consumer while
       the first still waits for the gateway): the second waits on the payment row's unique
       key, then finds it decided; no call.
-    - A crash after the gateway charged but before our commit: none of our rows survive and
-      Kafka delivers again, so we call again - with the same idempotency key, and the gateway
+    - A crash after the gateway charged but before our commit, or a rollback of the consumer's
+      batch because another event in it failed: none of our rows survive and the event is
+      handled again, so we call again - with the same idempotency key, and the gateway
       answers with the charge it already made instead of charging a second time. That window
       is why the key is the order id and not a fresh value per attempt.
     A gateway without idempotency keys would need two steps instead: commit the attempt,
