@@ -28,12 +28,27 @@ log = logging.getLogger("bench")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://shop:shop@127.0.0.1:55432/shop"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:56379/0"
+BENCH_REDIS_DATABASE = 13
 
 
 def database_url(name: str) -> str:
     """The shop's DATABASE_URL (or the local default) with the database name replaced."""
     parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def redis_url(database: int = BENCH_REDIS_DATABASE) -> str:
+    """The shop's REDIS_URL (or the local default) on the bench's own Redis database, so the
+    bench's Celery queue and wake-ups never mix with a running shop's."""
+    parts = urlsplit(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
 
 
 def _libpq(url: str) -> str:

@@ -131,12 +131,13 @@ def listen_for_arrivals(
     arrivals: dict[str, float] = {}
     ready.set()
     while not stop.is_set():
-        for message in consumer.consume(100, timeout=0.05):
-            arrived = time.time()
-            if message.error() is None:
-                for name, value in message.headers() or ():
-                    if name == header:
-                        arrivals[value.decode()] = arrived
+        # poll() returns as soon as one record is there; consume(n) would wait for n of them.
+        message = consumer.poll(0.05)
+        arrived = time.time()
+        if message is not None and message.error() is None:
+            for name, value in message.headers() or ():
+                if name == header:
+                    arrivals[value.decode()] = arrived
     consumer.close()
     results.put(arrivals)
 

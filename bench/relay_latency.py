@@ -2,8 +2,8 @@
 steady rate, with the real `manage.py relay` running as its own process. Shows whether the
 relay is woken on commit (LISTEN/NOTIFY) rather than by its safety-net poll.
 
-Baseline: a bare producer sending the same kind of records at the same rate, from `produce()`
-to arrival (Kafka's own floor, `linger.ms` included). The reader is a separate process, so
+Baseline: a bare producer sending the same kind of records at the same rate, each flushed at
+once, from `produce()` to arrival: Kafka's own floor on this machine. The reader is a separate process, so
 the writer's GIL never delays a reading; both sides stamp with the same wall clock.
 """
 
@@ -155,7 +155,7 @@ def _bare_sender(producer: Producer, topic: str) -> Send:
         event_id = str(uuid.uuid4())
         key, value = events[number % len(events)]
         producer.produce(topic, value, key, headers=[("ce_id", event_id.encode())])
-        producer.poll(0)
+        producer.flush()  # sent now, not after linger.ms: the floor a relay could reach
         return event_id
 
     return send

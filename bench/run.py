@@ -22,8 +22,10 @@ from bench.environment import (
     database_url,
     delete_namespace_topics,
     drop_database,
+    flush_redis,
     new_namespace,
     recreate_database,
+    redis_url,
 )
 from bench.harness import MODES, Mode, Result, machine_info, machine_line, table, write_json
 
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     namespace = new_namespace()
     # Settings read these at import; subprocesses inherit them.
     os.environ["DATABASE_URL"] = url
+    os.environ["REDIS_URL"] = redis_url()
     os.environ["KAFKA_NAMESPACE"] = namespace
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -151,6 +154,7 @@ def _prepare(url: str) -> dict[str, Any]:
     """Recreate the bench database, migrate it, provision the namespace's topics."""
     log.info("recreating the bench database and migrating it")
     recreate_database(url)
+    flush_redis(os.environ["REDIS_URL"])
     import django
 
     django.setup()

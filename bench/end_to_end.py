@@ -1,0 +1,285 @@
+"""End to end: HTTP clients place orders and long-poll for the outcome, with every process of
+`make run` running (the Procfile's web, relay, four consumers and Celery worker), against the
+bench database seeded by `manage.py seed_demo` and restocked through the staff API.
+
+Two phases: a fixed offered rate (open loop: a new order every 1/rate s, whatever the shop
+does) and saturation (closed loop: N clients, each placing its next order once the last one
+is decided). Latency runs from sending the POST to receiving the CONFIRMED order. Baseline:
+the POST alone (until its 202), measured on the same orders.
+"""
+
+import asyncio
+import random
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import Result, latency_summary, progress, skipped
+from bench.run import BenchContext
+
+NAME = "end to end"
+TARGET_P99_MS = 300.0
+FINAL_STATES = {"CONFIRMED", "REJECTED"}
+RESTOCK = 1_000_000
+# Beat only schedules dispatches of confirmed orders; the order path does not involve it.
+SKIPPED_PROCESSES = {"beat"}
+ORDER_DEADLINE = 60.0
+
+
+@dataclass
+class Outcome:
+    state: str
+    total_seconds: float
+    post_seconds: float
+    error: str = ""
+
+
+def run(context: BenchContext) -> list[Result]:
+    from django.conf import settings
+
+    procfile = Path(settings.BASE_DIR, "Procfile")
+    if not procfile.exists():
+        return [skipped(NAME, "no Procfile yet (make run)")]
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    tokens = _seed()
+    for name, command in _procfile(procfile).items():
+        if name not in SKIPPED_PROCESSES:
+            context.processes.start(
+                name, ["bash", "-c", f"exec {command}"], {"SHOP_BIND": f"127.0.0.1:{port}"}
+            )
+    return asyncio.run(_drive(context, base_url, tokens))
+
+
+async def _drive(context: BenchContext, base_url: str, tokens: dict[str, str]) -> list[Result]:
+    mode = context.mode
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        await _wait_healthy(client, context)
+        skus = await _restock(client, tokens["staff"])
+        customers = [tokens["alice"], tokens["bob"]]
+        shop = Shop(client, customers, skus)
+        await _warm_up(shop, context)
+
+        progress("fixed rate: %.0f orders/s for %.0fs (open loop)", mode.e2e_rate, mode.e2e_seconds)
+        fixed, fixed_seconds = await _open_loop(shop, rate=mode.e2e_rate, seconds=mode.e2e_seconds)
+        context.processes.check_alive()
+        clients, seconds = mode.e2e_saturation_clients, mode.e2e_saturation_seconds
+        progress("saturation: %d clients for %.0fs (closed loop)", clients, seconds)
+        saturated, saturated_seconds = await _closed_loop(shop, clients=clients, seconds=seconds)
+        context.processes.check_alive()
+    return _results(mode.e2e_rate, fixed, fixed_seconds, clients, saturated, saturated_seconds)
+
+
+class Shop:
+    """The customer side of the API: place an order, wait for its outcome."""
+
+    def __init__(self, client: httpx.AsyncClient, tokens: list[str], skus: list[str]) -> None:
+        self._client = client
+        self._tokens = tokens
+        self._skus = skus
+        self._random = random.Random(5)
+
+    async def order(self) -> Outcome:
+        headers = {"Authorization": f"Token {self._random.choice(self._tokens)}"}
+        lines = [
+            {"sku": sku, "quantity": self._random.randint(1, 2)}
+            for sku in self._random.sample(self._skus, self._random.randint(1, 2))
+        ]
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(
+                "/api/orders/", json={"lines": lines, "payment_token": "tok_bench"}, headers=headers
+            )
+            posted = time.perf_counter() - started
+            if response.status_code != 202:
+                return Outcome("ERROR", 0, posted, f"POST {response.status_code}: {response.text[:120]}")
+            order_id = response.json()["id"]
+            state = response.json()["state"]
+            while state not in FINAL_STATES and time.perf_counter() - started < ORDER_DEADLINE:
+                response = await self._client.get(
+                    f"/api/orders/{order_id}/", params={"wait": 10}, headers=headers
+                )
+                if response.status_code != 200:
+                    return Outcome("ERROR", 0, posted, f"GET {response.status_code}: {response.text[:120]}")
+                state = response.json()["state"]
+        except httpx.HTTPError as error:
+            return Outcome("ERROR", 0, 0, f"{type(error).__name__}: {error}")
+        return Outcome(state, time.perf_counter() - started, posted)
+
+
+async def _open_loop(shop: Shop, *, rate: float, seconds: float) -> tuple[list[Outcome], float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks = []
+    for number in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, started + number / rate - loop.time()))
+        tasks.append(asyncio.create_task(shop.order()))
+    outcomes = await asyncio.gather(*tasks)
+    return list(outcomes), loop.time() - started
+
+
+async def _closed_loop(shop: Shop, *, clients: int, seconds: float) -> tuple[list[Outcome], float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + seconds
+    outcomes: list[Outcome] = []
+
+    async def client() -> None:
+        while loop.time() < deadline:
+            outcomes.append(await shop.order())
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return outcomes, loop.time() - started
+
+
+def _results(
+    rate: float,
+    fixed: list[Outcome],
+    fixed_seconds: float,
+    clients: int,
+    saturated: list[Outcome],
+    saturated_seconds: float,
+) -> list[Result]:
+    confirmed = [outcome for outcome in fixed if outcome.state == "CONFIRMED"]
+    latency = latency_summary([outcome.total_seconds for outcome in confirmed])
+    post = latency_summary([outcome.post_seconds for outcome in confirmed])
+    saturated_ok = [outcome for outcome in saturated if outcome.state == "CONFIRMED"]
+    saturated_latency = latency_summary([outcome.total_seconds for outcome in saturated_ok])
+    fixed_note = _failures(fixed)
+    progress(
+        "fixed rate: %d/%d confirmed, p50 %.0f ms, p99 %.0f ms; saturation: %.1f orders/s",
+        len(confirmed),
+        len(fixed),
+        latency["p50_ms"],
+        latency["p99_ms"],
+        len(saturated_ok) / saturated_seconds,
+    )
+    label = f"@{rate:.0f}/s"
+    return [
+        Result(
+            NAME,
+            f"confirmed orders/s {label} offered",
+            len(confirmed) / fixed_seconds,
+            "/s",
+            note=fixed_note,
+            details={"orders": len(fixed), "confirmed": len(confirmed)},
+        ),
+        Result(NAME, f"POST->CONFIRMED p50 {label}", latency["p50_ms"], "ms", baseline=post["p50_ms"]),
+        Result(NAME, f"POST->CONFIRMED p95 {label}", latency["p95_ms"], "ms", baseline=post["p95_ms"]),
+        Result(
+            NAME,
+            f"POST->CONFIRMED p99 {label}",
+            latency["p99_ms"],
+            "ms",
+            baseline=post["p99_ms"],
+            ratio=latency["p99_ms"] / post["p99_ms"],
+            target=f"<= {TARGET_P99_MS:.0f} ms",
+            met=latency["p99_ms"] <= TARGET_P99_MS and not fixed_note,
+            details={"order": latency, "post_only": post},
+        ),
+        Result(
+            NAME,
+            f"saturation orders/s ({clients} clients)",
+            len(saturated_ok) / saturated_seconds,
+            "/s",
+            note=_failures(saturated),
+            details={"latency": saturated_latency, "orders": len(saturated), "confirmed": len(saturated_ok)},
+        ),
+        Result(NAME, "saturation POST->CONFIRMED p99", saturated_latency["p99_ms"], "ms"),
+    ]
+
+
+def _failures(outcomes: list[Outcome]) -> str:
+    failed = [outcome for outcome in outcomes if outcome.state != "CONFIRMED"]
+    if not failed:
+        return ""
+    return f"{len(failed)} of {len(outcomes)} not confirmed (first: {failed[0].state} {failed[0].error})"
+
+
+# --- Set-up -----------------------------------------------------------------------------------
+
+
+def _procfile(path: Path) -> dict[str, str]:
+    """`name: command` lines, as honcho reads them (comments and blank lines skipped)."""
+    processes = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
+        if match and not line.lstrip().startswith("#"):
+            processes[match[1]] = match[2]
+    return processes
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _seed() -> dict[str, str]:
+    """`manage.py seed_demo` into the bench database; the demo users' API tokens."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    call_command("seed_demo", stdout=StringIO())
+    return {token.user.username: token.key for token in Token.objects.select_related("user")}
+
+
+async def _wait_healthy(client: httpx.AsyncClient, context: BenchContext) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        context.processes.check_alive()
+        try:
+            if (await client.get("/health/")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the web process did not answer /health/ within 60s")
+
+
+async def _restock(client: httpx.AsyncClient, staff_token: str) -> list[str]:
+    """Plenty of stock for every product but the scarce demo one, through the staff API; waits
+    until Orders' view (the catalog) shows it, so no order is turned away by a stale view."""
+    from backbone.management.commands.seed_demo import PRODUCTS, SCARCE_SKU
+
+    headers = {"Authorization": f"Token {staff_token}"}
+    skus = [product.sku for product in PRODUCTS if product.sku != SCARCE_SKU]
+    for sku in skus:
+        response = await client.post(
+            f"/api/stock/{sku}/receipts/", json={"quantity": RESTOCK}, headers=headers
+        )
+        response.raise_for_status()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        catalog = (await client.get("/api/products/", params={"page_size": 500}, headers=headers)).json()
+        available = {item["sku"]: item["available"] for item in _items(catalog)}
+        if all(available.get(sku, 0) >= RESTOCK for sku in skus):
+            return skus
+        await asyncio.sleep(0.2)
+    raise TimeoutError("Orders' view of stock did not show the restock within 60s")
+
+
+def _items(catalog: Any) -> list[dict[str, Any]]:
+    return catalog["results"] if isinstance(catalog, dict) else catalog
+
+
+async def _warm_up(shop: Shop, context: BenchContext) -> None:
+    """Orders until a few confirm in a row quickly: every consumer has joined its group."""
+    deadline = time.monotonic() + 90
+    quick = 0
+    while quick < 5:
+        if time.monotonic() > deadline:
+            raise TimeoutError("orders were not confirmed promptly within 90s of start-up")
+        context.processes.check_alive()
+        outcome = await shop.order()
+        if outcome.state == "ERROR":
+            raise RuntimeError(f"warm-up order failed: {outcome.error}")
+        quick = quick + 1 if outcome.state == "CONFIRMED" and outcome.total_seconds < 1 else 0
