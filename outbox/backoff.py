@@ -18,7 +18,7 @@ class Backoff:
         self.reset()
 
     def reset(self) -> None:
-        self._next = self.first
+        self._next = min(self.first, self.cap)
 
     def next_delay(self) -> float:
         delay = self._next

@@ -154,12 +154,14 @@ class Publisher:
         stop: StopFlag,
         on_stall: Callable[[Stall], None],
         max_backoff: float = 30.0,
+        first_stall_report: float = 1.0,
         flush_slice: float = 0.2,
     ) -> None:
         self._producer = producer
         self._stop = stop
         self._on_stall = on_stall
         self._max_backoff = max_backoff
+        self._first_stall_report = first_stall_report
         self._flush_slice = flush_slice
         self._physical_topics: dict[str, str] = {}
 
@@ -175,7 +177,7 @@ class Publisher:
 
     def confirm(self, outcome: BatchOutcome, topics: set[str]) -> None:
         """Wait until Kafka confirmed (or refused) every record sent; report long waits."""
-        backoff = Backoff(first=1.0, cap=self._max_backoff)
+        backoff = Backoff(first=self._first_stall_report, cap=self._max_backoff)
         next_report = time.monotonic() + backoff.next_delay()
         while (in_flight := self._producer.flush(self._flush_slice)) > 0:
             if self._stop.is_set():

@@ -1,0 +1,164 @@
+"""The relay on the real test database with a fake producer: failures, stalls, leadership."""
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+
+from outbox.backoff import StopFlag
+from outbox.leader import RELAY_LOCK_KEY, AnotherLeader
+from outbox.models import OutboxRecord
+from outbox.relay import database_connector
+
+from .conftest import emit_steps, make_relay, publish_once, wait_until
+from .fakes import FakeProducer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def unpublished(key: str) -> list[int]:
+    return list(OutboxRecord.objects.filter(key=key, published_at__isnull=True).values_list("id", flat=True))
+
+
+def published_offsets(key: str) -> list[int]:
+    rows = OutboxRecord.objects.filter(key=key).order_by("id")
+    assert all(row.is_published for row in rows)
+    return [row.kafka_offset for row in rows]
+
+
+BackgroundRelay = Callable[..., StopFlag]
+
+
+@pytest.fixture
+def background() -> Iterator[BackgroundRelay]:
+    """Run relays in threads (`background(producer=..., **options)` returns its stop flag);
+    all are stopped and joined afterwards."""
+    running: list[tuple[StopFlag, threading.Thread]] = []
+
+    def start(*, producer: FakeProducer, **options: Any) -> StopFlag:
+        stop = StopFlag()
+        relay = make_relay(producer_factory=lambda: producer, stop=stop, **options)
+        thread = threading.Thread(target=relay.run, daemon=True)
+        thread.start()
+        running.append((stop, thread))
+        return stop
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the relay did not stop"
+
+
+def test_a_failed_row_and_the_rest_of_its_aggregate_are_published_again_in_order(probe):
+    a, b = f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"
+    ids_a = emit_steps(probe, a, range(3))
+    emit_steps(probe, b, range(3))
+    producer = FakeProducer(fail_event_ids={ids_a[1]})  # step 1 of `a` fails once
+
+    publish_once(producer_factory=lambda: producer, max_backoff=0.05)
+
+    records_a = [r for r in producer.produced if r.key == a]
+    assert [r.headers["ce_id"] for r in records_a] == [ids_a[0], ids_a[1], ids_a[1], ids_a[2]]
+    offsets = published_offsets(a)
+    assert offsets == sorted(offsets)  # Kafka holds `a` in step order (the retry's offset counts)
+    assert len([r for r in producer.produced if r.key == b]) == 3  # `b` was never held back
+
+
+def test_a_fatal_producer_error_starts_a_new_producer(probe):
+    key = f"fatal-{uuid.uuid4()}"
+    ids = emit_steps(probe, key, range(2))
+    producers = [FakeProducer(fatal=True, fail_event_ids={ids[0]}), FakeProducer()]
+    made: list[FakeProducer] = []
+
+    def factory() -> FakeProducer:
+        made.append(producers[len(made)])
+        return made[-1]
+
+    publish_once(producer_factory=factory, max_backoff=0.05)
+
+    assert len(made) == 2
+    assert [r.headers["ce_id"] for r in made[1].produced] == ids
+    assert unpublished(key) == []
+
+
+def test_the_relay_starts_while_kafka_is_down_and_says_so(probe, caplog, background):
+    key = f"down-{uuid.uuid4()}"
+    emit_steps(probe, key, range(2))
+    caplog.set_level(logging.INFO, logger="outbox")
+
+    stop = background(producer=FakeProducer(stalled=True, no_metadata=True), kafka_address="kafka:1")
+    wait_until(lambda: "Kafka unavailable" in caplog.text, what="the unavailability report")
+    stop.set()
+
+    assert "Kafka unavailable at kafka:1; 2 rows waiting; retrying in 1s" in caplog.text
+    assert len(unpublished(key)) == 2
+
+
+def test_a_stalled_batch_is_reported_and_stays_unpublished_when_stopped(probe, caplog, background):
+    key = f"stall-{uuid.uuid4()}"
+    emit_steps(probe, key, range(3))
+    caplog.set_level(logging.INFO, logger="outbox")
+
+    stop = background(producer=FakeProducer(stalled=True))  # metadata answers, deliveries never come
+    wait_until(lambda: "retrying in" in caplog.text, what="the stall report")
+    stop.set()
+    wait_until(lambda: "relay stopped" in caplog.text, what="the relay to stop")
+
+    assert "has not confirmed 3 records yet; 3 rows waiting; retrying in 2s" in caplog.text
+    assert "3 records were not confirmed by Kafka" in caplog.text
+    assert len(unpublished(key)) == 3
+
+
+def test_with_another_leader_once_refuses_and_a_relay_stands_by_until_it_goes(probe, caplog, background):
+    key = f"standby-{uuid.uuid4()}"
+    emit_steps(probe, key, range(2))
+    producer = FakeProducer()
+    caplog.set_level(logging.INFO, logger="outbox")
+    other_leader = database_connector(connection.settings_dict)()
+    other_leader.execute("SELECT pg_advisory_lock(%s)", (RELAY_LOCK_KEY,))
+    try:
+        with pytest.raises(AnotherLeader):
+            publish_once(producer_factory=lambda: producer)
+        background(producer=producer, standby_retry=0.1)
+        wait_until(lambda: "standing by" in caplog.text, what="the relay to stand by")
+        assert producer.produced == []
+    finally:
+        other_leader.close()  # the other leader dies: its lock goes with its session
+
+    wait_until(lambda: not unpublished(key), what="the standby to take over and publish")
+    assert len(producer.produced) == 2
+
+
+def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe, caplog, background):
+    caplog.set_level(logging.INFO, logger="outbox")
+    background(producer=FakeProducer(), standby_retry=0.1)
+    wait_until(lambda: "relay is the leader" in caplog.text, what="leadership")
+
+    with psycopg.connect(**_libpq(connection.settings_dict), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = %s)",
+            (connection.settings_dict["NAME"],),
+        )
+    key = f"regained-{uuid.uuid4()}"
+    emit_steps(probe, key, range(1))  # wakes the relay, which checks its lock before publishing
+
+    wait_until(lambda: not unpublished(key), what="the relay to lead again and publish")
+    assert "no longer the leader" in caplog.text
+    assert caplog.text.count("relay is the leader") == 2
+
+
+def _libpq(db: dict) -> dict:
+    return {
+        "host": db["HOST"],
+        "port": db["PORT"],
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+        "dbname": db["NAME"],
+    }
