@@ -9,6 +9,7 @@ the POST alone (until its 202), measured on the same orders.
 """
 
 import asyncio
+import os
 import random
 import re
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from bench.environment import kafka_broker_cpu_seconds, machine_cpu, postgres_cpu_seconds
 from bench.harness import Result, latency_summary, progress, skipped
 from bench.run import BenchContext
 
@@ -67,13 +69,66 @@ async def _drive(context: BenchContext, base_url: str, tokens: dict[str, str]) -
         await _warm_up(shop, context)
 
         progress("fixed rate: %.0f orders/s for %.0fs (open loop)", mode.e2e_rate, mode.e2e_seconds)
+        meter = CpuMeter(context)
         fixed, fixed_seconds = await _open_loop(shop, rate=mode.e2e_rate, seconds=mode.e2e_seconds)
+        fixed_cpu = meter.per_order(_confirmed(fixed))
         context.processes.check_alive()
         clients, seconds = mode.e2e_saturation_clients, mode.e2e_saturation_seconds
         progress("saturation: %d clients for %.0fs (closed loop)", clients, seconds)
+        meter = CpuMeter(context)
         saturated, saturated_seconds = await _closed_loop(shop, clients=clients, seconds=seconds)
+        saturated_cpu = meter.per_order(_confirmed(saturated))
         context.processes.check_alive()
-    return _results(mode.e2e_rate, fixed, fixed_seconds, clients, saturated, saturated_seconds)
+    results = _results(mode.e2e_rate, fixed, fixed_seconds, clients, saturated, saturated_seconds)
+    results[0].details["cpu"] = fixed_cpu
+    results[-2].details["cpu"] = saturated_cpu
+    progress("CPU per confirmed order at the fixed rate: %s", _describe_cpu(fixed_cpu))
+    progress("CPU per confirmed order at saturation: %s", _describe_cpu(saturated_cpu))
+    return results
+
+
+class CpuMeter:
+    """CPU seconds each process (and PostgreSQL's bench backends, the broker, this load
+    client, the whole machine) spends during a phase, to divide by the orders it confirmed."""
+
+    def __init__(self, context: BenchContext) -> None:
+        self._context = context
+        self._database = context.database_url.rsplit("/", 1)[-1]
+        self._started = self._snapshot()
+
+    def _snapshot(self) -> dict[str, float]:
+        own = os.times()
+        busy, total = machine_cpu()
+        return {
+            **self._context.processes.cpu_snapshot(),
+            "postgres": postgres_cpu_seconds(self._database),
+            "kafka broker": kafka_broker_cpu_seconds(),
+            "load client": own.user + own.system,
+            "machine busy": busy,
+            "machine total": total,
+        }
+
+    def per_order(self, orders: int) -> dict[str, float]:
+        """Milliseconds of CPU per order by process; `machine busy %` over the phase."""
+        ended = self._snapshot()
+        spent = {name: ended[name] - self._started.get(name, 0.0) for name in ended}
+        wall = spent.pop("machine total")
+        busy = spent.pop("machine busy")
+        per_order = {name: 1000 * seconds / max(orders, 1) for name, seconds in spent.items()}
+        per_order["machine busy %"] = 100 * busy / wall if wall > 0 else 0.0
+        return per_order
+
+
+def _confirmed(outcomes: list[Outcome]) -> int:
+    return sum(1 for outcome in outcomes if outcome.state == "CONFIRMED")
+
+
+def _describe_cpu(cpu: dict[str, float]) -> str:
+    busy = cpu.get("machine busy %", 0.0)
+    parts = sorted(((name, ms) for name, ms in cpu.items() if name != "machine busy %"), key=lambda p: -p[1])
+    total = sum(ms for name, ms in parts if name != "kafka broker")
+    listed = ", ".join(f"{name} {ms:.1f}" for name, ms in parts)
+    return f"{total:.0f} ms in all ({listed}); machine {busy:.0f}% busy"
 
 
 class Shop:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -124,8 +125,8 @@ class Processes:
     env: dict[str, str]
     logs_dir: Path = field(default_factory=lambda: RESULTS_DIR / "logs")
     running: list[Process] = field(default_factory=list)
-    # Record a py-spy profile (collapsed stacks) of every process started, for `--profile`.
-    profile: bool = False
+    # Record a py-spy profile (collapsed stacks) of every process started: "cpu" or "wall".
+    profile: str | None = None
     profiles: list[Path] = field(default_factory=list)
 
     def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Process:
@@ -158,7 +159,8 @@ class Processes:
             return
         process.profile_path = self.logs_dir / f"{process.name}.pyspy.txt"
         # --idle: wall-clock profiles, so time spent waiting on PostgreSQL or Kafka shows too.
-        options = ["--subprocesses", "--idle", "--rate", "100", "--format", "raw"]
+        idle = ["--idle"] if self.profile == "wall" else []
+        options = ["--subprocesses", *idle, "--rate", "100", "--format", "raw"]
         process.profiler = subprocess.Popen(
             [
                 str(py_spy),
@@ -219,9 +221,55 @@ class Processes:
         if process in self.running:
             self.running.remove(process)
 
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds so far of each running process (with its children)."""
+        return {process.name: cpu_seconds(process.popen.pid) for process in self.running}
+
     def stop_all(self) -> None:
         for process in reversed(list(self.running)):
             self.stop(process)
+
+
+def cpu_seconds(process_group: int) -> float:
+    """User + system CPU of every live process in a process group (a service and its children)."""
+    return sum(cpu for pgrp, cpu in _proc_cpu(lambda stat, cmdline: True) if pgrp == process_group)
+
+
+def postgres_cpu_seconds(database: str) -> float:
+    """CPU of the PostgreSQL backends serving `database` (their title names it)."""
+    marker = f" {database} "
+    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: marker in cmdline))
+
+
+def kafka_broker_cpu_seconds() -> float:
+    """CPU of a local Kafka broker JVM (shared with anything else using it)."""
+    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: " kafka.Kafka " in cmdline))
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+def _proc_cpu(keep: Callable[[list[str], str], bool]) -> list[tuple[int, float]]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        # Fields after the parenthesised name: state ppid pgrp ... utime(14) stime(15).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if keep(fields, f" {cmdline} "):
+            found.append((int(fields[2]), (int(fields[11]) + int(fields[12])) / ticks))
+    return found
 
 
 def _signal_group(pid: int, signum: int) -> None:

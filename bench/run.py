@@ -50,7 +50,7 @@ class BenchContext:
     namespace: str
     env: dict[str, str]
     processes: Processes
-    profile: bool
+    profile: str | None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database and topics afterwards")
     parser.add_argument(
-        "--profile", action="store_true", help="record py-spy profiles of the shop's processes (if installed)"
+        "--profile",
+        nargs="?",
+        const="cpu",
+        choices=["cpu", "wall"],
+        help="record py-spy profiles of the shop's processes: cpu (on-CPU samples, the default) or "
+        "wall (idle time too: where a process waits for PostgreSQL or Kafka)",
     )
     args = parser.parse_args(argv)
     selected = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHMARKS)
