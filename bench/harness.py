@@ -145,7 +145,16 @@ def machine_info(postgres_version: str, kafka_version: str) -> dict[str, Any]:
         "postgresql": postgres_version,
         "kafka": kafka_version,
         "confluent_kafka": _confluent_versions(),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every number."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def _cpu_model() -> str:
@@ -224,7 +233,8 @@ def machine_line(machine: dict[str, Any]) -> str:
     return (
         f"{machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gib']} GiB; "
         f"Python {machine['python']}; PostgreSQL {machine['postgresql']}; Kafka {machine['kafka']}; "
-        f"confluent-kafka {machine['confluent_kafka']}"
+        f"confluent-kafka {machine['confluent_kafka']}; load average at start {machine['load_average_at_start']}"
+        f", at end {machine.get('load_average_at_end', '?')}"
     )
 
 

@@ -22,8 +22,26 @@ def _frame_name(frame: str) -> str:
     return f"{match['function']} ({short})"
 
 
-def summarize(path: Path, top: int = 15) -> str:
-    """The functions with the most samples on the stack (inclusive) and on top (self)."""
+# Leaf frames that mean "waiting", which py-spy's idle detection does not always catch (threads
+# parked in a pool, a socket read, a select): left out with `active_only`.
+WAITING = (
+    "_worker (futures/thread.py)",
+    "EpollSelector.select (",
+    "PollSelector.select (",
+    "SocketBuffer._read_from_socket (",
+    "Connection.wait (psycopg/",
+    "Arbiter.wait_for_signals (",
+    "Arbiter.sleep (",
+    "Condition.wait (",
+    "Event.wait (",
+    "OutboxListener.wait (",
+    "wait_for_signals (",
+)
+
+
+def summarize(path: Path, top: int = 15, *, active_only: bool = True) -> str:
+    """The functions with the most samples on the stack (inclusive) and on top (self);
+    with `active_only`, samples that only show a thread waiting are left out."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -33,7 +51,7 @@ def summarize(path: Path, top: int = 15) -> str:
             continue
         count = int(count_text)
         frames = [_frame_name(frame) for frame in stack.split(";") if frame]
-        if not frames:
+        if not frames or (active_only and frames[-1].startswith(WAITING)):
             continue
         total += count
         own[frames[-1]] += count
@@ -41,7 +59,8 @@ def summarize(path: Path, top: int = 15) -> str:
             inclusive[name] += count
     if total == 0:
         return f"{path.name}: no samples"
-    lines = [f"{path.name}: {total} samples", "  self%   incl%  function"]
+    kind = "active samples (waits left out)" if active_only else "samples"
+    lines = [f"{path.name}: {total} {kind}", "  self%   incl%  function"]
     for name, count in own.most_common(top):
         lines.append(f"  {100 * count / total:5.1f}  {100 * inclusive[name] / total:6.1f}  {name}")
     lines.append("  -- most inclusive --")
@@ -54,9 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--all", action="store_true", help="keep samples of threads that only wait")
     args = parser.parse_args()
     for path in args.paths:
-        print(summarize(path, args.top))
+        print(summarize(path, args.top, active_only=not args.all))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from bench.environment import (
     recreate_database,
     redis_url,
 )
-from bench.harness import MODES, Mode, Result, machine_info, machine_line, table, write_json
+from bench.harness import MODES, Mode, Result, load_average, machine_info, machine_line, table, write_json
 
 log = logging.getLogger("bench")
 
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             _teardown(url, namespace)
 
     elapsed = time.monotonic() - started
+    machine["load_average_at_end"] = load_average()
     path = write_json(mode, machine, results, {"namespace": namespace, "elapsed_seconds": round(elapsed, 1)})
     print()
     print(f"Machine: {machine_line(machine)}")
