@@ -233,8 +233,9 @@ def machine_line(machine: dict[str, Any]) -> str:
     return (
         f"{machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gib']} GiB; "
         f"Python {machine['python']}; PostgreSQL {machine['postgresql']}; Kafka {machine['kafka']}; "
-        f"confluent-kafka {machine['confluent_kafka']}; load average at start {machine['load_average_at_start']}"
-        f", at end {machine.get('load_average_at_end', '?')}"
+        f"confluent-kafka {machine['confluent_kafka']}; "
+        f"load average {machine['load_average_at_start']} at start, "
+        f"{machine.get('load_average_at_end')} at end"
     )
 
 
