@@ -7,7 +7,6 @@ standing by takes over within a second or so. TCP keepalives make a silently van
 """
 
 import logging
-import time
 from collections.abc import Callable
 
 import psycopg
@@ -32,18 +31,11 @@ class LeaderLock:
         connect: Callable[[], psycopg.Connection],
         *,
         key: int = RELAY_LOCK_KEY,
-        check_interval: float = 1.0,
     ) -> None:
         self._connect = connect
         self._key = key
-        self._check_interval = check_interval
         self._connection: psycopg.Connection | None = None
         self._held = False
-        self._last_check = 0.0
-
-    @property
-    def held(self) -> bool:
-        return self._held
 
     def try_acquire(self) -> bool:
         """Take the lock if no other session holds it (never waits)."""
@@ -51,21 +43,18 @@ class LeaderLock:
             self._connection = self._connect()
         row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
         self._held = bool(row and row[0])
-        self._last_check = time.monotonic()
         return self._held
 
     def verify(self) -> None:
-        """Raise LeadershipLost if the lock's session is gone (checked at most every second)."""
-        if not self._held or time.monotonic() - self._last_check < self._check_interval:
-            return
+        """Raise LeadershipLost if the lock's session is gone (one round trip: the relay asks
+        before every window it publishes, so it never publishes long after losing the lock)."""
+        if self._connection is None or not self._held:
+            raise LeadershipLost("this relay does not hold the leader lock")
         try:
-            if self._connection is None:
-                raise psycopg.OperationalError("no connection")
             self._connection.execute("SELECT 1")
         except psycopg.Error as error:
             self._held = False
             raise LeadershipLost(f"the leader lock's database session ended ({_first_line(error)})") from None
-        self._last_check = time.monotonic()
 
     def release(self) -> None:
         """Unlock and close; closing alone would free the lock too, this is just prompter."""

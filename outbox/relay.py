@@ -99,18 +99,18 @@ class Relay:
 
     def _become_leader(self, *, wait: bool) -> LeaderLock | None:
         """Wait until this relay holds the leader lock (None if stopped first)."""
-        lock = LeaderLock(self._connect, check_interval=self._options.standby_retry)
+        lock = LeaderLock(self._connect)
         announced = False
         while not self._stop.is_set():
             if lock.try_acquire():
-                log.info("relay is the leader: publishing the outbox")
+                log.info("this relay is now the leader: publishing the outbox")
                 return lock
             if not wait:
                 lock.release()
                 raise AnotherLeader("another relay is the leader and publishes the outbox")
             if not announced:
                 log.info(
-                    "another relay is the leader; standing by (retrying every %gs)",
+                    "another relay leads; standing by (retrying every %gs)",
                     self._options.standby_retry,
                 )
                 announced = True
@@ -158,6 +158,7 @@ class Relay:
 class WindowResult:
     rows: int
     marked: int
+    failures: int
     first_failure: DeliveryFailure | None
 
     @property
@@ -233,7 +234,7 @@ class LeaderTerm:
         size = self._options.batch_size
         batches = [ids[start : start + size] for start in range(0, len(ids), size)]
         guard = OrderGuard()
-        total = marked = 0
+        total = marked = failures = 0
         first_failure: DeliveryFailure | None = None
         rows = self._store.fetch_rows(batches[0])
         for number in range(len(batches)):
@@ -245,14 +246,18 @@ class LeaderTerm:
             placements = guard.safe_to_mark(rows, outcome)
             self._marker.submit(placements, published_at=self._clock())
             self._count(len(placements))
-            total, marked = total + len(rows), marked + len(placements)
+            total, marked, failures = (
+                total + len(rows),
+                marked + len(placements),
+                failures + len(outcome.failures),
+            )
             first_failure = first_failure or next(iter(outcome.failures.values()), None)
             if outcome.fatal:
                 self._replace_producer()
             if self._stop.is_set():
                 break
             rows = upcoming
-        return WindowResult(rows=total, marked=marked, first_failure=first_failure)
+        return WindowResult(rows=total, marked=marked, failures=failures, first_failure=first_failure)
 
     def _count(self, published: int) -> None:
         self.published += published
@@ -260,13 +265,14 @@ class LeaderTerm:
 
     def _report_refused(self, result: WindowResult, delay: float) -> None:
         first = result.first_failure
-        detail = f" (first: topic {first.topic}, row {first.row_id}: {first.error})" if first else ""
+        detail = f", first: topic {first.topic} row {first.row_id}: {first.error}" if first else ""
         log.warning(
-            "Kafka refused %d of %d rows%s; they and later rows of their aggregates stay "
-            "unpublished; retrying in %gs",
+            "Kafka refused %d rows%s; %d of %d rows stay unpublished (later rows of the same "
+            "aggregates or partitions wait for them); retrying in %gs",
+            result.failures,
+            detail,
             result.rows - result.marked,
             result.rows,
-            detail,
             delay,
         )
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from backbone.contracts import Event, registry
 from outbox.backoff import StopFlag
 from outbox.emit import emit
+from outbox.models import OutboxRecord
 from outbox.publisher import relay_producer_config
 from outbox.relay import Clock, ProducerFactory, Relay, RelayOptions, database_connector
 
@@ -69,6 +70,14 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str =
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
         time.sleep(0.05)
     return value
+
+
+def wait_for_published(keys: set[str], *, timeout: float = 30.0) -> None:
+    wait_until(
+        lambda: not OutboxRecord.objects.filter(key__in=keys, published_at__isnull=True).exists(),
+        timeout=timeout,
+        what=f"the rows of {len(keys)} aggregate(s) to be published",
+    )
 
 
 # --- the relay in this process ---------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""emit(): only inside a transaction, only to the calling context's own topics."""
+
+import uuid
+
+import pytest
+from django.db import transaction
+
+from backbone.checks import single_writer_check
+from backbone.topics import TopicOwnershipError, ensure_writer
+from outbox.emit import OutsideTransactionError, emit
+from outbox.models import OutboxRecord
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emit_outside_a_transaction_raises_and_writes_nothing(probe):
+    key = str(uuid.uuid4())
+
+    with pytest.raises(OutsideTransactionError, match=r"inside transaction\.atomic\(\)"):
+        emit(probe(order_id=key, step=1))
+
+    assert not OutboxRecord.objects.filter(key=key).exists()
+
+
+@pytest.mark.django_db
+def test_emit_inside_a_transaction_writes_the_row_the_relay_will_publish(probe):
+    key = str(uuid.uuid4())
+    with transaction.atomic():
+        envelope = emit(probe(order_id=key, step=7))
+
+    row = OutboxRecord.objects.get(key=key)
+    assert str(row.event_id) == envelope.id
+    assert (row.topic, row.event_type, row.source, row.data_version) == (
+        "orders",
+        "orders.RelayProbe",
+        "/orders",
+        1,
+    )
+    assert row.payload == {"order_id": key, "step": 7}
+    assert row.published_at is None
+
+
+def test_a_context_may_write_only_the_topics_it_owns():
+    ensure_writer("orders", "orders")
+    ensure_writer("stock.levels", "stock")
+    with pytest.raises(TopicOwnershipError, match="its single writer is 'orders'"):
+        ensure_writer("orders", "stock")
+    with pytest.raises(TopicOwnershipError, match="unknown topic"):
+        ensure_writer("no.such.topic", "orders")
+
+
+def call_emit_from(module: str):
+    """A function defined in `module` (as if it lived in that context's code) that emits."""
+    namespace = {"__name__": module, "emit": emit}
+    exec("def place(event):\n    return emit(event)\n", namespace)
+    return namespace["place"]
+
+
+@pytest.mark.django_db
+def test_code_of_another_context_cannot_emit_to_a_topic_it_does_not_own(probe):
+    key = str(uuid.uuid4())
+    with transaction.atomic():
+        call_emit_from("orders.services")(probe(order_id=key, step=1))  # the owner may
+        with pytest.raises(TopicOwnershipError, match="context 'stock' may not write topic 'orders'"):
+            call_emit_from("stock.services")(probe(order_id=key, step=2))
+
+    assert list(OutboxRecord.objects.filter(key=key).values_list("payload__step", flat=True)) == [1]
+
+
+def test_the_system_check_reports_a_contract_declared_outside_its_topics_owner(contracts):
+    assert not [e for e in single_writer_check() if e.id == "backbone.E001"]
+
+    contracts("StockTouchesOrders", context="stock", topic="orders")
+
+    errors = [e for e in single_writer_check() if e.id == "backbone.E001"]
+    assert len(errors) == 1
+    assert "stock.StockTouchesOrders is declared in context 'stock'" in errors[0].msg
+    assert "owned by orders" in errors[0].msg

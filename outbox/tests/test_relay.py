@@ -1,0 +1,162 @@
+"""The relay against the real PostgreSQL and Kafka: what lands on Kafka, in which order."""
+
+import json
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from backbone.correlation import correlation_scope
+from backbone.envelope import Envelope, format_time
+from backbone.kafka import physical_topic
+from outbox.emit import emit
+from outbox.models import OutboxRecord
+
+from .conftest import emit_steps, publish_once
+from .kafka_helpers import read_records
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("kafka_topics")]
+
+
+def test_a_row_becomes_a_record_with_its_key_json_and_cloudevents_headers(probe):
+    key = str(uuid.uuid4())
+    with correlation_scope("story-1", causation_id="cause-1"), transaction.atomic():
+        envelope = emit(probe(order_id=key, step=1))
+
+    publish_once()
+
+    (record,) = read_records("orders", keys={key}, at_least=1)
+    row = OutboxRecord.objects.get(key=key)
+    assert record.topic == physical_topic("orders")
+    assert json.loads(record.value) == {"order_id": key, "step": 1}
+    assert Envelope.from_headers([(k, v.encode()) for k, v in record.headers.items()]) == envelope
+    assert record.headers["ce_time"] == format_time(row.occurred_at)
+    assert (row.kafka_partition, row.kafka_offset) == (record.partition, record.offset)
+    assert row.published_at is not None
+
+
+def test_the_first_event_of_a_story_has_no_causation_header(probe):
+    key = str(uuid.uuid4())
+    emit_steps(probe, key, [1])
+
+    publish_once()
+
+    (record,) = read_records("orders", keys={key}, at_least=1)
+    assert "ce_causationid" not in record.headers
+    assert record.headers["ce_correlationid"]
+
+
+def test_a_rolled_back_transaction_publishes_nothing(probe):
+    rolled_back, committed = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def change_that_fails() -> None:
+        with transaction.atomic():
+            emit(probe(order_id=rolled_back, step=1))
+            raise RuntimeError("the change fails, so its event must vanish with it")
+
+    with pytest.raises(RuntimeError):
+        change_that_fails()
+    emit_steps(probe, committed, [1])  # proves the relay ran and published what did commit
+
+    publish_once()
+
+    records = read_records("orders", keys={rolled_back, committed}, at_least=1)
+    assert [record.key for record in records] == [committed]
+    assert not OutboxRecord.objects.filter(key=rolled_back).exists()
+
+
+def test_rows_committed_out_of_id_order_are_published_in_commit_order():
+    """Transaction 1 inserts first (lower id) but commits last: its row must follow."""
+    key = str(uuid.uuid4())
+    first, second = connect(), connect()
+    try:
+        first_id = insert_row(first, key, step=1)
+        second_id = insert_row(second, key, step=2)
+        assert first_id < second_id
+        second.commit()
+        first.commit()
+    finally:
+        first.close()
+        second.close()
+
+    publish_once()
+
+    records = read_records("orders", keys={key}, at_least=2)
+    assert [json.loads(record.value)["step"] for record in records] == [2, 1]
+    rows = {row.id: row for row in OutboxRecord.objects.filter(key=key)}
+    assert rows[second_id].kafka_offset < rows[first_id].kafka_offset
+
+
+def test_a_large_backlog_is_published_completely_and_in_order_per_aggregate(probe):
+    keys = [str(uuid.uuid4()) for _ in range(5)]
+    with transaction.atomic():
+        for step in range(60):
+            for key in keys:
+                emit(probe(order_id=key, step=step))
+
+    # Small batches and windows, so the backlog takes several of each.
+    publish_once(batch_size=7, window_size=50)
+
+    records = read_records("orders", keys=set(keys), at_least=300)
+    assert len(records) == 300
+    for key in keys:
+        assert [json.loads(r.value)["step"] for r in records if r.key == key] == list(range(60))
+    assert not OutboxRecord.objects.filter(key__in=keys, published_at__isnull=True).exists()
+
+
+def test_retention_deletes_only_rows_published_before_the_cutoff(probe):
+    key = str(uuid.uuid4())
+    emit_steps(probe, key, range(6))
+    rows = list(OutboxRecord.objects.filter(key=key).order_by("id"))
+    now = timezone.now()
+    ages = {rows[0].id: 100, rows[1].id: 80, rows[2].id: 73, rows[3].id: 1}  # hours since published
+    for row_id, hours in ages.items():
+        OutboxRecord.objects.filter(id=row_id).update(
+            published_at=now - timedelta(hours=hours), kafka_partition=0, kafka_offset=0
+        )
+    OutboxRecord.objects.filter(id=rows[4].id).update(occurred_at=now - timedelta(days=30))  # unpublished
+
+    # Chunks of 2 rows, so the three old rows take two chunks.
+    publish_once(retention=timedelta(hours=72), cleanup_chunk=2)
+
+    remaining = set(OutboxRecord.objects.filter(key=key).values_list("id", flat=True))
+    assert remaining == {rows[3].id, rows[4].id, rows[5].id}
+
+
+def test_retention_follows_the_injected_clock(probe):
+    key = str(uuid.uuid4())
+    emit_steps(probe, key, range(2))
+    publish_once()
+    assert OutboxRecord.objects.filter(key=key, published_at__isnull=False).count() == 2
+
+    publish_once(clock=lambda: timezone.now() + timedelta(hours=73), retention=timedelta(hours=72))
+
+    assert not OutboxRecord.objects.filter(key=key).exists()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def connect() -> psycopg.Connection:
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"], dbname=db["NAME"]
+    )
+
+
+def insert_row(conn: psycopg.Connection, key: str, *, step: int) -> int:
+    """Insert an outbox row as emit() does, in `conn`'s open transaction; returns its id."""
+    row = conn.execute(
+        """
+        INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
+                            correlation_id, causation_id, occurred_at, payload)
+        VALUES (%s, 'orders', %s, 'orders.RelayProbe', 1, '/orders', %s, '', now(), %s::jsonb)
+        RETURNING id
+        """,
+        (uuid.uuid4(), key, key, json.dumps({"order_id": key, "step": step})),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
