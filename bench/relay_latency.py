@@ -26,7 +26,8 @@ NAME = "relay latency"
 TARGET_P99_MS = 50.0
 WARMUP_SECONDS = 1.0
 
-Send = Callable[[int], str]  # sends event number i, returns its ce_id
+# Sends event number i; returns its ce_id and the wall-clock time the clock starts for it.
+Send = Callable[[int], tuple[str, float]]
 
 
 def run(context: BenchContext) -> list[Result]:
@@ -113,8 +114,8 @@ def _paced(send: Send, *, count: int, rate: float, check: Callable[[], None] | N
         delay = started + number * interval - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        event_id = send(number)
-        sent[event_id] = time.time()
+        event_id, sent_at = send(number)
+        sent[event_id] = sent_at
         if check is not None and number % int(rate) == 0:
             check()
     return sent
@@ -143,7 +144,7 @@ def _emit_sender() -> Send:
     def send(number: int) -> str:
         with transaction.atomic():
             envelope = emit(events[number % len(events)])
-        return envelope.id  # stamped by the caller right after the commit
+        return envelope.id, time.time()  # the clock starts when the transaction has committed
 
     return send
 
@@ -154,9 +155,10 @@ def _bare_sender(producer: Producer, topic: str) -> Send:
     def send(number: int) -> str:
         event_id = str(uuid.uuid4())
         key, value = events[number % len(events)]
+        sent_at = time.time()
         producer.produce(topic, value, key, headers=[("ce_id", event_id.encode())])
         producer.flush()  # sent now, not after linger.ms: the floor a relay could reach
-        return event_id
+        return event_id, sent_at
 
     return send
 
