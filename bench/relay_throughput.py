@@ -63,6 +63,7 @@ def run(context: BenchContext) -> list[Result]:
     baseline_rate = count / baseline_seconds
     ratio = relay_rate / baseline_rate
     return [
+        *_sql_floor_results(context, count, baseline_rate),
         Result(
             NAME,
             f"rows/s ({count:,} rows, {payload_bytes:.0f} B avg)",
@@ -73,8 +74,69 @@ def run(context: BenchContext) -> list[Result]:
             target=f">= {TARGET_RATIO:.0%} of bare producer",
             met=ratio >= TARGET_RATIO,
             details={"relay_seconds": relay_seconds, "baseline_seconds": baseline_runs},
-        )
+        ),
     ]
+
+
+def _sql_floor_results(context: BenchContext, count: int, baseline_rate: float) -> list[Result]:
+    """How fast the relay's own SQL goes for the same backlog, with no Kafka at all: a relay
+    cannot beat the statements it must run for every row (read it, mark it published)."""
+    try:
+        floor = _sql_floor(context, count)
+    except (ImportError, AttributeError, TypeError) as error:  # the relay's store API moved on
+        return [skipped(NAME, f"SQL floor not measured: {error}")]
+    read_rate, mark_rate = count / floor["read_seconds"], count / floor["mark_seconds"]
+    return [
+        Result(
+            NAME,
+            "  relay SQL alone: read rows/s",
+            read_rate,
+            "/s",
+            baseline=baseline_rate,
+            ratio=read_rate / baseline_rate,
+            details=floor,
+        ),
+        Result(
+            NAME,
+            "  relay SQL alone: mark rows/s",
+            mark_rate,
+            "/s",
+            baseline=baseline_rate,
+            ratio=mark_rate / baseline_rate,
+        ),
+    ]
+
+
+def _sql_floor(context: BenchContext, count: int) -> dict[str, float]:
+    """Run the relay store's statements over a fresh backlog of `count` rows, sequentially."""
+    from datetime import UTC, datetime
+
+    from outbox.relay import RelayOptions
+    from outbox.store import OutboxStore, Placement
+
+    options = RelayOptions()
+    progress("relay SQL alone: read and mark %d rows with the relay's statements, no Kafka", count)
+    with connect(context.database_url) as connection:
+        copy_into_outbox(connection, order_rows(count, seed=31))
+    with connect(context.database_url, autocommit=True) as connection:
+        store = OutboxStore(connection)
+        read = mark = 0.0
+        while True:
+            started = time.perf_counter()
+            ids = store.pending_ids(options.window_size)
+            batches = [ids[at : at + options.batch_size] for at in range(0, len(ids), options.batch_size)]
+            rows_per_batch = [store.fetch_rows(batch) for batch in batches]
+            read += time.perf_counter() - started
+            if not ids:
+                break
+            started = time.perf_counter()
+            for number, rows in enumerate(rows_per_batch):
+                placements = [
+                    Placement(row.id, 0, number * options.batch_size + i) for i, row in enumerate(rows)
+                ]
+                store.mark_published(placements, published_at=datetime.now(UTC))
+            mark += time.perf_counter() - started
+    return {"read_seconds": read, "mark_seconds": mark}
 
 
 def _baseline(topic: str, records: list[Record]) -> float:
