@@ -44,8 +44,8 @@ def rebuildable_views(context: str) -> list[type[models.Model]]:
 
 def ensure_group_stopped(context: str) -> None:
     group = group_id(context)
-    description = AdminClient(admin_config()).describe_consumer_groups([group], request_timeout=10)[group]
-    members = description.result().members
+    admin = AdminClient(admin_config())  # kept referenced until the future resolves
+    members = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15).members
     if members:
         raise RebuildError(
             f"stop the `manage.py consume {context}` process(es) first: "
@@ -67,7 +67,7 @@ def rewind_group(context: str) -> int:
     ]
     request = [ConsumerGroupTopicPartitions(group_id(context), offsets)]
     for future in admin.alter_consumer_group_offsets(request, request_timeout=10).values():
-        future.result()
+        future.result(timeout=15)
     return len(offsets)
 
 

@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
+from backbone.contracts import Event
 from backbone.kafka import group_id
 from backbone.tests.consumer_probe import (
     PROBE_TOPICS,
+    ProbeContextFactory,
+    ProbeRecorded,
+    ProbeShipped,
     create_tables,
     drop_tables,
     register,
@@ -26,9 +30,18 @@ def probe_tables(django_db_setup: None, django_db_blocker: Any) -> Iterator[None
 
 
 @pytest.fixture
-def probe_context(probe_tables: None, kafka_topics: list[str]) -> str:
-    """A fresh context (and consumer group) with the probe handler, starting at the topics' end."""
-    context = f"probe_{uuid.uuid4().hex[:10]}"
-    register(context)
-    start_group_at_end(group_id(context), PROBE_TOPICS)
-    return context
+def make_probe_context(probe_tables: None, kafka_topics: list[str]) -> ProbeContextFactory:
+    """Fresh contexts (and consumer groups) with the probe handler, starting at the topics' end."""
+
+    def make(events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped)) -> str:
+        context = f"probe_{uuid.uuid4().hex[:10]}"
+        register(context, events)
+        start_group_at_end(group_id(context), PROBE_TOPICS)
+        return context
+
+    return make
+
+
+@pytest.fixture
+def probe_context(make_probe_context: ProbeContextFactory) -> str:
+    return make_probe_context()

@@ -154,11 +154,11 @@ def _handler_for(context: str) -> Callable[[Any, Envelope], None]:
     return record_probe
 
 
-def register(context: str) -> None:
+def register(context: str, events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped)) -> None:
     """Subscribe the probe handler for `context` (idempotent)."""
     handler = _handler_for(context)
-    subscribe(ProbeRecorded, context=context)(handler)
-    subscribe(ProbeShipped, context=context)(handler)
+    for event_type in events:
+        subscribe(event_type, context=context)(handler)
 
 
 def create_tables() -> None:
@@ -246,6 +246,7 @@ def flush_all() -> None:
 # --- Fixtures and helpers for the tests -------------------------------------------------------
 
 PROBE_TOPICS = ("orders", "shipments")
+ProbeContextFactory = Callable[..., str]  # the make_probe_context fixture
 
 
 def partitions_of(topic: str) -> list[TopicPartition]:
