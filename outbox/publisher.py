@@ -185,8 +185,8 @@ class Publisher:
                 return
             if time.monotonic() >= next_report:
                 retry_in = backoff.next_delay()
-                self._on_stall(Stall(in_flight=in_flight, topics=frozenset(topics), retry_in=retry_in))
                 next_report = time.monotonic() + retry_in
+                self._on_stall(Stall(in_flight=in_flight, topics=frozenset(topics), retry_in=retry_in))
 
     def publish(self, rows: Sequence[PendingRow], guard: OrderGuard) -> BatchOutcome:
         outcome = self.send(rows, guard)

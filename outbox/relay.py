@@ -38,6 +38,10 @@ Connect = Callable[[], psycopg.Connection]
 ProducerFactory = Callable[[], Producer]
 Clock = Callable[[], datetime]
 
+# A metadata request answers in milliseconds when Kafka is up; while it is down, it takes
+# this long to fail, on top of the back-off.
+KAFKA_PROBE_TIMEOUT = 2.0
+
 
 @dataclass(frozen=True)
 class RelayOptions:
@@ -284,7 +288,7 @@ class LeaderTerm:
         while not self._stop.is_set():
             self._lock.verify()
             try:
-                self._producer.list_topics(timeout=5.0)
+                self._producer.list_topics(timeout=KAFKA_PROBE_TIMEOUT)
                 return
             except KafkaException:
                 delay = backoff.next_delay()
@@ -299,7 +303,7 @@ class LeaderTerm:
     def _diagnose(self, stall: Stall) -> str:
         address = self._options.kafka_address
         try:
-            metadata = self._producer.list_topics(timeout=2.0)
+            metadata = self._producer.list_topics(timeout=KAFKA_PROBE_TIMEOUT)
         except KafkaException:
             return f"Kafka unavailable at {address}"
         missing = sorted(name for name in map(physical_topic, stall.topics) if name not in metadata.topics)

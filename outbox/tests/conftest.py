@@ -131,8 +131,9 @@ class RelayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_log(self, text: str, *, timeout: float = 30.0) -> None:
-        wait_until(lambda: text in self.log(), timeout=timeout, what=f"{self.name} to log {text!r}")
+    def wait_for_log(self, text: str, *, after: int = 0, timeout: float = 30.0) -> None:
+        """Wait until the log (from character `after` on) contains `text`."""
+        wait_until(lambda: text in self.log()[after:], timeout=timeout, what=f"{self.name} to log {text!r}")
 
     @property
     def running(self) -> bool:

@@ -1,0 +1,137 @@
+"""Kafka goes away and comes back: rows wait in the outbox, nothing is lost or reordered.
+
+The test runs a second, disposable broker (scripts/services.sh with its own directory and
+ports), so stopping it disturbs no one else.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from outbox.models import OutboxRecord
+
+from .conftest import RelayStarter, emit_steps, process_env, wait_for_published
+from .kafka_helpers import read_records
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DisposableKafka:
+    """A single-node KRaft broker of its own, started and stopped with scripts/services.sh."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.controller_port = free_port()
+        self._share_downloaded_kafka()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        self._services("up")
+
+    def down(self) -> None:
+        self._services("down")
+
+    def provision_topics(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "topics"],
+            cwd=settings.BASE_DIR,
+            env=process_env(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def _services(self, command: str) -> None:
+        env = {
+            **os.environ,
+            "SHOP_SERVICES_DIR": str(self.directory),
+            "SHOP_KAFKA_PORT": str(self.port),
+            "SHOP_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "SHOP_KAFKA_HEAP": "256m",
+            "PYTHON": sys.executable,
+        }
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # else the script would use that broker
+        script = settings.BASE_DIR / "scripts" / "services.sh"
+        result = subprocess.run(
+            [script, command, "kafka"], env=env, capture_output=True, text=True, timeout=240
+        )
+        assert result.returncode == 0, f"services.sh {command} kafka failed:\n{result.stdout}{result.stderr}"
+
+    def _share_downloaded_kafka(self) -> None:
+        """Link the jars the main broker uses, so no second download is needed."""
+        kafka_dir = self.directory / "kafka"
+        kafka_dir.mkdir(parents=True)
+        for libs in (settings.BASE_DIR / ".services" / "kafka").glob("libs-*"):
+            (kafka_dir / libs.name).symlink_to(libs, target_is_directory=True)
+
+
+@pytest.fixture
+def disposable_kafka(tmp_path: Path) -> Iterator[DisposableKafka]:
+    broker = DisposableKafka(tmp_path / "services")
+    yield broker
+    broker.down()
+
+
+def first_copies_in_order(records: list, key: str) -> list[int]:
+    """The steps of `key` as a consumer deduplicating by ce_id sees them."""
+    seen: set[str] = set()
+    steps = []
+    for record in records:
+        if record.key == key and record.event_id not in seen:
+            seen.add(record.event_id)
+            steps.append(json.loads(record.value)["step"])
+    return steps
+
+
+def test_rows_wait_while_kafka_is_down_and_all_arrive_in_order_when_it_is_back(
+    probe, start_relay: RelayStarter, disposable_kafka: DisposableKafka
+):
+    bootstrap = disposable_kafka.bootstrap
+    relay = start_relay(env=process_env(KAFKA_BOOTSTRAP_SERVERS=bootstrap, RELAY_MAX_BACKOFF_SECONDS="2"))
+
+    # 1. The relay starts although Kafka is not there yet; writes still commit.
+    relay.wait_for_log("is now the leader")
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    emit_steps(probe, first, range(3))
+    relay.wait_for_log(f"Kafka unavailable at {bootstrap}; 3 rows waiting; retrying in", timeout=60)
+    assert relay.running
+
+    # 2. Kafka comes up: the waiting rows are published.
+    disposable_kafka.up()
+    disposable_kafka.provision_topics()
+    wait_for_published({first}, timeout=120)
+
+    # 3. Kafka goes away mid-life: more writes commit and wait in the outbox.
+    disposable_kafka.down()
+    logged = len(relay.log())
+    emit_steps(probe, first, range(3, 6))
+    emit_steps(probe, second, range(3))
+    relay.wait_for_log(f"Kafka unavailable at {bootstrap}; 6 rows waiting", after=logged, timeout=60)
+    assert OutboxRecord.objects.filter(published_at__isnull=True).count() == 6
+    assert relay.running
+
+    # 4. Kafka is back (same data): everything arrives, each aggregate in order.
+    disposable_kafka.up()
+    wait_for_published({first, second}, timeout=120)
+    records = read_records("orders", keys={first, second}, bootstrap=bootstrap, at_least=9, timeout=60)
+    assert first_copies_in_order(records, first) == list(range(6))
+    assert first_copies_in_order(records, second) == list(range(3))
+    assert relay.stop() == 0
