@@ -161,14 +161,15 @@ class KafkaTail:
     """Reads every record of the namespace's topics from the beginning, incrementally."""
 
     def __init__(self, topics: Iterable[str] = tuple(TOPICS)) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
-                "enable.auto.commit": False,
-                "log_level": 3,
-            }
-        )
+        config = {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+        self.consumer = Consumer(config)
+        # Watermark queries on the assigned consumer wait for its fetcher (~0.5 s a partition).
+        self.watermarks = Consumer(config)
         partitions = []
         for topic in topics:
             metadata = self.consumer.list_topics(physical_topic(topic), timeout=10).topics[
@@ -184,7 +185,7 @@ class KafkaTail:
     def catch_up(self, timeout: float = 30.0) -> list[KafkaRecord]:
         """Read up to the current end of every partition."""
         ends = {
-            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=10)[1]
+            (tp.topic, tp.partition): self.watermarks.get_watermark_offsets(tp, timeout=10)[1]
             for tp in self.partitions
         }
         seen: dict[tuple[str, int], int] = {}
@@ -195,7 +196,7 @@ class KafkaTail:
         while any(seen.get(key, -1) + 1 < end for key, end in ends.items()):
             if time.monotonic() > deadline:
                 raise Timeout("could not read the topics to their end")
-            for message in self.consumer.consume(num_messages=1000, timeout=0.5):
+            for message in self.consumer.consume(num_messages=1000, timeout=0.1):
                 if message.error():
                     continue
                 headers = {name: (value or b"").decode() for name, value in message.headers() or []}
@@ -218,6 +219,7 @@ class KafkaTail:
 
     def close(self) -> None:
         self.consumer.close()
+        self.watermarks.close()
 
 
 def consumer_lag(topics_by_context: dict[str, set[str]]) -> int:

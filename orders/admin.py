@@ -74,7 +74,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     @admin.display(description="handled events")
     def events_in_inbox(self, order: Order) -> SafeString | str:
-        return _changelist_link("backbone", "inboxrecord", order.correlation_id, "the consumers' inbox rows")
+        return _changelist_link("backbone", "inboxentry", order.correlation_id, "the consumers' inbox rows")
 
 
 def _changelist_link(app: str, model: str, correlation_id: str, text: str) -> SafeString | str:

@@ -5,6 +5,8 @@ import uuid
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
+from backbone.story import StoryEntry, story
+
 from .models import Order, StockLevelView
 
 
@@ -26,24 +28,6 @@ def known_skus(skus: list[str]) -> set[str]:
     return set(StockLevelView.objects.filter(sku__in=skus).values_list("sku", flat=True))
 
 
-def order_story(order: Order) -> list[dict[str, object]]:
-    """The events of the order's story (its correlation id), in the order they were written."""
-    from outbox.models import OutboxRecord
-
-    records = OutboxRecord.objects.filter(correlation_id=order.correlation_id).order_by("id")
-    return [
-        {
-            "id": str(record.event_id),
-            "type": record.event_type,
-            "source": record.source,
-            "time": record.occurred_at,
-            "causation_id": record.causation_id or None,
-            "topic": record.topic,
-            "key": record.key,
-            "partition": record.kafka_partition,
-            "offset": record.kafka_offset,
-            "handled_by": [],
-            "data": record.payload,
-        }
-        for record in records
-    ]
+def order_story(order: Order) -> list[StoryEntry]:
+    """The events of the order's story (its correlation id) in the order they were written."""
+    return story(order.correlation_id)

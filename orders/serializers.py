@@ -110,22 +110,27 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class StoryEventSerializer(serializers.Serializer):
-    """One event of an order's story, as Kafka carries it."""
+class HandlingSerializer(serializers.Serializer):
+    context = serializers.CharField(help_text="the context whose consumer group handled the event")
+    handled_at = serializers.DateTimeField()
 
-    id = serializers.CharField(help_text="ce_id")
-    type = serializers.CharField(help_text="ce_type, e.g. orders.OrderRequested")
-    source = serializers.CharField(help_text="ce_source, e.g. /orders")
-    time = serializers.DateTimeField(help_text="ce_time")
-    causation_id = serializers.CharField(allow_null=True, help_text="ce_causationid: what caused it")
-    topic = serializers.CharField()
-    key = serializers.CharField()
-    partition = serializers.IntegerField(allow_null=True, help_text="null until the relay published it")
-    offset = serializers.IntegerField(allow_null=True)
-    handled_by = serializers.ListField(
-        child=serializers.CharField(), help_text="consumer groups that have handled it"
+
+class StoryEventSerializer(serializers.Serializer):
+    """One event of an order's story: its CloudEvents attributes, where Kafka stored it, who handled it."""
+
+    id = serializers.CharField(source="event_id", help_text="ce_id")
+    type = serializers.CharField(source="event_type", help_text="ce_type, e.g. orders.OrderRequested")
+    time = serializers.DateTimeField(source="occurred_at", help_text="ce_time")
+    causation_id = serializers.CharField(
+        allow_null=True, help_text="ce_causationid: the event that caused it"
     )
-    data = serializers.JSONField()
+    topic = serializers.CharField()
+    key = serializers.CharField(help_text="the record key: the order id, or the sku on stock.levels")
+    partition = serializers.IntegerField(allow_null=True, help_text="null until the relay has published it")
+    offset = serializers.IntegerField(allow_null=True)
+    published_at = serializers.DateTimeField(allow_null=True)
+    handled_by = HandlingSerializer(many=True)
+    data = serializers.JSONField(source="payload")
 
 
 class OrderStorySerializer(serializers.Serializer):

@@ -3,7 +3,10 @@ Order and emits the event describing the change (the transactional outbox).
 
 `place_order` is called by the API; the others by the handlers of other contexts' events, and
 they ignore (and log) any event that would move an order along a transition the state machine
-does not allow, so redeliveries and stragglers change nothing.
+does not allow, so redeliveries and stragglers change nothing. The handler-path commands open
+`transaction.atomic(savepoint=False)`: inside the consumer runner they join its batch
+transaction without a savepoint per event (a failure rolls the batch back and the runner
+retries it); called anywhere else they are a transaction of their own.
 """
 
 import hashlib
@@ -20,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from backbone.correlation import correlation_scope, current_causation_id, current_correlation_id
-from backbone.versioned import apply_if_newer
+from backbone.versioned import apply_if_newer, insert_if_absent
 from outbox.emit import emit
 
 from . import events
@@ -213,7 +216,7 @@ def _contract_lines(order: Order) -> tuple[events.OrderLine, ...]:
 
 def validate_order(*, order_id: uuid.UUID) -> Order | None:
     """Stock is reserved: ask Payments to charge."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _transition(order_id=order_id, source=OrderState.REQUESTED, target=OrderState.VALIDATED)
         if order is not None:
             emit(
@@ -236,7 +239,7 @@ _REJECTED_FROM: dict[RejectionReason, OrderState] = {
 
 def reject_order(*, order_id: uuid.UUID, reason: RejectionReason) -> Order | None:
     """The order ends unfulfilled; Stock releases whatever it reserved."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _transition(
             order_id=order_id, source=_REJECTED_FROM[reason], target=OrderState.REJECTED, reason=reason
         )
@@ -247,7 +250,7 @@ def reject_order(*, order_id: uuid.UUID, reason: RejectionReason) -> Order | Non
 
 def confirm_order(*, order_id: uuid.UUID) -> Order | None:
     """Paid: Stock commits the reservation, Shipments prepares, the customer gets an email."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _transition(order_id=order_id, source=OrderState.VALIDATED, target=OrderState.CONFIRMED)
         if order is not None:
             emit(
@@ -285,7 +288,7 @@ def _transition(
 
 
 def record_shipment_prepared(*, order_id: uuid.UUID, shipment_id: uuid.UUID) -> Order | None:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _confirmed_order(order_id, "ShipmentPrepared")
         if order is None or order.shipment_status == ShipmentStatus.DISPATCHED:
             return None  # a dispatch already recorded is never walked back
@@ -304,7 +307,7 @@ def record_shipment_dispatched(
     tracking_number: str,
     dispatched_at: datetime,
 ) -> Order | None:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _confirmed_order(order_id, "ShipmentDispatched")
         if order is None or order.shipment_status == ShipmentStatus.DISPATCHED:
             return None
@@ -341,8 +344,8 @@ def _confirmed_order(order_id: uuid.UUID, event_name: str) -> Order | None:
 
 def _notify(order: Order, kind: NotificationKind) -> None:
     """Record the intent with the state change; the task sends it after commit, once."""
-    notification, created = Notification.objects.get_or_create(order=order, kind=kind)
-    if created:
+    notification = Notification(order=order, kind=kind)
+    if insert_if_absent(notification, unique_fields=["order", "kind"]):
         transaction.on_commit(partial(send_notification_email.delay, notification.id), robust=True)
 
 

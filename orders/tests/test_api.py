@@ -238,7 +238,9 @@ def test_the_events_endpoint_tells_the_orders_story(client, customer, catalog) -
     assert story["correlation_id"] == order.correlation_id
     [requested] = story["events"]
     assert requested["type"] == "orders.OrderRequested"
-    assert requested["source"] == "/orders"
+    assert requested["topic"] == "orders"
+    assert requested["partition"] is None  # no relay runs here: not published yet
+    assert requested["handled_by"] == []
     assert requested["key"] == order_id
     assert requested["causation_id"] is None
     assert requested["data"]["order_id"] == order_id

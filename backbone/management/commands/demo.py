@@ -166,7 +166,7 @@ class Command(BaseCommand):
                 else event["topic"]
             )
             cause = f"<- #{numbers[event['causation_id']]}" if event["causation_id"] in numbers else ""
-            handled = ", ".join(event.get("handled_by") or [])
+            handled = ", ".join(handling["context"] for handling in event["handled_by"])
             self.stdout.write(
                 f"   {index:>3}. {event['type']:<30} {where:<24} {cause:<6} {summary(event['data'])}"
                 + (f"  [handled by {handled}]" if handled else "")
