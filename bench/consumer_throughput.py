@@ -13,7 +13,7 @@ from bench.consumer_handlers import CREATE_VIEW
 from bench.environment import connect
 from bench.harness import Result, progress, skipped, wait_for
 from bench.kafka_tools import consume_count, create_topic, produce_all
-from bench.payloads import order_rows
+from bench.payloads import OutboxRow, order_rows
 from bench.run import BenchContext
 
 NAME = "consumer throughput"
@@ -113,4 +113,38 @@ def run(context: BenchContext) -> list[Result]:
             met=ratio >= TARGET_RATIO,
             details={"baseline_seconds": baseline_seconds},
         ),
+        _handler_floor(rows[1:], runner_rate),
     ]
+
+
+def _handler_floor(rows: list[OutboxRow], runner_rate: float) -> Result:
+    """The handler alone, in-process: its upserts in transactions of the runner's batch size,
+    with no Kafka, no decoding and no inbox. What the runner adds is the rest."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from backbone.envelope import Envelope
+    from bench.consumer_handlers import record_order
+    from orders.events import OrderRequested
+
+    events = [
+        (OrderRequested.model_validate_json(row.payload), Envelope.from_headers(row.headers()))
+        for row in rows
+    ]
+    batch = settings.CONSUMER_BATCH_SIZE
+    progress("handler alone: %d view upserts, %d per transaction, no Kafka", len(events), batch)
+    started = time.perf_counter()
+    for at in range(0, len(events), batch):
+        with transaction.atomic():
+            for event, envelope in events[at : at + batch]:
+                record_order(event, envelope)
+    rate = len(events) / (time.perf_counter() - started)
+    return Result(
+        NAME,
+        "  handler SQL alone (no Kafka, no inbox)",
+        runner_rate,
+        "/s",
+        baseline=rate,
+        ratio=runner_rate / rate,
+        note=f"the runner's own cost: {1e6 / runner_rate - 1e6 / rate:.0f} us per event",
+    )
