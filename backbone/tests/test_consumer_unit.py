@@ -1,0 +1,301 @@
+"""The runner with a fake Kafka consumer and publisher (and the real database): the ordering of
+database commit, offset commit, backoff and rebalance callbacks, checked step by step."""
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from django.db import connection
+
+from backbone.consumer import ConsumerRunner, DeadLetterBudget, RunnerOptions
+from backbone.envelope import Envelope
+from backbone.kafka import physical_topic
+from backbone.models import DeadLetter, InboxEntry
+from backbone.subscriptions import Subscription
+from backbone.tests.consumer_probe import ProbeApplied, ProbeRecorded, envelope_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+pytest_plugins = ["backbone.tests.consumer_fixtures"]
+
+TOPIC = physical_topic("orders")
+
+
+@pytest.fixture(autouse=True)
+def _clean_probe_rows() -> None:
+    ProbeApplied.objects.filter(context="unit").delete()  # the probe tables outlive each test
+
+
+@dataclass
+class FakeMessage:
+    partition_: int
+    offset_: int
+    key_: bytes
+    value_: bytes
+    headers_: list[tuple[str, bytes]]
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes:
+        return self.key_
+
+    def value(self) -> bytes:
+        return self.value_
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.headers_
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeConsumer:
+    messages: deque[FakeMessage]
+    commits: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
+    before_poll: list[Callable[["FakeConsumer"], None]] = field(default_factory=list)
+    closed: bool = False
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        if self.before_poll:
+            self.before_poll.pop(0)(self)  # e.g. a rebalance, which librdkafka runs inside poll()
+        return self.messages.popleft() if self.messages else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        taken = []
+        while self.messages and len(taken) < num_messages:
+            taken.append(self.messages.popleft())
+        return taken
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(
+            {
+                "offsets": {(tp.partition): tp.offset for tp in offsets},
+                "asynchronous": asynchronous,
+                "in_transaction": connection.in_atomic_block,
+                "inbox_rows": InboxEntry.objects.count(),
+            }
+        )
+
+    def assignment(self) -> list[TopicPartition]:
+        return []
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return partitions
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return partitions
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float | None = None, cached: bool = False
+    ):
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakePublisher:
+    published: list[int] = field(default_factory=list)
+    flushed_in_transaction: list[bool] = field(default_factory=list)
+
+    def publish(self, record: Any, *, dead_letter_id: int, **details: Any) -> None:
+        self.published.append(dead_letter_id)
+
+    def flush(self) -> None:
+        self.flushed_in_transaction.append(connection.in_atomic_block)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[tuple[float, bool]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append((seconds, connection.in_atomic_block))
+        self.now += seconds
+
+
+def _message(partition: int, offset: int, key: str, seq: int) -> FakeMessage:
+    event = ProbeRecorded(probe_key=key, seq=seq)
+    return FakeMessage(partition, offset, key.encode(), event.to_json(), envelope_for(event).headers())
+
+
+def _runner(
+    messages: list[FakeMessage],
+    handler: Callable[[ProbeRecorded, Envelope], None],
+    clock: FakeClock | None = None,
+    **options: Any,
+) -> tuple[ConsumerRunner, FakeConsumer, FakePublisher]:
+    consumer, publisher, clock = FakeConsumer(deque(messages)), FakePublisher(), clock or FakeClock()
+    routes = {ProbeRecorded.type_name: [Subscription("unit", ProbeRecorded, handler)]}
+    runner = ConsumerRunner(
+        context="unit",
+        group="unit-group",
+        consumer=consumer,
+        publisher=publisher,
+        options=RunnerOptions(idle_exit=0.0, retry_delay=0.2, **options),
+        routes=routes,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    return runner, consumer, publisher
+
+
+def _record(event: ProbeRecorded, envelope: Envelope) -> None:
+    ProbeApplied.objects.create(
+        context="unit", probe_key=event.probe_key, seq=event.seq, event_id=envelope.id, correlation_id="-"
+    )
+
+
+def _seqs() -> list[int]:
+    return list(ProbeApplied.objects.filter(context="unit").order_by("id").values_list("seq", flat=True))
+
+
+def test_offsets_are_committed_after_the_database_commit_and_point_at_the_next_record(
+    probe_tables: None,
+) -> None:
+    runner, consumer, _ = _runner(
+        [_message(0, 10, "a", 1), _message(1, 4, "b", 1), _message(0, 11, "a", 2)], _record
+    )
+
+    runner.run()
+
+    first = consumer.commits[0]
+    assert first["offsets"] == {0: 12, 1: 5}
+    assert first["in_transaction"] is False
+    assert first["inbox_rows"] == 3  # the rows were committed before the offsets
+    assert consumer.commits[-1]["asynchronous"] is False  # the final commit on close
+    assert consumer.closed
+
+
+def test_a_failing_record_waits_outside_the_transaction_after_the_work_before_it_is_committed() -> None:
+    failures = {"left": 2}
+
+    def flaky(event: ProbeRecorded, envelope: Envelope) -> None:
+        _record(event, envelope)  # written, then rolled back with the failure
+        if event.seq == 2 and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("the gateway timed out")
+
+    clock = FakeClock()
+    runner, consumer, _ = _runner(
+        [_message(0, 0, "a", 1), _message(0, 1, "a", 2), _message(0, 2, "a", 3)], flaky, clock
+    )
+
+    stats = runner.run()
+
+    assert _seqs() == [1, 2, 3]
+    assert (stats.handled, stats.retries, stats.dead_lettered) == (3, 2, 0)
+    assert all(not in_transaction for _, in_transaction in clock.sleeps)
+    assert sum(seconds for seconds, _ in clock.sleeps) == pytest.approx(0.2 + 0.4)  # exponential
+    # Before the first pause, record 1 was committed in the database and in Kafka.
+    assert consumer.commits[0]["offsets"] == {0: 1}
+    assert consumer.commits[0]["inbox_rows"] == 1
+
+
+def test_a_record_that_keeps_failing_becomes_a_dead_letter_and_the_others_are_applied(
+    probe_tables: None,
+) -> None:
+    def broken_for_b(event: ProbeRecorded, envelope: Envelope) -> None:
+        _record(event, envelope)
+        if event.probe_key == "b":
+            raise ValueError("cannot handle b")
+
+    messages = [_message(0, n, key, n) for n, key in enumerate(["a", "c", "b", "d", "e"])]
+    runner, consumer, publisher = _runner(messages, broken_for_b, max_attempts=3)
+
+    stats = runner.run()
+
+    assert _seqs() == [0, 1, 3, 4]
+    dead_letter = DeadLetter.objects.get()
+    assert (dead_letter.key, dead_letter.attempts, dead_letter.offset) == ("b", 3, 2)
+    assert dead_letter.error.startswith("ValueError: cannot handle b\n\nTraceback")
+    assert publisher.published == [dead_letter.pk]
+    assert publisher.flushed_in_transaction == [True]  # the .dlq record is stored before the row commits
+    assert consumer.commits[-1]["offsets"] == {0: 5}
+    assert (stats.handled, stats.dead_lettered) == (4, 1)
+
+
+def test_revoked_partitions_get_their_offsets_committed_synchronously() -> None:
+    runner, consumer, _ = _runner([_message(0, 7, "a", 1), _message(1, 3, "b", 1)], _record, batch_size=2)
+
+    def rebalance(fake: FakeConsumer) -> None:
+        fake.callbacks["on_revoke"](fake, [TopicPartition(TOPIC, 1)])
+
+    consumer.before_poll = [lambda fake: None, rebalance]
+
+    runner.run()
+
+    revoke_commit = consumer.commits[1]
+    assert revoke_commit == {
+        "offsets": {1: 4},
+        "asynchronous": False,
+        "in_transaction": False,
+        "inbox_rows": 2,
+    }
+    assert consumer.commits[-1]["offsets"] == {0: 8}  # on close: partition 1 is no longer ours
+
+
+def test_lost_partitions_are_not_committed() -> None:
+    runner, consumer, _ = _runner([_message(2, 0, "a", 1)], _record)
+    consumer.before_poll = [
+        lambda fake: None,
+        lambda fake: fake.callbacks["on_lost"](fake, [TopicPartition(TOPIC, 2)]),
+    ]
+
+    runner.run()
+
+    assert [commit["asynchronous"] for commit in consumer.commits] == [True]  # nothing left on close
+
+
+def test_a_stop_during_the_backoff_leaves_the_failing_record_uncommitted() -> None:
+    def always_failing(event: ProbeRecorded, envelope: Envelope) -> None:
+        raise RuntimeError("down")
+
+    clock = FakeClock()
+    runner, consumer, _ = _runner([_message(0, 5, "a", 1)], always_failing, clock)
+    original_sleep = clock.sleep
+
+    def sleep_then_sigterm(seconds: float) -> None:
+        original_sleep(seconds)
+        runner.stop()
+
+    runner._sleep = sleep_then_sigterm
+
+    runner.run()
+
+    assert consumer.commits == []  # redelivered after the restart
+    assert not DeadLetter.objects.exists()
+    assert consumer.closed
+
+
+def test_the_dead_letter_budget_is_a_sliding_window() -> None:
+    clock = FakeClock()
+    budget = DeadLetterBudget(limit=2, window=10, clock=clock)
+    budget.spend(2)
+    assert not budget.allows(1)
+    clock.now = 10.5
+    assert budget.allows(2)
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    options = RunnerOptions(retry_delay=0.5, max_retry_delay=3.0)
+    assert [options.backoff(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
