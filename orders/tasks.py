@@ -12,6 +12,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.db import DatabaseError
 
+from .models import Notification
 from .notifications import pending_notifications, send_notification
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,12 @@ PENDING_GRACE = timedelta(minutes=2)
     acks_late=True,
 )
 def send_notification_email(notification_id: int) -> str:
-    return send_notification(notification_id=notification_id).value
+    try:
+        return send_notification(notification_id=notification_id).value
+    except Notification.DoesNotExist:
+        # Its order is gone (or the task came from another database): nothing to send, no retry.
+        log.warning("notification %s does not exist: nothing to send", notification_id)
+        return "missing"
 
 
 @shared_task

@@ -35,6 +35,15 @@ WEB_THREADS = 16
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_celery_queue() -> None:
+    """Tasks enqueued by this session (on_commit in transactional tests) go to the session's
+    queue, which only its own end-to-end worker reads: never to a running shop's worker."""
+    from backbone.celery import app
+
+    app.conf.task_default_queue = f"{settings.KAFKA_NAMESPACE}celery"
+
+
 @dataclass
 class Shop:
     processes: ShopProcesses

@@ -6,7 +6,10 @@ through Stock's service, whose events feed Orders' view); everything after that 
 the public API.
 """
 
+import io
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -15,6 +18,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from backbone.contracts import registry
@@ -366,3 +371,24 @@ def test_customers_see_only_their_own_orders_and_no_staff_endpoints(live_shop: S
     assert bob.http.post(f"/api/stock/{sku}/receipts/", json={"quantity": 5}).status_code == 403
     assert bob.http.post(f"/api/shipments/{uuid.uuid4()}/dispatch/").status_code == 403
     alice.final(order_id)
+
+
+def test_make_demo_tells_the_three_outcomes(live_shop: Shop) -> None:
+    call_command("seed_demo", stdout=io.StringIO())
+    demo = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--url", live_shop.base_url],
+        cwd=settings.BASE_DIR,
+        env=live_shop.processes.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    output = demo.stdout
+    assert ": CONFIRMED, total 148.00" in output
+    assert ": REJECTED (payment_declined), total 249.00" in output
+    assert ": REJECTED (out_of_stock)" in output or "409 at the door" in output
+    assert "orders.OrderRequested" in output
+    assert "payments.PaymentFailed" in output
+    assert "as bob -> 404" in output

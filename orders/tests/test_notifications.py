@@ -125,3 +125,8 @@ def test_lost_tasks_are_enqueued_again() -> None:
         assert tasks.enqueue_pending_notifications() == 1
 
     enqueue.assert_called_once_with(old.id)
+
+
+def test_a_task_for_a_vanished_notification_sends_nothing() -> None:
+    assert tasks.send_notification_email(notification_id=987654) == "missing"
+    assert mail.outbox == []

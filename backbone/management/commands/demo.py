@@ -5,9 +5,12 @@ and two customers racing for the last unit of a scarce product - waits for each 
 a long-poll, and prints the story of events behind it. Run `make run` first.
 """
 
+import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -69,6 +72,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = options["url"].rstrip("/")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # the stories are the output, not each request
         try:
             httpx.get(f"{base_url}/health/", timeout=5).raise_for_status()
         except httpx.HTTPError as error:
@@ -101,9 +105,7 @@ class Command(BaseCommand):
     def place_and_follow(
         self, client: ShopClient, lines: list[tuple[str, int]], payment_token: str
     ) -> str | None:
-        started = time.monotonic()
-        response = client.place(lines, payment_token)
-        return self.follow(client, response, started)
+        return self.report(client, place_and_wait(client, lines, payment_token))
 
     def race_for_the_last_units(self, alice: ShopClient, bob: ShopClient, staff: ShopClient) -> None:
         available = alice.products()[SCARCE_SKU]["available"]
@@ -116,42 +118,31 @@ class Command(BaseCommand):
             f"   Orders' view shows {available} available; both order {available} at the same moment. "
             "Both pass the view's pre-check, Stock reserves atomically: one of them gets it."
         )
-        responses: dict[str, tuple[httpx.Response, float]] = {}
-        start = threading.Barrier(2)
+        racers = {"alice": alice, "bob": bob}
+        start = threading.Barrier(len(racers))
 
-        def place(name: str, client: ShopClient) -> None:
+        def race(client: ShopClient) -> Attempt:
             start.wait()
-            started = time.monotonic()
-            responses[name] = (client.place([(SCARCE_SKU, available)], "tok_visa"), started)
+            return place_and_wait(client, [(SCARCE_SKU, available)], "tok_visa")
 
-        racers = [
-            threading.Thread(target=place, args=(name, client))
-            for name, client in (("alice", alice), ("bob", bob))
-        ]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join()
-        for name, client in (("alice", alice), ("bob", bob)):
+        with ThreadPoolExecutor(max_workers=len(racers)) as pool:
+            attempts = dict(zip(racers, pool.map(race, racers.values()), strict=True))
+        for name, client in racers.items():
             self.stdout.write(f"\n   {name}:")
-            response, started = responses[name]
-            self.follow(client, response, started)
+            self.report(client, attempts[name])
 
-    def follow(self, client: ShopClient, response: httpx.Response, started: float) -> str | None:
-        if response.status_code == 409:
-            self.stdout.write(f"   409 at the door, nothing placed: {response.json()['detail']}")
+    def report(self, client: ShopClient, attempt: "Attempt") -> str | None:
+        if attempt.order is None:
+            detail = attempt.response.json()["detail"]
+            self.stdout.write(f"   {attempt.response.status_code} at the door, nothing placed: {detail}")
             return None
-        if response.status_code != 202:
-            raise CommandError(f"unexpected answer {response.status_code}: {response.text}")
-        order_id = response.json()["id"]
-        order = client.order(order_id, wait=WAIT_SECONDS).raise_for_status().json()
-        elapsed = time.monotonic() - started
+        order = attempt.order
         outcome = order["state"] + (f" ({order['reason']})" if order["reason"] else "")
         self.stdout.write(
-            f"   order {order_id}: {outcome}, total {order['total']}, decided in {elapsed:.2f} s"
+            f"   order {order['id']}: {outcome}, total {order['total']}, decided in {attempt.seconds:.2f} s"
         )
-        self.print_story(client, order_id)
-        return order_id
+        self.print_story(client, order["id"])
+        return order["id"]
 
     # --- output ------------------------------------------------------------------------------------
 
@@ -209,6 +200,25 @@ class Command(BaseCommand):
     def heading(self, text: str) -> None:
         self.stdout.write("")
         self.stdout.write(self.style.MIGRATE_HEADING(text))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    response: httpx.Response  # the answer to the POST
+    order: Json | None  # the order once decided (or when the wait ran out); None when not placed
+    seconds: float  # from the POST to the answer of the long-poll
+
+
+def place_and_wait(client: ShopClient, lines: list[tuple[str, int]], payment_token: str) -> Attempt:
+    """POST the order, then long-poll until it is decided."""
+    started = time.monotonic()
+    response = client.place(lines, payment_token)
+    if response.status_code == 409:
+        return Attempt(response, None, time.monotonic() - started)
+    if response.status_code != 202:
+        raise CommandError(f"unexpected answer {response.status_code}: {response.text}")
+    order = client.order(response.json()["id"], wait=WAIT_SECONDS).raise_for_status().json()
+    return Attempt(response, order, time.monotonic() - started)
 
 
 def summary(data: Json) -> str:
