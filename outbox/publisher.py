@@ -155,6 +155,7 @@ class Publisher:
         on_stall: Callable[[Stall], None],
         max_backoff: float = 30.0,
         first_stall_report: float = 1.0,
+        shutdown_grace: float = 10.0,
         flush_slice: float = 0.2,
     ) -> None:
         self._producer = producer
@@ -162,6 +163,7 @@ class Publisher:
         self._on_stall = on_stall
         self._max_backoff = max_backoff
         self._first_stall_report = first_stall_report
+        self._shutdown_grace = shutdown_grace
         self._flush_slice = flush_slice
         self._physical_topics: dict[str, str] = {}
 
@@ -176,13 +178,19 @@ class Publisher:
         return outcome
 
     def confirm(self, outcome: BatchOutcome, topics: set[str]) -> None:
-        """Wait until Kafka confirmed (or refused) every record sent; report long waits."""
+        """Wait until Kafka confirmed (or refused) every record sent; report long waits.
+
+        A stopping relay still waits up to `shutdown_grace` seconds for the batch in hand.
+        """
         backoff = Backoff(first=self._first_stall_report, cap=self._max_backoff)
         next_report = time.monotonic() + backoff.next_delay()
+        give_up_at: float | None = None
         while (in_flight := self._producer.flush(self._flush_slice)) > 0:
             if self._stop.is_set():
-                outcome.unconfirmed = in_flight
-                return
+                give_up_at = give_up_at or time.monotonic() + self._shutdown_grace
+                if time.monotonic() >= give_up_at:
+                    outcome.unconfirmed = in_flight
+                    return
             if time.monotonic() >= next_report:
                 retry_in = backoff.next_delay()
                 next_report = time.monotonic() + retry_in

@@ -47,6 +47,7 @@ KAFKA_PROBE_TIMEOUT = 2.0
 class RelayOptions:
     batch_size: int = 2000  # rows read, produced, confirmed and marked together
     window_size: int = 50_000  # rows ordered by one scan of the backlog
+    mark_connections: int = 2  # batches marked in parallel, while later ones are published
     poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
     retention: timedelta = timedelta(hours=72)
     cleanup_interval: float = 300.0
@@ -54,6 +55,7 @@ class RelayOptions:
     status_interval: float = 60.0
     standby_retry: float = 1.0
     max_backoff: float = 30.0
+    shutdown_grace: float = 10.0  # how long a stopping relay waits for Kafka to confirm a batch
     kafka_address: str = "Kafka"  # only for log lines
 
 
@@ -131,10 +133,10 @@ class Relay:
 
     @contextmanager
     def _term(self, lock: LeaderLock) -> Iterator["LeaderTerm"]:
-        """A leader term with its own connections: reads, marks, and LISTEN."""
+        """A leader term with its own connections: reads, marks and LISTEN."""
         with ExitStack() as stack:
             reads = stack.enter_context(self._connect())
-            marks = stack.enter_context(self._connect())
+            marks = [stack.enter_context(self._connect()) for _ in range(self._options.mark_connections)]
             in_commit_order = commit_timestamps_tracked(reads)
             if not in_commit_order:
                 log.warning(
@@ -143,7 +145,7 @@ class Relay:
                     "track_commit_timestamp = on in postgresql.conf and restart PostgreSQL."
                 )
             listener = stack.enter_context(closing(OutboxListener(self._connect(), self._stop)))
-            marker = stack.enter_context(closing(BackgroundMarker(OutboxStore(marks))))
+            marker = stack.enter_context(closing(BackgroundMarker([OutboxStore(c) for c in marks])))
             term = LeaderTerm(
                 store=OutboxStore(reads, in_commit_order=in_commit_order),
                 marker=marker,
@@ -316,7 +318,11 @@ class LeaderTerm:
 
     def _new_publisher(self) -> Publisher:
         return Publisher(
-            self._producer, stop=self._stop, on_stall=self._on_stall, max_backoff=self._options.max_backoff
+            self._producer,
+            stop=self._stop,
+            on_stall=self._on_stall,
+            max_backoff=self._options.max_backoff,
+            shutdown_grace=self._options.shutdown_grace,
         )
 
     def _replace_producer(self) -> None:

@@ -1,5 +1,6 @@
 """Unit tests of the publisher and its ordering rule, against the fake producer."""
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -144,7 +145,9 @@ def test_a_stalled_delivery_is_reported_with_growing_intervals_until_stopped():
         if len(stalls) == 2:
             stop.set()
 
-    publisher_ = Publisher(producer, stop=stop, on_stall=on_stall, first_stall_report=0.01, flush_slice=0.01)
+    publisher_ = Publisher(
+        producer, stop=stop, on_stall=on_stall, first_stall_report=0.01, shutdown_grace=0, flush_slice=0.01
+    )
     outcome = publisher_.publish([row(1, "a"), row(2, "b")], OrderGuard())
 
     assert [s.retry_in for s in stalls] == [0.02, 0.04]
@@ -152,6 +155,20 @@ def test_a_stalled_delivery_is_reported_with_growing_intervals_until_stopped():
     assert stalls[0].topics == frozenset({"orders"})
     assert outcome.unconfirmed == 2
     assert outcome.placements == {}
+
+
+def test_a_stopping_publisher_still_waits_a_while_for_the_batch_in_hand():
+    producer = FakeProducer(stalled=True)
+    stop = StopFlag()
+    stop.set()
+    publisher_ = Publisher(producer, stop=stop, on_stall=lambda stall: None, shutdown_grace=30, flush_slice=0.01)
+    outcome = publisher_.send([row(1, "a")], OrderGuard())
+    threading.Timer(0.03, lambda: setattr(producer, "stalled", False)).start()  # Kafka answers
+
+    publisher_.confirm(outcome, {"orders"})
+
+    assert outcome.unconfirmed == 0
+    assert set(outcome.placements) == {1}
 
 
 def test_the_relay_producer_never_times_out_records_and_keeps_them_gapless():

@@ -128,7 +128,8 @@ def test_a_stalled_batch_is_reported_and_stays_unpublished_when_stopped(probe, c
     emit_steps(probe, key, range(3))
     caplog.set_level(logging.INFO, logger="outbox")
 
-    stop = background(producer=FakeProducer(stalled=True))  # metadata answers, deliveries never come
+    # Metadata answers, deliveries never come; a stopping relay waits 0.2 s for them.
+    stop = background(producer=FakeProducer(stalled=True), shutdown_grace=0.2)
     wait_until(lambda: "retrying in" in caplog.text, what="the stall report")
     stop.set()
     wait_until(lambda: "relay stopped" in caplog.text, what="the relay to stop")
