@@ -161,7 +161,7 @@ def test_a_stopping_publisher_still_waits_a_while_for_the_batch_in_hand():
     producer = FakeProducer(stalled=True)
     stop = StopFlag()
     stop.set()
-    publisher_ = Publisher(producer, stop=stop, on_stall=lambda stall: None, shutdown_grace=30, flush_slice=0.01)
+    publisher_ = Publisher(producer, stop=stop, on_stall=print, shutdown_grace=30, flush_slice=0.01)
     outcome = publisher_.send([row(1, "a")], OrderGuard())
     threading.Timer(0.03, lambda: setattr(producer, "stalled", False)).start()  # Kafka answers
 
