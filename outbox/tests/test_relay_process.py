@@ -41,17 +41,19 @@ def test_commits_wake_the_relay_without_polling(probe, start_relay: RelayStarter
     assert relay.running
 
 
-def test_sigterm_stops_the_relay_cleanly_and_frees_the_leader_lock(probe, start_relay: RelayStarter):
-    relay = start_relay()
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_relay_cleanly_and_frees_the_leader_lock(probe, start_relay: RelayStarter, signum):
+    relay = start_relay(env=process_env(RELAY_STATUS_INTERVAL_SECONDS="0.1"))
     relay.wait_for_log("is now the leader")
     key = str(uuid.uuid4())
     emit_steps(probe, key, range(3))
     wait_for_published({key})
+    relay.wait_for_log("relay status: published 3 rows in the last")
 
-    assert relay.stop(signal.SIGTERM) == 0
+    assert relay.stop(signum) == 0
 
     log = relay.log()
-    assert "SIGTERM: finishing the current batch, then stopping" in log
+    assert f"{signal.Signals(signum).name}: finishing the current batch, then stopping" in log
     assert "relay stopped; published 3 rows" in log
     assert "Traceback" not in log
     publish_once()  # would raise AnotherLeader if the lock were still held
