@@ -34,7 +34,8 @@ class InboxEntry(models.Model):
             # event_id first: the story looks events up by id across groups.
             models.UniqueConstraint(fields=["event_id", "consumer_group"], name="inbox_event_once_per_group"),
         ]
-        indexes = [models.Index(fields=["correlation_id"], name="inbox_correlation")]
+        # No other index: every one costs each handled event an insert (the story finds inbox
+        # rows by event id; the admin's search by correlation id may scan).
 
     def __str__(self) -> str:
         return f"{self.consumer_group}: {self.event_type} {self.event_id}"
