@@ -2,12 +2,15 @@
 
 import signal
 import subprocess
+import sys
 import threading
 from collections import Counter
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 
+from backbone.correlation import correlation_scope
 from backbone.failpoints import EXIT_CODE
 from backbone.kafka import group_id
 from backbone.models import DeadLetter, InboxEntry
@@ -15,6 +18,7 @@ from backbone.tests.consumer_probe import (
     ProbeApplied,
     ProbeRecorded,
     ProbeView,
+    applied,
     committed_offsets,
     consume_command,
     end_offsets,
@@ -24,6 +28,8 @@ from backbone.tests.consumer_probe import (
     subprocess_env,
     wait_for,
 )
+from outbox.emit import emit
+from outbox.models import OutboxRecord
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 pytest_plugins = ["backbone.tests.consumer_fixtures"]
@@ -112,6 +118,36 @@ def test_the_dead_letter_limit_stops_the_process_with_one_clear_error_line(probe
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"CommandError: consumer {probe_context} stopped: more than 2 dead letters")
     assert DeadLetter.objects.filter(consumer_group=group_id(probe_context)).count() == 2
+
+
+def test_duplicates_from_a_relay_killed_after_delivery_are_applied_once(probe_context: str) -> None:
+    with correlation_scope("relayed-twice"), transaction.atomic():
+        for seq in range(1, 6):
+            emit(ProbeRecorded(probe_key="relayed", seq=seq, amount=seq))
+
+    def relay(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", "relay", "--once"],
+            cwd=settings.BASE_DIR,
+            env=subprocess_env(probe_context, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    crashed = relay(BACKBONE_FAILPOINTS="relay.after-delivery")  # on Kafka, not marked published
+    assert crashed.returncode == EXIT_CODE, crashed.stderr
+    restarted = relay()  # publishes the same five events again
+    assert restarted.returncode == 0, restarted.stderr
+    assert not OutboxRecord.objects.filter(key="relayed", published_at=None).exists()
+
+    result = run_consume(probe_context, "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert "handled 5, duplicates 5," in result.stderr
+    assert applied(probe_context, "relayed") == [1, 2, 3, 4, 5]
+    assert ProbeView.objects.get(context=probe_context, probe_key="relayed").total == 15
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
