@@ -4,12 +4,13 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from confluent_kafka import KafkaError
 
 from backbone.envelope import Envelope
 from backbone.kafka import physical_topic
 from outbox.backoff import StopFlag
-from outbox.publisher import OrderGuard, Publisher, Stall, relay_producer_config
-from outbox.store import PendingRow
+from outbox.publisher import BatchOutcome, OrderGuard, Publisher, Stall, relay_producer_config
+from outbox.store import PendingRow, Placement
 
 from .fakes import FakeProducer
 
@@ -122,6 +123,26 @@ def test_rows_before_the_first_failure_of_their_key_are_still_marked():
 
     assert producer.keys_in_order() == ["a", "a"]  # row 3 waits behind row 2
     assert [p.row_id for p in guard.safe_to_mark(rows, outcome)] == [1]
+
+
+def test_a_row_confirmed_after_an_earlier_failure_of_its_key_is_not_marked():
+    rows = [row(1, "a"), row(2, "a"), row(3, "a")]
+    # A slow broker: every record is produced before the failure of row 2 is known.
+    producer = FakeProducer(slow=True, fail_event_ids={rows[1].event_id})
+    guard = OrderGuard()
+
+    outcome = publisher(producer).publish(rows, guard)
+
+    assert set(outcome.placements) == {1, 3}  # row 3 is on Kafka, ahead of row 2's retry
+    assert [p.row_id for p in guard.safe_to_mark(rows, outcome)] == [1]
+
+
+def test_a_failure_without_a_partition_still_holds_back_its_key():
+    rows = [row(1, "a"), row(2, "a"), row(3, "a"), row(4, "b")]
+    outcome = BatchOutcome(placements={r.id: Placement(r.id, 0, r.id) for r in (rows[0], rows[2], rows[3])})
+    outcome.fail(rows[1], KafkaError(KafkaError._UNKNOWN_PARTITION, "no leader"), partition=-1)
+
+    assert [p.row_id for p in OrderGuard().safe_to_mark(rows, outcome)] == [1, 4]
 
 
 def test_a_full_producer_queue_is_drained_by_polling_and_nothing_is_lost():

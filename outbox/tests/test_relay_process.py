@@ -41,7 +41,7 @@ def test_commits_wake_the_relay_without_polling(probe, start_relay: RelayStarter
     assert relay.running
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_relay_cleanly_and_frees_the_leader_lock(probe, start_relay: RelayStarter, signum):
     relay = start_relay(env=process_env(RELAY_STATUS_INTERVAL_SECONDS="0.1"))
     relay.wait_for_log("is now the leader")
