@@ -373,6 +373,8 @@ class LeaderTerm:
         self._marker.wait()
         in_flight = self._producer.flush(2.0)
         if in_flight:
+            # Records not yet sent must not go out late, behind the next leader's.
+            self._producer.purge(in_queue=True, in_flight=False)
             log.warning(
                 "%d records were not confirmed by Kafka; their rows stay unpublished and are "
                 "published again by the next leader",

@@ -59,6 +59,7 @@ class FakeProducer:
     slow: bool = False
     produced: list[Produced] = field(default_factory=list)
     buffer_errors: int = 0
+    purged: int = 0
     _queue: list[tuple[DeliveryCallback, KafkaError | None, FakeMessage]] = field(default_factory=list)
     _offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
 
@@ -111,6 +112,11 @@ class FakeProducer:
         if self.no_metadata:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
         return _Metadata({name for name, _ in self._offsets})
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        if in_queue:
+            self.purged += len(self._queue)
+            self._queue = []
 
     def __len__(self) -> int:
         return len(self._queue)

@@ -129,10 +129,12 @@ def test_a_stalled_batch_is_reported_and_stays_unpublished_when_stopped(probe, c
     caplog.set_level(logging.INFO, logger="outbox")
 
     # Metadata answers, deliveries never come; a stopping relay waits 0.2 s for them.
-    stop = background(producer=FakeProducer(stalled=True), shutdown_grace=0.2)
+    producer = FakeProducer(stalled=True)
+    stop = background(producer=producer, shutdown_grace=0.2)
     wait_until(lambda: "retrying in" in caplog.text, what="the stall report")
     stop.set()
     wait_until(lambda: "relay stopped" in caplog.text, what="the relay to stop")
+    assert producer.purged == 3  # they will not go out behind the next leader's
 
     assert "has not confirmed 3 records yet; 3 rows waiting; retrying in 2s" in caplog.text
     assert "3 records were not confirmed by Kafka" in caplog.text
