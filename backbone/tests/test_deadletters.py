@@ -1,15 +1,17 @@
 """Poison and invalid records: dead letters (table + .dlq), parked keys, replay and discard."""
 
 import json
+import threading
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
+from django.db import connection, transaction
 
 from backbone.consumer import DeadLetterLimitReached
-from backbone.deadletters import DeadLetterError, ReplayFailed, discard, replay
+from backbone.deadletters import DeadLetterError, KeyGate, ReplayFailed, discard, lock_group, replay
 from backbone.kafka import group_id, physical_topic
 from backbone.models import DeadLetter, DeadLetterReason, DeadLetterStatus, InboxEntry, ParkedRecord
 from backbone.tests.consumer_probe import (
@@ -213,3 +215,40 @@ def test_the_dead_letter_limit_stops_the_runner_after_committing_the_work_done(p
     assert (stats.dead_lettered, stats.skipped, stats.duplicates) == (2, 0, 0)
     assert applied(probe_context, "after") == [1]
     assert applied(probe_context, "before") == [1]
+
+
+def test_a_consumer_batch_waits_while_a_dead_letter_is_being_released() -> None:
+    """Replay holds the group's lock alone, so a batch never parks a record behind a dead
+    letter that is being released (it would be stranded) nor applies one before its elders."""
+    dead_letter = DeadLetter.objects.create(
+        consumer_group="g-lock", context="c", topic="orders", partition=0, offset=1, key="k",
+        reason=DeadLetterReason.HANDLER_FAILED, error="boom",
+    )  # fmt: skip
+    holding, release = threading.Event(), threading.Event()
+    seen: dict[str, KeyGate] = {}
+
+    def replaying() -> None:
+        with transaction.atomic():
+            lock_group("g-lock", exclusive=True)
+            DeadLetter.objects.filter(pk=dead_letter.pk).update(status=DeadLetterStatus.REPLAYED)
+            holding.set()
+            release.wait(30)
+        connection.close()
+
+    def consuming() -> None:
+        with transaction.atomic():
+            seen["gate"] = KeyGate.load("g-lock")
+        connection.close()
+
+    replay_thread = threading.Thread(target=replaying)
+    replay_thread.start()
+    assert holding.wait(30)
+    batch_thread = threading.Thread(target=consuming)
+    batch_thread.start()
+    batch_thread.join(timeout=1)
+    assert batch_thread.is_alive()  # waiting for the release to commit
+    release.set()
+    batch_thread.join(timeout=30)
+    replay_thread.join(timeout=30)
+
+    assert seen["gate"].blocked == {}  # it saw the key unblocked, not the pending dead letter
