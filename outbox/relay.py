@@ -106,13 +106,22 @@ class Relay:
     def _become_leader(self, *, wait: bool) -> LeaderLock | None:
         """Wait until this relay holds the leader lock (None if stopped first)."""
         lock = LeaderLock(self._connect)
+        try:
+            if self._acquire(lock, wait=wait):
+                return lock
+        except BaseException:
+            lock.release()
+            raise
+        lock.release()
+        return None
+
+    def _acquire(self, lock: LeaderLock, *, wait: bool) -> bool:
         announced = False
         while not self._stop.is_set():
             if lock.try_acquire():
                 log.info("this relay is now the leader: publishing the outbox")
-                return lock
+                return True
             if not wait:
-                lock.release()
                 raise AnotherLeader("another relay is the leader and publishes the outbox")
             if not announced:
                 log.info(
@@ -121,8 +130,7 @@ class Relay:
                 )
                 announced = True
             self._stop.wait(self._options.standby_retry)
-        lock.release()
-        return None
+        return False
 
     def _lead(self, lock: LeaderLock, *, once: bool) -> None:
         with self._term(lock) as term:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 from django.conf import settings
@@ -114,6 +115,19 @@ def database_url() -> str:
     db = connection.settings_dict
     credentials = f"{quote(db['USER'] or '', safe='')}:{quote(db['PASSWORD'] or '', safe='')}@"
     return f"postgres://{credentials}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def admin_connection() -> psycopg.Connection:
+    """An autocommit connection to the test database, outside Django's."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname=db["NAME"],
+        autocommit=True,
+    )
 
 
 def process_env(**overrides: str) -> dict[str, str]:

@@ -14,7 +14,15 @@ from backbone.failpoints import EXIT_CODE
 from outbox.leader import AnotherLeader
 from outbox.models import OutboxRecord
 
-from .conftest import RelayStarter, emit_steps, process_env, publish_once, wait_for_published
+from .conftest import (
+    RelayStarter,
+    admin_connection,
+    database_url,
+    emit_steps,
+    process_env,
+    publish_once,
+    wait_for_published,
+)
 from .kafka_helpers import read_records
 
 pytestmark = [
@@ -87,6 +95,22 @@ def test_without_postgresql_the_relay_exits_with_one_line():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("CommandError: PostgreSQL is not reachable at 127.0.0.1:9")
+
+
+def test_an_unmigrated_database_is_named_in_one_line(start_relay: RelayStarter):
+    name = f"test_shop_relay_empty_{uuid.uuid4().hex[:8]}"
+    with admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = process_env(DATABASE_URL=database_url().rsplit("/", 1)[0] + f"/{name}")
+        once = start_relay("--once", name="unmigrated", env=env)
+        assert once.process.wait(timeout=60) == 1
+    finally:
+        with admin_connection() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert f"CommandError: database {name} has no outbox table: run `manage.py migrate`" in once.log()
+    assert "Traceback" not in once.log()
 
 
 def test_a_second_relay_stands_by_and_takes_over_when_the_leader_is_killed(probe, start_relay: RelayStarter):

@@ -7,7 +7,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -16,7 +15,7 @@ from outbox.leader import RELAY_LOCK_KEY, AnotherLeader
 from outbox.models import OutboxRecord
 from outbox.relay import database_connector
 
-from .conftest import emit_steps, make_relay, publish_once, wait_until
+from .conftest import admin_connection, emit_steps, make_relay, publish_once, wait_until
 from .fakes import FakeProducer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -166,7 +165,7 @@ def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe
     background(producer=FakeProducer(), standby_retry=0.1)
     wait_until(lambda: "is now the leader" in caplog.text, what="leadership")
 
-    with psycopg.connect(**_libpq(connection.settings_dict), autocommit=True) as admin:
+    with admin_connection() as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks "
             "WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = %s)",
@@ -178,13 +177,3 @@ def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe
     wait_until(lambda: not unpublished(key), what="the relay to lead again and publish")
     assert "no longer the leader" in caplog.text
     assert caplog.text.count("is now the leader") == 2
-
-
-def _libpq(db: dict) -> dict:
-    return {
-        "host": db["HOST"],
-        "port": db["PORT"],
-        "user": db["USER"],
-        "password": db["PASSWORD"],
-        "dbname": db["NAME"],
-    }

@@ -8,6 +8,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+import psycopg
 from confluent_kafka import KafkaError, Producer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -74,6 +75,9 @@ class Command(BaseCommand):
             relay.run(once=options["once"])
         except AnotherLeader as error:
             raise CommandError(f"{error}; --once published nothing") from None
+        except psycopg.errors.UndefinedTable:
+            database = settings.DATABASES["default"]["NAME"]
+            raise CommandError(f"database {database} has no outbox table: run `manage.py migrate`") from None
 
 
 def _relay_options(options: dict[str, Any]) -> RelayOptions:
