@@ -211,8 +211,10 @@ class LeaderTerm:
         self._last_cleanup = time.monotonic()
 
     def run(self, *, once: bool) -> None:
-        self._wait_for_kafka()
         self.clean_up()
+        if once and not self._store.count_pending():
+            return  # nothing to publish: no need to wait for Kafka
+        self._wait_for_kafka()
         while not self._stop.is_set():
             self._listener.drain()  # before reading, so no commit slips between read and wait
             self.publish_pending()

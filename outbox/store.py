@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.rows import RowMaker
 
 from backbone.envelope import Envelope, Headers, format_time
 
@@ -92,7 +93,7 @@ class Placement:
     offset: int
 
 
-def _pending_row_maker(cursor: Any) -> Any:
+def _pending_row_maker(cursor: Any) -> RowMaker[PendingRow]:
     return PendingRow._make
 
 

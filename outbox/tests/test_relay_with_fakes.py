@@ -122,6 +122,11 @@ def test_the_relay_starts_while_kafka_is_down_and_says_so(probe, caplog, backgro
     assert len(unpublished(key)) == 2
 
 
+def test_once_with_nothing_pending_returns_even_while_kafka_is_down():
+    relay = publish_once(producer_factory=lambda: FakeProducer(stalled=True, no_metadata=True))
+    assert relay.published == 0
+
+
 def test_a_stalled_batch_is_reported_and_stays_unpublished_when_stopped(probe, caplog, background):
     key = f"stall-{uuid.uuid4()}"
     emit_steps(probe, key, range(3))
