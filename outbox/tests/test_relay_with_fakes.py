@@ -122,6 +122,20 @@ def test_the_relay_starts_while_kafka_is_down_and_says_so(probe, caplog, backgro
     assert len(unpublished(key)) == 2
 
 
+def test_without_commit_timestamps_the_relay_warns_and_publishes_in_id_order(probe, caplog, monkeypatch):
+    monkeypatch.setattr("outbox.relay.commit_timestamps_tracked", lambda connection: False)
+    key = str(uuid.uuid4())
+    first, second = emit_steps(probe, key, [1]), emit_steps(probe, key, [2])
+    OutboxRecord.objects.filter(event_id=first[0]).update(id=10_000_000)  # now last in id order
+    producer = FakeProducer()
+    caplog.set_level(logging.WARNING, logger="outbox")
+
+    publish_once(producer_factory=lambda: producer)
+
+    assert "track_commit_timestamp is off: publishing in id order" in caplog.text
+    assert [record.headers["ce_id"] for record in producer.produced] == second + first
+
+
 def test_once_with_nothing_pending_returns_even_while_kafka_is_down():
     relay = publish_once(producer_factory=lambda: FakeProducer(stalled=True, no_metadata=True))
     assert relay.published == 0
