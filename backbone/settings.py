@@ -119,7 +119,7 @@ CELERY_BEAT_SCHEDULE = {
     # Emails whose task was lost (a crash right after the commit) are sent late, not never.
     "orders-enqueue-pending-notifications": {
         "task": "orders.tasks.enqueue_pending_notifications",
-        "schedule": 60.0,
+        "schedule": float(os.environ.get("ORDER_NOTIFICATION_SWEEP_SECONDS", "60")),
     },
 }
 
@@ -218,6 +218,9 @@ BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
 # GET /api/orders/{id}/?wait=N waits at most this long (gunicorn runs threads, so waits are cheap).
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))
+# A notification still pending after this long lost its task (the process died right after the
+# commit): the periodic sweep enqueues it again. Sending stays once per order and kind.
+ORDER_NOTIFICATION_GRACE_SECONDS = float(os.environ.get("ORDER_NOTIFICATION_GRACE_SECONDS", "60"))
 
 # --- Payments and shipments -----------------------------------------------------------------
 # The payment gateway adapter: a dotted path to a payments.gateway.PaymentGateway subclass.

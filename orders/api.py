@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 from . import selectors, services, wakeups
 from .models import Order, StockLevelView
 from .serializers import (
-    ErrorSerializer,
     InsufficientStockSerializer,
+    OrderErrorSerializer,
     OrderSerializer,
     OrderStorySerializer,
     PlaceOrderSerializer,
@@ -49,7 +49,7 @@ WAIT = OpenApiParameter(
         "seconds with its current state. Capped by the server (ORDER_WAIT_MAX_SECONDS, 30 by default)."
     ),
 )
-NOT_FOUND = OpenApiResponse(ErrorSerializer, description="no such order among those you may see")
+NOT_FOUND = OpenApiResponse(OrderErrorSerializer, description="no such order among those you may see")
 
 
 class CatalogPagination(PageNumberPagination):
@@ -96,7 +96,9 @@ class OrderListCreateView(ListAPIView):
             202: OpenApiResponse(OrderSerializer, description="accepted: the order is REQUESTED"),
             400: OpenApiResponse(description="field errors: unknown sku, bad quantity, bad lines, no token"),
             409: OpenApiResponse(InsufficientStockSerializer, description="too little stock: nothing placed"),
-            422: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with a different body"),
+            422: OpenApiResponse(
+                OrderErrorSerializer, description="Idempotency-Key reused with a different body"
+            ),
         },
     )
     def post(self, request: Request) -> Response:

@@ -67,7 +67,7 @@ class OrderLineSerializer(serializers.ModelSerializer):
         fields = ["sku", "name", "quantity", "unit_price", "line_total"]
 
 
-class ShipmentSerializer(serializers.Serializer):
+class OrderShipmentSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="shipment_id")
     status = serializers.ChoiceField(source="shipment_status", choices=ShipmentStatus.choices)
     carrier = serializers.CharField()
@@ -88,14 +88,14 @@ class OrderSerializer(serializers.ModelSerializer):
     def get_reason(self, order: Order) -> str | None:
         return order.reason or None
 
-    @extend_schema_field(ShipmentSerializer(allow_null=True))
+    @extend_schema_field(OrderShipmentSerializer(allow_null=True))
     def get_shipment(self, order: Order) -> dict[str, Any] | None:
         if order.shipment_status == ShipmentStatus.NONE:
             return None
-        return ShipmentSerializer(order).data
+        return OrderShipmentSerializer(order).data
 
 
-class ShortageSerializer(serializers.Serializer):
+class OrderShortageSerializer(serializers.Serializer):
     sku = serializers.CharField()
     requested = serializers.IntegerField()
     available = serializers.IntegerField()
@@ -103,10 +103,10 @@ class ShortageSerializer(serializers.Serializer):
 
 class InsufficientStockSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    shortages = ShortageSerializer(many=True)
+    shortages = OrderShortageSerializer(many=True)
 
 
-class ErrorSerializer(serializers.Serializer):
+class OrderErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 

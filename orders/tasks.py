@@ -10,6 +10,7 @@ import smtplib
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from .models import Notification
@@ -18,8 +19,6 @@ from .notifications import pending_notifications, send_notification
 log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (smtplib.SMTPException, OSError, DatabaseError)
-# Longer than any sane queue delay: younger pending rows still have their task on the way.
-PENDING_GRACE = timedelta(minutes=2)
 
 
 @shared_task(
@@ -42,7 +41,9 @@ def send_notification_email(notification_id: int) -> str:
 @shared_task
 def enqueue_pending_notifications() -> int:
     """Periodic (celery beat): re-enqueue notifications whose task was lost. Sending stays once."""
-    ids = pending_notifications(older_than=PENDING_GRACE)
+    # Younger pending rows most likely still have their task on the way (enqueuing twice would
+    # be harmless, only wasteful: sending is claimed once).
+    ids = pending_notifications(older_than=timedelta(seconds=settings.ORDER_NOTIFICATION_GRACE_SECONDS))
     for notification_id in ids:
         send_notification_email.delay(notification_id)
     if ids:

@@ -91,6 +91,11 @@ def shop(django_db_setup, django_db_blocker, kafka_topics, tmp_path_factory) -> 
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         "CONSUMER_STATUS_INTERVAL_SECONDS": "5",
+        # Beat re-enqueues emails whose task died with a SIGKILLed consumer, quickly here.
+        "ORDER_NOTIFICATION_SWEEP_SECONDS": "2",
+        "ORDER_NOTIFICATION_GRACE_SECONDS": "3",
+        # Shipments wait for the staff API in these tests, not for the periodic dispatch.
+        "SHIPMENT_AUTO_DISPATCH_SECONDS": "3600",
     }
     processes = ShopProcesses(env=env, log_dir=work)
     processes.add("relay", python_argv("manage.py", "relay"))
@@ -101,6 +106,13 @@ def shop(django_db_setup, django_db_blocker, kafka_topics, tmp_path_factory) -> 
         python_argv(
             "-m", "celery", "-A", "backbone", "worker", "--pool=threads", "--concurrency=4",
             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ),
+    )  # fmt: skip
+    processes.add(
+        "beat",
+        python_argv(
+            "-m", "celery", "-A", "backbone", "beat", "--loglevel=INFO",
+            "--schedule", str(work / "celerybeat-schedule"),
         ),
     )  # fmt: skip
     processes.add(
