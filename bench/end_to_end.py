@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.environment import kafka_broker_cpu_seconds, machine_cpu, postgres_cpu_seconds
+from bench.environment import connect, kafka_broker_cpu_seconds, machine_cpu, postgres_cpu_seconds
 from bench.harness import Result, latency_summary, progress, skipped
 from bench.run import BenchContext
 
@@ -69,13 +69,13 @@ async def _drive(context: BenchContext, base_url: str, tokens: dict[str, str]) -
         await _warm_up(shop, context)
 
         progress("fixed rate: %.0f orders/s for %.0fs (open loop)", mode.e2e_rate, mode.e2e_seconds)
-        meter = CpuMeter(context)
+        meter = CpuMeter(context, shop)
         fixed, fixed_seconds = await _open_loop(shop, rate=mode.e2e_rate, seconds=mode.e2e_seconds)
         fixed_cpu = meter.per_order(_confirmed(fixed))
         context.processes.check_alive()
         clients, seconds = mode.e2e_saturation_clients, mode.e2e_saturation_seconds
         progress("saturation: %d clients for %.0fs (closed loop)", clients, seconds)
-        meter = CpuMeter(context)
+        meter = CpuMeter(context, shop)
         saturated, saturated_seconds = await _closed_loop(shop, clients=clients, seconds=seconds)
         saturated_cpu = meter.per_order(_confirmed(saturated))
         context.processes.check_alive()
@@ -91,8 +91,9 @@ class CpuMeter:
     """CPU seconds each process (and PostgreSQL's bench backends, the broker, this load
     client, the whole machine) spends during a phase, to divide by the orders it confirmed."""
 
-    def __init__(self, context: BenchContext) -> None:
+    def __init__(self, context: BenchContext, shop: "Shop") -> None:
         self._context = context
+        self._shop = shop
         self._database = context.database_url.rsplit("/", 1)[-1]
         self._started = self._snapshot()
 
@@ -100,6 +101,8 @@ class CpuMeter:
         own = os.times()
         busy, total = machine_cpu()
         return {
+            "db commits": _database_commits(self._context.database_url),
+            "http requests": self._shop.requests,
             **self._context.processes.cpu_snapshot(),
             "postgres": postgres_cpu_seconds(self._database),
             "kafka broker": kafka_broker_cpu_seconds(),
@@ -114,21 +117,36 @@ class CpuMeter:
         spent = {name: ended[name] - self._started.get(name, 0.0) for name in ended}
         wall = spent.pop("machine total")
         busy = spent.pop("machine busy")
+        counts = {name: spent.pop(name) / max(orders, 1) for name in ("db commits", "http requests")}
         per_order = {name: 1000 * seconds / max(orders, 1) for name, seconds in spent.items()}
         per_order["machine busy %"] = 100 * busy / wall if wall > 0 else 0.0
-        return per_order
+        return {**per_order, **counts}
+
+
+def _database_commits(database_url: str) -> float:
+    """Transactions committed in the bench database so far (PostgreSQL's statistics)."""
+    with connect(database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return float(row[0]) if row else 0.0
 
 
 def _confirmed(outcomes: list[Outcome]) -> int:
     return sum(1 for outcome in outcomes if outcome.state == "CONFIRMED")
 
 
+NOT_CPU = ("machine busy %", "db commits", "http requests")
+
+
 def _describe_cpu(cpu: dict[str, float]) -> str:
-    busy = cpu.get("machine busy %", 0.0)
-    parts = sorted(((name, ms) for name, ms in cpu.items() if name != "machine busy %"), key=lambda p: -p[1])
+    parts = sorted(((name, ms) for name, ms in cpu.items() if name not in NOT_CPU), key=lambda p: -p[1])
     total = sum(ms for name, ms in parts if name != "kafka broker")
     listed = ", ".join(f"{name} {ms:.1f}" for name, ms in parts)
-    return f"{total:.0f} ms in all ({listed}); machine {busy:.0f}% busy"
+    return (
+        f"{total:.0f} ms in all ({listed}); machine {cpu['machine busy %']:.0f}% busy; "
+        f"{cpu['db commits']:.1f} database commits and {cpu['http requests']:.1f} HTTP requests per order"
+    )
 
 
 class Shop:
@@ -139,6 +157,7 @@ class Shop:
         self._tokens = tokens
         self._skus = skus
         self._random = random.Random(5)
+        self.requests = 0
 
     async def order(self) -> Outcome:
         headers = {"Authorization": f"Token {self._random.choice(self._tokens)}"}
@@ -148,6 +167,7 @@ class Shop:
         ]
         started = time.perf_counter()
         try:
+            self.requests += 1
             response = await self._client.post(
                 "/api/orders/", json={"lines": lines, "payment_token": "tok_bench"}, headers=headers
             )
@@ -157,6 +177,7 @@ class Shop:
             order_id = response.json()["id"]
             state = response.json()["state"]
             while state not in FINAL_STATES and time.perf_counter() - started < ORDER_DEADLINE:
+                self.requests += 1
                 response = await self._client.get(
                     f"/api/orders/{order_id}/", params={"wait": 10}, headers=headers
                 )
