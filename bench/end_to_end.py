@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from django.test import override_settings
 
+from backbone.provisioning import ensure_topics
 from bench.environment import connect, kafka_broker_cpu_seconds, machine_cpu, postgres_cpu_seconds
 from bench.harness import Result, latency_summary, progress, skipped
 from bench.run import BenchContext
@@ -49,12 +51,16 @@ def run(context: BenchContext) -> list[Result]:
         return [skipped(NAME, "no Procfile yet (make run)")]
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
+    # Topics of their own: the other benchmarks leave records on `orders` that the shop's
+    # consumers would otherwise work through first.
+    namespace = f"{context.namespace}e2e."
+    with override_settings(KAFKA_NAMESPACE=namespace):
+        ensure_topics()
     tokens = _seed()
+    environment = {"SHOP_BIND": f"127.0.0.1:{port}", "KAFKA_NAMESPACE": namespace}
     for name, command in _procfile(procfile).items():
         if name not in SKIPPED_PROCESSES:
-            context.processes.start(
-                name, ["bash", "-c", f"exec {command}"], {"SHOP_BIND": f"127.0.0.1:{port}"}
-            )
+            context.processes.start(name, ["bash", "-c", f"exec {command}"], extra_env=environment)
     return asyncio.run(_drive(context, base_url, tokens))
 
 
@@ -348,14 +354,16 @@ def _items(catalog: Any) -> list[dict[str, Any]]:
 
 
 async def _warm_up(shop: Shop, context: BenchContext) -> None:
-    """Orders until a few confirm in a row quickly: every consumer has joined its group."""
-    deadline = time.monotonic() + 90
-    quick = 0
-    while quick < 5:
+    """Orders until three confirm in a row within 2 s each: every consumer has joined its
+    group and warmed up. A busy machine may never get there; then the run goes on anyway."""
+    deadline = time.monotonic() + 120
+    prompt = 0
+    while prompt < 3:
         if time.monotonic() > deadline:
-            raise TimeoutError("orders were not confirmed promptly within 90s of start-up")
+            progress("warm-up: orders are still slow to confirm after 120s; measuring anyway")
+            return
         context.processes.check_alive()
         outcome = await shop.order()
         if outcome.state == "ERROR":
             raise RuntimeError(f"warm-up order failed: {outcome.error}")
-        quick = quick + 1 if outcome.state == "CONFIRMED" and outcome.total_seconds < 1 else 0
+        prompt = prompt + 1 if outcome.state == "CONFIRMED" and outcome.total_seconds < 2 else 0

@@ -242,8 +242,10 @@ def postgres_cpu_seconds(database: str) -> float:
 
 
 def kafka_broker_cpu_seconds() -> float:
-    """CPU of a local Kafka broker JVM (shared with anything else using it)."""
-    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: " kafka.Kafka " in cmdline))
+    """CPU of the local Kafka broker `make services` started (shared with whoever else uses
+    it); other brokers on the machine, e.g. disposable ones of tests, are not counted."""
+    properties = f" {BASE_DIR / '.services' / 'kafka' / 'server.properties'} "
+    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: properties in cmdline))
 
 
 def machine_cpu() -> tuple[float, float]:

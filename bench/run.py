@@ -195,6 +195,7 @@ def _run_one(name: str, context: BenchContext) -> list[Result]:
     module = importlib.import_module(BENCHMARKS[name])
     runner: Callable[[BenchContext], list[Result]] = module.run
     log.info("=== %s ===", name)
+    _fresh_outbox(context.database_url)
     started = time.monotonic()
     try:
         results = runner(context)
@@ -208,6 +209,14 @@ def _run_one(name: str, context: BenchContext) -> list[Result]:
         connections.close_all()
     log.info("=== %s done in %.0fs ===", name, time.monotonic() - started)
     return results
+
+
+def _fresh_outbox(url: str) -> None:
+    """Each benchmark starts on an empty outbox, whatever ran before it."""
+    from bench.environment import connect
+
+    with connect(url, autocommit=True) as connection:
+        connection.execute("TRUNCATE outbox")
 
 
 def _teardown(url: str, namespace: str) -> None:
