@@ -19,6 +19,11 @@ class Shipment(models.Model):
     tracking_number = models.CharField(max_length=100, blank=True, default="")
     prepared_at = models.DateTimeField()
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The order's story: a dispatch, however it is triggered, continues it.
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    prepared_event_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="ce_id of ShipmentPrepared"
+    )
 
     class Meta:
         ordering = ["-prepared_at"]

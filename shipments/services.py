@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backbone.correlation import correlation_scope, current_correlation_id
 from backbone.versioned import insert_if_absent
 from outbox.emit import emit
 
@@ -56,7 +57,12 @@ def prepare_shipment(*, order_id: UUID, customer_id: int, lines: Iterable[Shippe
         quantities[line.sku] += line.quantity
     with transaction.atomic(savepoint=False):
         # A concurrent call for the same order waits on the unique order id, then finds this one.
-        shipment = Shipment(order_id=order_id, customer_id=customer_id, prepared_at=timezone.now())
+        shipment = Shipment(
+            order_id=order_id,
+            customer_id=customer_id,
+            prepared_at=timezone.now(),
+            correlation_id=current_correlation_id() or "",
+        )
         if not insert_if_absent(shipment, unique_fields=["order_id"]):
             existing = Shipment.objects.get(order_id=order_id)
             log.info("order %s already has shipment %s; nothing to prepare", order_id, existing.id)
@@ -65,7 +71,10 @@ def prepare_shipment(*, order_id: UUID, customer_id: int, lines: Iterable[Shippe
             ShipmentLine(shipment=shipment, sku=sku, quantity=quantity)
             for sku, quantity in sorted(quantities.items())
         )
-        emit(ShipmentPrepared(order_id=order_id, shipment_id=shipment.id))
+        prepared = emit(ShipmentPrepared(order_id=order_id, shipment_id=shipment.id))
+        shipment.correlation_id = prepared.correlation_id
+        shipment.prepared_event_id = prepared.id
+        shipment.save(update_fields=["correlation_id", "prepared_event_id"])
     log.info("order %s: shipment %s prepared", order_id, shipment.id)
     return shipment
 
@@ -88,15 +97,20 @@ def dispatch_shipment(*, shipment_id: UUID, carrier: str | None = None) -> Shipm
         shipment.tracking_number = _new_tracking_number()
         shipment.dispatched_at = timezone.now()
         shipment.save(update_fields=["state", "carrier", "tracking_number", "dispatched_at"])
-        emit(
-            ShipmentDispatched(
-                order_id=shipment.order_id,
-                shipment_id=shipment.id,
-                carrier=shipment.carrier,
-                tracking_number=shipment.tracking_number,
-                dispatched_at=shipment.dispatched_at,
+        # A staff request or the periodic task triggers it, but the dispatch belongs to the
+        # order's story: it continues the shipment's correlation, caused by its preparation.
+        with correlation_scope(
+            shipment.correlation_id or None, causation_id=shipment.prepared_event_id or None
+        ):
+            emit(
+                ShipmentDispatched(
+                    order_id=shipment.order_id,
+                    shipment_id=shipment.id,
+                    carrier=shipment.carrier,
+                    tracking_number=shipment.tracking_number,
+                    dispatched_at=shipment.dispatched_at,
+                )
             )
-        )
     log.info("shipment %s dispatched with %s (%s)", shipment.id, shipment.carrier, shipment.tracking_number)
     return shipment
 

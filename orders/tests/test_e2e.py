@@ -114,7 +114,7 @@ def chain(shop: Shop, order_id: str, expected: Counter[str]) -> list[KafkaRecord
             assert record.key == data["sku"]
     assert len({record.envelope.id for record in records}) == len(records)
     # One correlation id per order: every record about this order on its topics carries it.
-    about_order = [r for r in shop.kafka.catch_up() if r.key == order_id and r.topic != "shipments"]
+    about_order = [r for r in shop.kafka.catch_up() if r.key == order_id]
     assert {r.envelope.correlation_id for r in about_order} == {records[0].envelope.correlation_id}
     return records
 
@@ -334,6 +334,13 @@ def test_a_confirmed_order_is_shipped_dispatched_and_mailed_once(live_shop: Shop
         what="ShipmentDispatched on Kafka",
     )
     assert json.loads(dispatch_record[0].value)["tracking_number"] == dispatched["tracking_number"]
+    # The staff request triggered it, but the dispatch continues the order's story.
+    [requested] = [
+        r for r in live_shop.kafka.catch_up() if r.key == order_id and r.type == "orders.OrderRequested"
+    ]
+    assert dispatch_record[0].envelope.correlation_id == requested.envelope.correlation_id
+    story = alice.http.get(f"/api/orders/{order_id}/events/").json()
+    assert "shipments.ShipmentDispatched" in json.dumps(story)
 
 
 def test_each_email_is_sent_once_when_a_consumer_is_killed_midway(live_shop: Shop) -> None:

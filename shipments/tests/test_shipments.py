@@ -195,6 +195,19 @@ def test_a_bad_carrier_is_a_field_error() -> None:
     assert Shipment.objects.get().state == "prepared"
 
 
+def test_a_dispatch_continues_the_orders_story() -> None:
+    envelope = deliver(confirmed())
+    shipment = Shipment.objects.get()
+    prepared = OutboxRecord.objects.get(event_type=ShipmentPrepared.type_name)
+
+    # Outside any correlation scope, as the periodic task runs it.
+    services.dispatch_shipment(shipment_id=shipment.id)
+
+    dispatched = OutboxRecord.objects.get(event_type=ShipmentDispatched.type_name)
+    assert dispatched.correlation_id == envelope.correlation_id == prepared.correlation_id
+    assert dispatched.causation_id == str(prepared.event_id)
+
+
 # --- dispatch by the periodic task --------------------------------------------------------------
 
 
