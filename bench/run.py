@@ -48,9 +48,7 @@ class BenchContext:
     mode: Mode
     database_url: str
     namespace: str
-    env: dict[str, str]
     processes: Processes
-    profile: str | None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,14 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         log.error("set-up failed: %s", error)
         return 2
-    context = BenchContext(
-        mode=mode,
-        database_url=url,
-        namespace=namespace,
-        env=dict(os.environ),
-        processes=processes,
-        profile=args.profile,
-    )
+    context = BenchContext(mode=mode, database_url=url, namespace=namespace, processes=processes)
     results: list[Result] = []
     try:
         for name in args.selected:
@@ -128,23 +119,31 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     machine["load_average_at_end"] = load_average()
     path = write_json(mode, machine, results, {"namespace": namespace, "elapsed_seconds": round(elapsed, 1)})
-    print()
-    print(f"Machine: {machine_line(machine)}")
+    _report(mode, machine, results, path, elapsed)
+    _report_profiles(processes.profiles)
+    return 0
+
+
+def _report(mode: Mode, machine: dict[str, Any], results: list[Result], path: Path, elapsed: float) -> None:
     shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-    print(f"Mode: {mode.name}, {elapsed:.0f}s; results: {shown}")
-    print()
+    print(f"\nMachine: {machine_line(machine)}")
+    print(f"Mode: {mode.name}, {elapsed:.0f}s; results: {shown}\n")
     print(table(results))
     for result in results:
         if result.note and result.metric != "skipped":
-            print(f"  note ({result.benchmark} / {result.metric}): {result.note}")
-    if processes.profiles:
-        from bench.profiles import summarize
+            print(f"  note ({result.benchmark} / {result.metric.strip()}): {result.note}")
 
-        print("\nProfiles (py-spy, collapsed stacks; summarize with `python -m bench.profiles FILE`):")
-        for profile in processes.profiles:
-            print(f"  {profile}")
-            profile.with_suffix(".summary.txt").write_text(summarize(profile, top=25) + "\n")
-    return 0
+
+def _report_profiles(profiles: list[Path]) -> None:
+    if not profiles:
+        return
+    from bench.profiles import summarize
+
+    print("\nProfiles (py-spy collapsed stacks, with a summary beside each):")
+    for profile in profiles:
+        summary = profile.with_suffix(".summary.txt")
+        summary.write_text(summarize(profile, top=25) + "\n")
+        print(f"  {profile}\n  {summary}")
 
 
 def _log_progress() -> None:
