@@ -1,0 +1,29 @@
+"""What the relay is configured with, and the shapes of what it is given."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+from .publisher import Producer
+
+Connect = Callable[[], psycopg.Connection]
+ProducerFactory = Callable[[], Producer]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch_size: int = 2000  # rows read, produced, confirmed and marked together
+    window_size: int = 50_000  # rows ordered by one scan of the backlog
+    mark_connections: int = 2  # batches marked in parallel, while later ones are published
+    poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
+    retention: timedelta = timedelta(hours=72)
+    cleanup_interval: float = 300.0
+    cleanup_chunk: int = 5000
+    status_interval: float = 60.0
+    standby_retry: float = 1.0
+    max_backoff: float = 30.0
+    shutdown_grace: float = 10.0  # how long a stopping relay waits for Kafka to confirm a batch
+    kafka_address: str = "Kafka"  # only for log lines
