@@ -7,8 +7,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,17 +103,6 @@ def latency_summary(samples_seconds: Sequence[float]) -> dict[str, float]:
         "p99_ms": percentile(ms, 99),
         "max_ms": max(ms) if ms else math.nan,
     }
-
-
-@contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """`with stopwatch() as elapsed: ...`, then `elapsed[0]` holds the seconds taken."""
-    elapsed: list[float] = []
-    started = time.perf_counter()
-    try:
-        yield elapsed
-    finally:
-        elapsed.append(time.perf_counter() - started)
 
 
 def wait_for(condition: Any, *, timeout: float, interval: float = 0.05, what: str = "condition") -> float:
