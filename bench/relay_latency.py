@@ -85,7 +85,7 @@ def _prepare(context: BenchContext, scenario: str) -> None:
         backlog.close()
 
 
-def _rows(scenario: str, measured: dict[str, float], baseline: dict[str, float], rate: float) -> list[Result]:
+def _rows(scenario: str, measured: dict[str, Any], baseline: dict[str, Any], rate: float) -> list[Result]:
     label = f"{scenario}, {rate:.0f} ev/s, {measured['count']} events"
     return [
         Result(
@@ -112,7 +112,7 @@ def _rows(scenario: str, measured: dict[str, float], baseline: dict[str, float],
 
 def _measure(
     topic: str, send: Send, *, rate: float, seconds: float, check: Callable[[], None] | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Send at `rate` for WARMUP_SECONDS + `seconds`; latencies of the events after warm-up."""
     spawn = multiprocessing.get_context("spawn")
     ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
@@ -136,7 +136,14 @@ def _measure(
     lost = [event_id for event_id, _ in measured if event_id not in arrivals]
     if lost:
         raise RuntimeError(f"{len(lost)} of {len(measured)} events did not arrive within 2s (e.g. {lost[0]})")
-    return latency_summary([arrivals[event_id] - sent_at for event_id, sent_at in measured])
+    latencies = [arrivals[event_id] - sent_at for event_id, sent_at in measured]
+    summary: dict[str, Any] = latency_summary(latencies)
+    # When the slowest events were sent (seconds into the measurement): a cluster at the start
+    # is a one-off stall, a spread is steady jitter.
+    first = measured[0][1]
+    slowest = sorted(zip(latencies, measured, strict=True), key=lambda pair: -pair[0])[:10]
+    summary["slowest_ms_at_s"] = [[round(1000 * ms), round(at - first, 2)] for ms, (_, at) in slowest]
+    return summary
 
 
 def _paced(send: Send, *, count: int, rate: float, check: Callable[[], None] | None) -> dict[str, float]:
