@@ -28,6 +28,8 @@ class Mode:
     latency_rate: float
     consumer_events: int
     overhead_transactions: int
+    e2e_low_rate: float
+    e2e_low_seconds: float
     e2e_rate: float
     e2e_seconds: float
     e2e_saturation_seconds: float
@@ -42,6 +44,8 @@ MODES: dict[str, Mode] = {
         latency_rate=200,
         consumer_events=20_000,
         overhead_transactions=400,
+        e2e_low_rate=5,
+        e2e_low_seconds=10,
         e2e_rate=20,
         e2e_seconds=15,
         e2e_saturation_seconds=15,
@@ -54,6 +58,8 @@ MODES: dict[str, Mode] = {
         latency_rate=200,
         consumer_events=100_000,
         overhead_transactions=2_000,
+        e2e_low_rate=5,
+        e2e_low_seconds=30,
         e2e_rate=20,
         e2e_seconds=60,
         e2e_saturation_seconds=45,
