@@ -68,7 +68,9 @@ def run(context: BenchContext) -> list[Result]:
 
 async def _drive(context: BenchContext, base_url: str, tokens: dict[str, str]) -> list[Result]:
     mode = context.mode
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections are dropped before gunicorn's 2 s keep-alive ends, so a request never
+    # races the server closing the connection it was sent on.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         await _wait_healthy(client, context)
         skus = await _restock(client, tokens["staff"])
