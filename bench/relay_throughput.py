@@ -40,6 +40,8 @@ class Backlog:
 
 
 def run(context: BenchContext) -> list[Result]:
+    if not relay_available():
+        return [skipped(NAME, "outbox/management/commands/relay.py does not exist yet")]
     count = context.mode.relay_rows
     progress("generating %d outbox rows (OrderRequested, 0.5-1 KB)", count)
     rows = order_rows(count)
@@ -49,8 +51,6 @@ def run(context: BenchContext) -> list[Result]:
     topic = physical_topic("orders")
     baseline_topic = f"{context.namespace}bench.producer-baseline"
     create_topic(baseline_topic, partition_count(topic))
-    if not relay_available():
-        return [skipped(NAME, "outbox/management/commands/relay.py does not exist yet")]
 
     # Baseline before and after the relay; their mean is the reference, so a load change on
     # the machine during the run weighs on both sides alike.
