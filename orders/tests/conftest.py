@@ -1,12 +1,13 @@
 """Fixtures of the end-to-end tests: the shop's real processes on the test database.
 
 The processes (relay, one consumer per context, a Celery worker, gunicorn) start once per test
-module, in this session's Kafka namespace, with a file email backend so a test can count the
+module, in a Kafka namespace of their own, with a file email backend so a test can count the
 emails. Each test waits for the system to go quiet before its data is flushed.
 """
 
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,9 @@ import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
+from backbone.provisioning import ensure_topics
 from backbone.subscriptions import subscriptions
 from backbone.testing import (
     KafkaTail,
@@ -76,7 +79,17 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(django_db_setup, django_db_blocker, kafka_topics, tmp_path_factory) -> Iterator[Shop]:
+def shop_namespace() -> Iterator[str]:
+    """A Kafka namespace of the shop's own: the backbone's tests write deliberately broken
+    records to the session's topics, which a real shop would never see."""
+    namespace = f"{settings.KAFKA_NAMESPACE}e2e-{uuid.uuid4().hex[:6]}."
+    with override_settings(KAFKA_NAMESPACE=namespace):
+        ensure_topics(partitions=3)
+        yield namespace
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -> Iterator[Shop]:
     work = tmp_path_factory.mktemp("shop")
     email_dir = work / "emails"
     email_dir.mkdir()
@@ -84,8 +97,9 @@ def shop(django_db_setup, django_db_blocker, kafka_topics, tmp_path_factory) -> 
     env = {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
-        "CELERY_TASK_DEFAULT_QUEUE": f"{settings.KAFKA_NAMESPACE}celery",
+        "KAFKA_NAMESPACE": shop_namespace,
+        # The queue the session's on_commit tasks go to (see _session_celery_queue).
+        "CELERY_TASK_DEFAULT_QUEUE": f"{os.environ['KAFKA_NAMESPACE']}celery",
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(email_dir),
         "LOG_LEVEL": "INFO",
