@@ -40,16 +40,11 @@ def database_url(name: str) -> str:
 
 
 def redis_url(database: int = BENCH_REDIS_DATABASE) -> str:
-    """The shop's REDIS_URL (or the local default) on the bench's own Redis database, so the
-    bench's Celery queue and wake-ups never mix with a running shop's."""
+    """The shop's REDIS_URL (or the local default) on a Redis database of the bench's, away
+    from a running shop's; concurrent bench runs keep apart by their Celery queue, which
+    settings name after the Kafka namespace."""
     parts = urlsplit(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
 
 
 def _libpq(url: str) -> str:

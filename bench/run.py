@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -22,7 +23,6 @@ from bench.environment import (
     database_url,
     delete_namespace_topics,
     drop_database,
-    flush_redis,
     new_namespace,
     recreate_database,
     redis_url,
@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _log_progress()
+    # SIGTERM unwinds like Ctrl-C, so the processes started and the database and topics
+    # created are cleaned up however the run ends.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mode = MODES[args.mode]
     url = database_url(args.database)
     namespace = new_namespace()
@@ -159,7 +162,6 @@ def _prepare(url: str) -> dict[str, Any]:
     """Recreate the bench database, migrate it, provision the namespace's topics."""
     log.info("recreating the bench database and migrating it")
     recreate_database(url)
-    flush_redis(os.environ["REDIS_URL"])
     import django
 
     django.setup()
