@@ -32,7 +32,8 @@ class Event(BaseModel):
 
     topic: ClassVar[str]
     key_field: ClassVar[str]
-    version: ClassVar[int]
+    # Named apart from any field: an event may carry a `version` of its own aggregate.
+    contract_version: ClassVar[int]
     context: ClassVar[str]
     type_name: ClassVar[str]
 
@@ -53,7 +54,7 @@ class Event(BaseModel):
             raise TypeError(f"{cls.__name__}: key field {key!r} is not one of its fields")
         cls.topic = topic
         cls.key_field = key
-        cls.version = version
+        cls.contract_version = version
         cls.context = cls.__module__.split(".")[0]
         cls.type_name = f"{cls.context}.{cls.__name__}"
         registry.register(cls)
@@ -104,14 +105,14 @@ class EventRegistry:
     def decode(self, type_name: str, version: int, data: bytes) -> Event:
         """Turn a record's JSON into the current version of its contract."""
         cls = self.get(type_name)
-        if version > cls.version:
+        if version > cls.contract_version:
             raise ContractError(
-                f"{type_name} version {version} is newer than this code knows ({cls.version})"
+                f"{type_name} version {version} is newer than this code knows ({cls.contract_version})"
             )
         try:
-            if version == cls.version:
+            if version == cls.contract_version:
                 return cls.model_validate_json(data)
-            payload = self._upcast(type_name, version, cls.version, json.loads(data))
+            payload = self._upcast(type_name, version, cls.contract_version, json.loads(data))
             return cls.model_validate(payload)
         except ValidationError as error:
             raise ContractError(f"{type_name} v{version}: {_first_error(error)}") from None

@@ -41,8 +41,9 @@ def emit(event: Event) -> Envelope:
         type=event.type_name,
         source=f"/{event.context}",
         time=format_time(now),
-        # The contract's version: an event may carry a field of its own named `version`.
-        data_version=type(event).version,
+        # ce_dataversion is the contract's version, not a field of the event (StockLevelChanged
+        # carries a `version` of its own: the sku's).
+        data_version=event.contract_version,
         correlation_id=current_correlation_id() or new_id(),
         causation_id=current_causation_id(),
     )

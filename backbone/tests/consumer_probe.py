@@ -199,7 +199,7 @@ def envelope_for(
         type=event.type_name,
         source=f"/{event.context}",
         time=format_time(timezone.now()),
-        data_version=data_version or event.version,
+        data_version=data_version or event.contract_version,
         correlation_id=correlation_id or str(uuid.uuid4()),
         causation_id=causation_id,
     )

@@ -42,7 +42,7 @@ class ParcelLost(Event, topic="shipments", key="parcel_id", version=2):
 def test_a_contract_knows_its_topic_key_version_context_and_type_name() -> None:
     event = ParcelWeighed(parcel_id="p-1", grams=1200)
 
-    assert (ParcelWeighed.topic, ParcelWeighed.key_field, ParcelWeighed.version) == (
+    assert (ParcelWeighed.topic, ParcelWeighed.key_field, ParcelWeighed.contract_version) == (
         "shipments",
         "parcel_id",
         3,

@@ -48,7 +48,7 @@ def envelope_for(event: Event, *, correlation_id: str, causation_id: str | None 
         type=event.type_name,
         source=f"/{event.context}",
         time=format_time(timezone.now()),
-        data_version=event.version,
+        data_version=event.contract_version,
         correlation_id=correlation_id,
         causation_id=causation_id,
     )

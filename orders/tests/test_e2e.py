@@ -104,7 +104,7 @@ def chain(shop: Shop, order_id: str, expected: Counter[str]) -> list[KafkaRecord
         assert record.headers["ce_specversion"] == "1.0"
         assert record.headers["content-type"] == "application/json"
         assert record.headers["ce_source"] == f"/{context}"
-        assert record.headers["ce_dataversion"] == str(registry.get(record.type).version)
+        assert record.headers["ce_dataversion"] == str(registry.get(record.type).contract_version)
         assert record.headers["ce_time"]
         data = json.loads(record.value)
         if record.topic in ORDER_KEYED_TOPICS:

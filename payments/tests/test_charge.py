@@ -53,7 +53,7 @@ def envelope_for(event: OrderValidated) -> Envelope:
         type=event.type_name,
         source="/orders",
         time="2026-01-01T00:00:00Z",
-        data_version=OrderValidated.version,
+        data_version=OrderValidated.contract_version,
         correlation_id=str(uuid.uuid4()),
     )
 

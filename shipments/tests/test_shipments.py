@@ -51,7 +51,7 @@ def envelope_for(event: OrderConfirmed) -> Envelope:
         type=event.type_name,
         source="/orders",
         time="2026-01-01T00:00:00Z",
-        data_version=OrderConfirmed.version,
+        data_version=OrderConfirmed.contract_version,
         correlation_id=str(uuid.uuid4()),
     )
 

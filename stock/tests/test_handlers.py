@@ -27,7 +27,7 @@ def envelope_of(event: OrderRequested | OrderConfirmed | OrderRejected) -> Envel
         type=event.type_name,
         source="/orders",
         time="2026-01-01T00:00:00Z",
-        data_version=type(event).version,
+        data_version=event.contract_version,
         correlation_id=str(uuid.uuid4()),
     )
 
