@@ -1,4 +1,5 @@
 """apply_if_newer: a view keeps the newest version of each aggregate, whatever the delivery order.
+apply_all_if_newer: the same for a whole batch in one statement.
 insert_if_absent: exactly one caller creates a "once per aggregate" row."""
 
 import random
@@ -9,7 +10,7 @@ import pytest
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
-from backbone.versioned import apply_if_newer, insert_if_absent
+from backbone.versioned import apply_all_if_newer, apply_if_newer, insert_if_absent
 
 with isolate_apps("backbone"):
 
@@ -114,6 +115,116 @@ def test_concurrent_out_of_order_deliveries_converge_on_the_newest(view_table: t
     assert errors == []
     row = view_table.objects.get(sku="A-1")
     assert (row.version, row.available) == (40, 400)
+
+
+# --- apply_all_if_newer -------------------------------------------------------------------------
+
+
+def _apply_all(*rows: tuple[str, int, int]) -> int:
+    return apply_all_if_newer(
+        LevelView,
+        [{"sku": sku, "version": version, "available": available} for sku, version, available in rows],
+        key_field="sku",
+    )
+
+
+def _levels(view: type[LevelView]) -> dict[str, tuple[int, int]]:
+    return {row.sku: (row.version, row.available) for row in view.objects.all()}
+
+
+@pytest.mark.django_db
+def test_bulk_inserts_new_rows_with_model_defaults_in_one_statement(view_table: type[LevelView]) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        written = _apply_all(("A-1", 1, 5), ("B-2", 3, 7))
+
+    assert written == 2
+    assert len(queries.captured_queries) == 1
+    assert _levels(view_table) == {"A-1": (1, 5), "B-2": (3, 7)}
+    row = view_table.objects.get(sku="A-1")
+    assert row.note == "from default"
+    assert row.updated_at is not None
+
+
+@pytest.mark.django_db
+def test_bulk_ignores_older_and_equal_versions_and_applies_newer(view_table: type[LevelView]) -> None:
+    _apply_all(("A-1", 5, 50), ("B-2", 5, 50), ("C-3", 5, 50))
+    view_table.objects.filter(sku="C-3").update(note="kept")
+
+    written = _apply_all(("A-1", 4, 40), ("B-2", 5, 99), ("C-3", 6, 60), ("D-4", 1, 10))
+
+    assert written == 2  # C-3 updated, D-4 inserted
+    assert _levels(view_table) == {"A-1": (5, 50), "B-2": (5, 50), "C-3": (6, 60), "D-4": (1, 10)}
+    assert view_table.objects.get(sku="C-3").note == "kept"  # fields the rows do not name stay
+
+
+@pytest.mark.django_db
+def test_bulk_keeps_the_newest_of_several_rows_of_one_key(view_table: type[LevelView]) -> None:
+    # ON CONFLICT cannot touch a row twice in one statement: duplicates must be reduced first.
+    written = _apply_all(("A-1", 2, 20), ("A-1", 4, 40), ("B-2", 1, 10), ("A-1", 3, 30), ("A-1", 4, 41))
+
+    assert written == 2
+    assert _levels(view_table) == {"A-1": (4, 40), "B-2": (1, 10)}  # the first of equal versions
+
+    assert _apply_all(("A-1", 5, 50), ("A-1", 1, 10)) == 1
+    assert _levels(view_table)["A-1"] == (5, 50)
+
+
+@pytest.mark.django_db
+def test_bulk_refreshes_auto_now_on_update(view_table: type[LevelView]) -> None:
+    _apply_all(("A-1", 1, 1))
+    before = view_table.objects.get(sku="A-1").updated_at
+
+    _apply_all(("A-1", 2, 2))
+
+    assert view_table.objects.get(sku="A-1").updated_at > before
+
+
+def test_bulk_with_no_rows_writes_nothing() -> None:
+    assert apply_all_if_newer(LevelView, [], key_field="sku") == 0  # no database access at all
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"sku": "A-1", "available": 1}], "version"),
+        ([{"sku": "A-1", "version": 1, "available": 1}, {"sku": "B-2", "version": 1}], "same fields"),
+        ([{"sku": "A-1", "version": 1, "colour": "red"}], "colour"),
+    ],
+)
+def test_bulk_refuses_rows_it_cannot_write(rows: list[dict[str, object]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        apply_all_if_newer(LevelView, rows, key_field="sku")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_bulk_batches_converge_on_the_newest(view_table: type[LevelView]) -> None:
+    # Each thread sends a shuffled batch over the same keys: sorted keys mean no deadlock.
+    skus = [f"S-{n:02d}" for n in range(20)]
+    batches = []
+    for version in range(1, 9):
+        batch = [(sku, version, version * 10) for sku in skus]
+        random.Random(version).shuffle(batch)
+        batches.append(batch)
+    start = threading.Barrier(len(batches))
+    errors: list[BaseException] = []
+
+    def deliver(batch: list[tuple[str, int, int]]) -> None:
+        try:
+            start.wait(timeout=30)
+            _apply_all(*batch)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert _levels(view_table) == {sku: (8, 80) for sku in skus}
 
 
 # --- insert_if_absent ---------------------------------------------------------------------------
