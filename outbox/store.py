@@ -21,39 +21,35 @@ _COLUMNS = """
 
 # Rows commit out of id order (a long transaction takes its id early and commits late), so
 # "ids above the last one seen" would skip rows for good. Unpublished rows are selected
-# instead, through the partial index `outbox_unpublished`, in the order their transactions
-# committed. Rows committed before track_commit_timestamp was switched on (or frozen by
-# VACUUM) have no commit timestamp; they are the oldest, so they go first.
+# instead, from `outbox_pending` (the ids of unpublished rows, kept by triggers on `outbox`,
+# see migration 0003), in the order their transactions committed: a pending row is written
+# by the transaction that wrote its outbox row, so its xmin commits with it. Rows committed
+# before track_commit_timestamp was switched on (or frozen by VACUUM) have no commit
+# timestamp; they are the oldest, so they go first.
 # Only ids are read here, so one scan can order a large backlog cheaply (a window); the
 # rows themselves are then read a batch at a time, by id.
 PENDING_IDS_IN_COMMIT_ORDER = """
-    SELECT id FROM outbox
-    WHERE published_at IS NULL
+    SELECT id FROM outbox_pending
     ORDER BY pg_xact_commit_timestamp(xmin) NULLS FIRST, id
     LIMIT %s
 """
-PENDING_IDS_IN_ID_ORDER = """
-    SELECT id FROM outbox
-    WHERE published_at IS NULL
-    ORDER BY id
-    LIMIT %s
-"""
-# By primary key only: a condition on published_at here would tempt the planner to read
-# the whole backlog through the partial index. The caller restores the window's order.
+PENDING_IDS_IN_ID_ORDER = "SELECT id FROM outbox_pending ORDER BY id LIMIT %s"
 ROWS_BY_ID = f"SELECT {_COLUMNS} FROM outbox WHERE id = ANY(%s::bigint[])"
+# No index of `outbox` covers these three columns, and the table leaves half of every page
+# free (fillfactor 50), so a mark is a HOT update: a new row version on the same page and no
+# new index entry. The UPDATE trigger takes the ids off `outbox_pending`.
 MARK_PUBLISHED = """
     UPDATE outbox AS o
     SET published_at = %s, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
     FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, kafka_partition, kafka_offset)
     WHERE o.id = d.id AND o.published_at IS NULL
 """
-COUNT_PENDING = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-# Chunked so a large clean-up never holds many row locks or one long transaction.
-DELETE_PUBLISHED_BEFORE = """
-    DELETE FROM outbox WHERE id IN (
-        SELECT id FROM outbox WHERE published_at < %s ORDER BY published_at LIMIT %s
-    )
-"""
+COUNT_PENDING = "SELECT count(*) FROM outbox_pending"
+# Retention walks the primary key from the oldest row (an index on published_at would make
+# every mark a non-HOT update). Ids follow insertion, so the walk stops at the first row
+# too new to go; unpublished rows never expire and are stepped over.
+OLDEST_ROWS_AFTER = "SELECT id, published_at, occurred_at FROM outbox WHERE id > %s ORDER BY id LIMIT %s"
+DELETE_PUBLISHED_BEFORE = "DELETE FROM outbox WHERE id = ANY(%s::bigint[]) AND published_at < %s"
 
 
 class PendingRow(NamedTuple):
@@ -93,6 +89,15 @@ class Placement:
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class CleanupStep:
+    """One chunk of the retention walk."""
+
+    deleted: int
+    last_id: int  # the walk goes on after this id
+    done: bool  # reached a row too new to delete, or the end of the table
+
+
 def _pending_row_maker(cursor: Any) -> RowMaker[PendingRow]:
     return PendingRow._make
 
@@ -115,8 +120,8 @@ class OutboxStore:
         connection.execute("SET TIME ZONE 'UTC'")
         # Every statement here is built on an index. Right after a burst the statistics lag
         # behind and the planner would rather scan the whole (large) table; and a plain index
-        # scan, unlike a bitmap scan, marks the burst's dead entries in the partial index so
-        # the next scans skip them. So: indexes only, for this session.
+        # scan, unlike a bitmap scan, marks the burst's dead entries in `outbox_pending`'s
+        # key so the next scans skip them. So: indexes only, for this session.
         connection.execute("SET enable_seqscan = off")
         connection.execute("SET enable_bitmapscan = off")
         connection.execute("SET max_parallel_workers_per_gather = 0")
@@ -146,6 +151,22 @@ class OutboxStore:
         row = self._connection.execute(COUNT_PENDING).fetchone()
         return int(row[0]) if row else 0
 
-    def delete_published_before(self, cutoff: datetime, *, chunk_size: int) -> int:
-        """Delete one chunk of rows published before `cutoff`; returns how many went."""
-        return self._connection.execute(DELETE_PUBLISHED_BEFORE, (cutoff, chunk_size)).rowcount
+    def delete_published_before(self, cutoff: datetime, *, chunk_size: int, after_id: int = 0) -> CleanupStep:
+        """Delete the rows published before `cutoff` among the next `chunk_size` rows after
+        `after_id`, oldest first."""
+        page = self._connection.execute(OLDEST_ROWS_AFTER, (after_id, chunk_size), prepare=True).fetchall()
+        expired: list[int] = []
+        for row_id, published_at, occurred_at in page:
+            if published_at is not None and published_at < cutoff:
+                expired.append(row_id)
+            elif (published_at or occurred_at) >= cutoff:
+                # Written or published after the cutoff: so are (nearly) all rows after it.
+                # Stragglers go in a later clean-up.
+                return CleanupStep(self._delete(expired, cutoff), row_id, done=True)
+        last_id = page[-1][0] if page else after_id
+        return CleanupStep(self._delete(expired, cutoff), last_id, done=len(page) < chunk_size)
+
+    def _delete(self, ids: list[int], cutoff: datetime) -> int:
+        if not ids:
+            return 0
+        return self._connection.execute(DELETE_PUBLISHED_BEFORE, (ids, cutoff), prepare=True).rowcount

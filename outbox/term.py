@@ -223,12 +223,14 @@ class LeaderTerm:
         """Delete rows published longer ago than the retention, a chunk at a time."""
         self._last_cleanup = time.monotonic()
         cutoff = self._clock() - self._options.retention
-        deleted = 0
+        deleted = last_id = 0
         while not self._stop.is_set():
             self._lock.verify()
-            count = self._store.delete_published_before(cutoff, chunk_size=self._options.cleanup_chunk)
-            deleted += count
-            if count < self._options.cleanup_chunk:
+            step = self._store.delete_published_before(
+                cutoff, chunk_size=self._options.cleanup_chunk, after_id=last_id
+            )
+            deleted, last_id = deleted + step.deleted, step.last_id
+            if step.done:
                 break
         if deleted:
             log.info("deleted %d outbox rows published before %s", deleted, cutoff.isoformat())
