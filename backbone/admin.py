@@ -11,18 +11,8 @@ from django.utils.html import format_html
 
 from .deadletters import DeadLetterError, DeadLetterPublishError, Release, discard, replay, summary
 from .models import DeadLetter, InboxEntry, ParkedRecord
+from .readonly_admin import ReadOnlyAdmin
 from .records import decode_headers
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(InboxEntry)

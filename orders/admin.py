@@ -1,53 +1,29 @@
 """Admin of the orders context: read-only, because orders change only through events."""
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from backbone.readonly_admin import ReadOnlyAdmin, ReadOnlyMixin
+
 from .models import Notification, Order, OrderLine, StockLevelView
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(ReadOnlyMixin, admin.TabularInline):
     model = OrderLine
     fields = ["sku", "name", "quantity", "unit_price"]
     readonly_fields = fields
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class NotificationInline(admin.TabularInline):
+class NotificationInline(ReadOnlyMixin, admin.TabularInline):
     model = Notification
     fields = ["kind", "status", "recipient", "created_at", "sent_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Order)

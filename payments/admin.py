@@ -1,20 +1,10 @@
 """Admin of the payments context: read-only, since money moves only through `charge_order`."""
 
 from django.contrib import admin
-from django.http import HttpRequest
+
+from backbone.readonly_admin import ReadOnlyMixin
 
 from .models import Payment, PaymentAttempt
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class PaymentAttemptInline(ReadOnlyMixin, admin.TabularInline):

@@ -5,20 +5,10 @@ Every change of stock must emit StockLevelChanged in the same transaction, so it
 """
 
 from django.contrib import admin
-from django.http import HttpRequest
+
+from backbone.readonly_admin import ReadOnlyMixin
 
 from .models import Product, Reservation, ReservationLine, StockLevel, StockReceipt
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class StockLevelInline(ReadOnlyMixin, admin.StackedInline):
