@@ -15,6 +15,12 @@ becomes a dead letter (table + `<topic>.dlq`) and the partition moves on; later 
 its key are parked behind it (see backbone.deadletters). A record that is not a valid event
 goes to the dead letters at once. Past a limit of dead letters the runner stops: a bug in a
 handler must not send every record there.
+
+Batch handlers (`@subscribe_batch`) run once per transaction, after the per-event handlers,
+with the new events of their type in record order. Which event broke a failing batch handler
+is unknown, so the transaction rolls back and the batch is applied again with the batch
+handlers called one event at a time, in record order like per-event handlers: the failing
+event is then found, and retried or dead-lettered alone, as above.
 """
 
 import logging
@@ -43,8 +49,18 @@ from .deadletters import (
 from .failpoints import failpoint
 from .kafka import consumer_config, group_id, physical_topic
 from .models import DeadLetterReason
-from .records import ConsumedRecord, Invalid, Routed, Routes, Unrouted, handle, route
-from .subscriptions import subscriptions
+from .records import (
+    BatchItems,
+    ConsumedRecord,
+    Invalid,
+    Routed,
+    Routes,
+    Unrouted,
+    handle,
+    handle_batch,
+    route,
+)
+from .subscriptions import Subscription, subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +153,16 @@ class _HandlerFailed(_Interrupted):
 
 class _LimitReached(_Interrupted):
     pass
+
+
+class _BatchHandlerFailed(Exception):
+    """A batch handler raised (the transaction rolled back); which record it choked on is unknown."""
+
+    def __init__(self, subscription: Subscription, items: int, error: Exception) -> None:
+        super().__init__(subscription.name)
+        self.subscription = subscription
+        self.items = items
+        self.error = error
 
 
 class _Stopped(Exception):
@@ -248,7 +274,7 @@ class ConsumerRunner:
 
     def _startup_line(self) -> str:
         routes = "; ".join(
-            f"{type_name} -> {', '.join(sub.name for sub in subs)}"
+            f"{type_name} -> {', '.join(sub.name + (' (batch)' if sub.batch else '') for sub in subs)}"
             for type_name, subs in sorted(self.routes.items())
         )
         return (
@@ -289,34 +315,53 @@ class ConsumerRunner:
 
     def _process(self, records: Sequence[ConsumedRecord]) -> None:
         pending = list(records)
+        batched = True
         while pending:
-            done, interruption = self._apply_longest_prefix(pending)
+            done, interruption = self._apply_longest_prefix(pending, batched=batched)
             self._mark_done(pending[:done])
             if interruption is None:
                 return
+            if isinstance(interruption, _BatchHandlerFailed):
+                # Nothing was applied (done == 0). The rest of this poll goes one event at a time,
+                # where a failure names its record; per event, no batch handler can fail like this.
+                self._log_batch_failure(interruption)
+                batched = False
+                continue
             if isinstance(interruption, _LimitReached):
                 raise self._limit_error()
             assert isinstance(interruption, _HandlerFailed)
             self._settle(pending[done], interruption.error)
             pending = pending[done + 1 :]
 
-    def _apply_longest_prefix(self, records: list[ConsumedRecord]) -> tuple[int, _Interrupted | None]:
+    def _apply_longest_prefix(
+        self, records: list[ConsumedRecord], *, batched: bool
+    ) -> tuple[int, _Interrupted | _BatchHandlerFailed | None]:
         """Apply as many records as work, in one transaction; say which one stopped them."""
         interruption: _Interrupted | None = None
         limit = len(records)
         while limit > 0:
             try:
-                self._apply(records[:limit])
+                self._apply(records[:limit], batched=batched)
                 return limit, interruption
             except _Interrupted as stopped:
                 interruption, limit = stopped, stopped.index
+            except _BatchHandlerFailed as failed:
+                return 0, failed
         return 0, interruption
 
-    def _apply(self, records: Sequence[ConsumedRecord], *, exhausted: tuple[str, int] | None = None) -> None:
+    def _apply(
+        self,
+        records: Sequence[ConsumedRecord],
+        *,
+        batched: bool,
+        exhausted: tuple[str, int] | None = None,
+    ) -> None:
         """One transaction: inbox rows, handlers, parked records and dead letters of `records`.
 
-        `exhausted` (error, attempts) makes the single record given a dead letter if it would
-        otherwise be handled. Raises _Interrupted subclasses (the transaction rolled back).
+        `batched` gathers the events of batch handlers and calls each once at the end; without
+        it they are called per event, in record order. `exhausted` (error, attempts) makes the
+        single record given a dead letter if it would otherwise be handled. Raises
+        _Interrupted subclasses and _BatchHandlerFailed (the transaction rolled back).
         """
         stats = RunStats(records=len(records))
         with transaction.atomic():
@@ -329,16 +374,22 @@ class ConsumerRunner:
             new_ids = inbox.claim(
                 group=self.group, items=[(record, routed) for _, record, routed in to_handle]
             )
+            batches: BatchItems | None = {} if batched else None
             for index, _, routed in to_handle:
                 if routed.event_id not in new_ids:  # handled before, or twice in this batch
                     stats.duplicates += 1
                     continue
                 new_ids.discard(routed.event_id)
                 try:
-                    handle(routed)
+                    handle(routed, batches=batches)
                 except Exception as error:
                     raise _HandlerFailed(index, error) from error
                 stats.handled += 1
+            for subscription, items in (batches or {}).items():
+                try:
+                    handle_batch(subscription, items)
+                except Exception as error:
+                    raise _BatchHandlerFailed(subscription, len(items), error) from error
             if stats.dead_lettered:
                 self._publisher.flush()  # the .dlq records are stored before the rows commit
         self.stats.add(stats)
@@ -417,7 +468,8 @@ class ConsumerRunner:
             )
 
     def _settle(self, record: ConsumedRecord, error: Exception) -> None:
-        """Retry a failing record alone with backoff; dead-letter it after the last attempt."""
+        """Retry a failing record alone with backoff; dead-letter it after the last attempt.
+        Alone, a batch handler is called with this one record: its failure is the record's."""
         attempts = 1
         while attempts < self.options.max_attempts:
             delay = self.options.backoff(attempts)
@@ -434,7 +486,7 @@ class ConsumerRunner:
             self._pause(delay)
             self.stats.retries += 1
             try:
-                self._apply([record])
+                self._apply([record], batched=False)
             except _HandlerFailed as failed:
                 attempts, error = attempts + 1, failed.error
                 continue
@@ -443,10 +495,19 @@ class ConsumerRunner:
             self._mark_done([record])
             return
         try:
-            self._apply([record], exhausted=(describe_failure(error), attempts))
+            self._apply([record], batched=False, exhausted=(describe_failure(error), attempts))
         except _LimitReached:
             raise self._limit_error() from None
         self._mark_done([record])
+
+    def _log_batch_failure(self, failed: _BatchHandlerFailed) -> None:
+        log.warning(
+            "%s: batch handler %s failed on %s event(s), applying them one at a time: %s",
+            self.context,
+            failed.subscription.name,
+            failed.items,
+            f"{type(failed.error).__name__}: {failed.error}",
+        )
 
     def _pause(self, seconds: float) -> None:
         """Sleep in short slices, so a shutdown does not wait for a long backoff."""

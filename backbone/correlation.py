@@ -3,6 +3,9 @@
 An API request starts a correlation (or continues the caller's `X-Correlation-ID`); a handler
 runs inside the scope of the event it handles, so every event it emits inherits that event's
 correlation id and takes its `ce_id` as causation id. Log records carry the correlation id.
+
+A batch handler handles many events, of many stories, at once: inside its `batch_scope()`
+there is no current story, and asking for one (as emit() does) raises NoSingleStoryError.
 """
 
 import logging
@@ -19,6 +22,11 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
+_batch_handler: ContextVar[str | None] = ContextVar("batch_handler", default=None)
+
+
+class NoSingleStoryError(RuntimeError):
+    """Code running for a whole batch of events asked which one story it belongs to."""
 
 
 def new_id() -> str:
@@ -26,11 +34,22 @@ def new_id() -> str:
 
 
 def current_correlation_id() -> str | None:
+    _ensure_single_story()
     return _correlation_id.get()
 
 
 def current_causation_id() -> str | None:
+    _ensure_single_story()
     return _causation_id.get()
+
+
+def _ensure_single_story() -> None:
+    handler = _batch_handler.get()
+    if handler is not None:
+        raise NoSingleStoryError(
+            f"batch handler {handler} handles many events at once, so what it does has no single "
+            "correlation or causation id: it must not emit events (use @subscribe for that)"
+        )
 
 
 @contextmanager
@@ -42,6 +61,20 @@ def correlation_scope(correlation_id: str | None = None, causation_id: str | Non
     try:
         yield correlation_id
     finally:
+        _causation_id.reset(causation_token)
+        _correlation_id.reset(correlation_token)
+
+
+@contextmanager
+def batch_scope(handler_name: str) -> Iterator[None]:
+    """Run a batch handler outside any story: log lines show `-`, emit() raises."""
+    correlation_token = _correlation_id.set(None)
+    causation_token = _causation_id.set(None)
+    batch_token = _batch_handler.set(handler_name)
+    try:
+        yield
+    finally:
+        _batch_handler.reset(batch_token)
         _causation_id.reset(causation_token)
         _correlation_id.reset(correlation_token)
 

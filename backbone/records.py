@@ -11,13 +11,13 @@ The runner, dead-letter replay and parked-record release all go through `route()
 
 import base64
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
 from .contracts import ContractError, Event, registry
-from .correlation import correlation_scope
+from .correlation import batch_scope, correlation_scope
 from .envelope import Envelope, Headers, InvalidEnvelope
 from .kafka import logical_topic
 from .subscriptions import Subscription
@@ -135,12 +135,35 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed
     return Routed(envelope=envelope, event=event, handlers=tuple(handlers), event_id=event_id)
 
 
-def handle(routed: Routed) -> None:
+# A batch handler -> the items gathered for it, in record order (see `handle`).
+BatchItems = dict[Subscription, list[tuple[Event, Envelope]]]
+
+
+def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
     """Run the handlers as part of the event's story: what they emit inherits its correlation id
-    and takes its ce_id as causation id, and their log lines carry the correlation id."""
-    with correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id):
-        for subscription in routed.handlers:
-            subscription.handler(routed.event, routed.envelope)
+    and takes its ce_id as causation id, and their log lines carry the correlation id.
+
+    Batch handlers get the event added to `batches`, for `handle_batch` to run later; without
+    `batches` they are called at once with this one item.
+    """
+    single = [subscription for subscription in routed.handlers if not subscription.batch]
+    if single:
+        with correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id):
+            for subscription in single:
+                subscription.handler(routed.event, routed.envelope)
+    for subscription in routed.handlers:
+        if not subscription.batch:
+            continue
+        if batches is None:
+            handle_batch(subscription, [(routed.event, routed.envelope)])
+        else:
+            batches.setdefault(subscription, []).append((routed.event, routed.envelope))
+
+
+def handle_batch(subscription: Subscription, items: Sequence[tuple[Event, Envelope]]) -> None:
+    """Run one batch handler over `items`, outside any story (it must not emit)."""
+    with batch_scope(subscription.name):
+        subscription.handler(items)
 
 
 def encode_headers(headers: Iterable[tuple[str, bytes]]) -> StoredHeaders:

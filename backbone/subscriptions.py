@@ -9,10 +9,24 @@ In a context's `handlers.py`::
 The consumer runner of that context (`manage.py consume orders`) reads the topics of the
 subscribed types, runs each handler in one transaction with an inbox row, and skips the types
 nobody subscribed to. The context is the app the handler lives in.
+
+A view that only copies state out of events can take them a batch at a time, and write them
+all in one statement instead of one round trip per event::
+
+    @subscribe_batch(StockLevelChanged)
+    def apply_stock_levels(items: Sequence[tuple[StockLevelChanged, Envelope]]) -> None:
+        ...
+
+The runner calls it once per polled batch with the new events of that type (redeliveries the
+inbox already holds are left out), in offset order per partition, after the batch's per-event
+handlers. When it raises, the runner applies the batch again one event at a time, calling it
+with single items, so a poison event is retried and dead-lettered alone. Replays of dead
+letters and parked records call it with one item too. A batch handler runs for many stories
+at once, so it has no correlation or causation id: it must not emit events (emit() raises).
 """
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,13 +35,16 @@ from .envelope import Envelope
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any, Envelope], None]
+BatchHandler = Callable[[Sequence[tuple[Any, Envelope]]], None]
+BatchHandlerOf = Callable[[Sequence[tuple[E, Envelope]]], None]
 
 
 @dataclass(frozen=True)
 class Subscription:
     context: str
     event_type: type[Event]
-    handler: Handler
+    handler: Handler | BatchHandler
+    batch: bool = False  # handler takes a sequence of (event, envelope) items
 
     @property
     def name(self) -> str:
@@ -65,6 +82,20 @@ def subscribe(
     def decorator(handler: Callable[[E, Envelope], None]) -> Callable[[E, Envelope], None]:
         owner = context or handler.__module__.split(".")[0]
         subscriptions.add(Subscription(context=owner, event_type=event_type, handler=handler))
+        return handler
+
+    return decorator
+
+
+def subscribe_batch(
+    event_type: type[E], *, context: str | None = None
+) -> Callable[[BatchHandlerOf[E]], BatchHandlerOf[E]]:
+    """Register the decorated function as a batch handler of `event_type` for its context:
+    it receives the new events of that type of each batch at once (see the module docstring)."""
+
+    def decorator(handler: BatchHandlerOf[E]) -> BatchHandlerOf[E]:
+        owner = context or handler.__module__.split(".")[0]
+        subscriptions.add(Subscription(context=owner, event_type=event_type, handler=handler, batch=True))
         return handler
 
     return decorator

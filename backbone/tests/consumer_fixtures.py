@@ -33,9 +33,9 @@ def probe_tables(django_db_setup: None, django_db_blocker: Any) -> Iterator[None
 def make_probe_context(probe_tables: None, kafka_topics: list[str]) -> ProbeContextFactory:
     """Fresh contexts (and consumer groups) with the probe handler, starting at the topics' end."""
 
-    def make(events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped)) -> str:
+    def make(events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped), *, batch: bool = False) -> str:
         context = f"probe_{uuid.uuid4().hex[:10]}"
-        register(context, events)
+        register(context, events, batch=batch)
         start_group_at_end(group_id(context), PROBE_TOPICS)
         return context
 
@@ -45,3 +45,9 @@ def make_probe_context(probe_tables: None, kafka_topics: list[str]) -> ProbeCont
 @pytest.fixture
 def probe_context(make_probe_context: ProbeContextFactory) -> str:
     return make_probe_context()
+
+
+@pytest.fixture
+def batch_probe_context(make_probe_context: ProbeContextFactory) -> str:
+    """A context whose probe handler is a batch handler (`@subscribe_batch`)."""
+    return make_probe_context(batch=True)

@@ -8,7 +8,9 @@ PROBE_CONTEXTS.
 
 `record_probe` writes one ProbeApplied row per application (a duplicate shows as two rows)
 and keeps a ProbeView per key; it fails for keys listed in ProbeBroken, so a test can break a
-handler and "deploy the fix" by deleting the row.
+handler and "deploy the fix" by deleting the row. `record_probes` is its batch twin
+(`register(context, batch=True)`): ProbeApplied rows in the order it was given the events,
+one ProbeBatch row per call; it fails the whole call when one of its keys is broken.
 """
 
 import os
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
@@ -30,7 +32,7 @@ from backbone.consumer import RunnerOptions, RunStats, create_runner
 from backbone.contracts import Event, registry
 from backbone.envelope import Envelope, format_time
 from backbone.kafka import admin_config, physical_topic, producer_config
-from backbone.subscriptions import subscribe
+from backbone.subscriptions import subscribe, subscribe_batch
 from outbox.emit import emit
 
 
@@ -118,8 +120,21 @@ with isolate_apps("backbone"):
         def __str__(self) -> str:
             return self.probe_key
 
+    class ProbeBatch(models.Model):
+        """One call of the batch probe handler: how many events it was given."""
 
-PROBE_MODELS: list[type[models.Model]] = [ProbeView, ProbeApplied, ProbeBroken]
+        context = models.CharField(max_length=100)
+        size = models.IntegerField()
+
+        class Meta:
+            app_label = "backbone"
+            db_table = "test_probe_batch"
+
+        def __str__(self) -> str:
+            return f"{self.context}: {self.size} event(s)"
+
+
+PROBE_MODELS: list[type[models.Model]] = [ProbeView, ProbeApplied, ProbeBroken, ProbeBatch]
 REBUILDABLE_VIEWS: list[type[models.Model]] = [ProbeView]
 
 _UPSERT_VIEW = """
@@ -154,11 +169,39 @@ def _handler_for(context: str) -> Callable[[Any, Envelope], None]:
     return record_probe
 
 
-def register(context: str, events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped)) -> None:
-    """Subscribe the probe handler for `context` (idempotent)."""
-    handler = _handler_for(context)
+def _batch_handler_for(context: str) -> Callable[[Sequence[tuple[Any, Envelope]]], None]:
+    def record_probes(items: Sequence[tuple[ProbeRecorded | ProbeShipped, Envelope]]) -> None:
+        keys = {event.probe_key for event, _ in items}
+        broken = sorted(ProbeBroken.objects.filter(probe_key__in=keys).values_list("probe_key", flat=True))
+        if broken:
+            raise ProbeHandlerBroken(f"the probe handler is broken for {', '.join(broken)}")
+        ProbeBatch.objects.create(context=context, size=len(items))
+        ProbeApplied.objects.bulk_create(
+            ProbeApplied(
+                context=context,
+                probe_key=event.probe_key,
+                seq=getattr(event, "seq", 0),
+                event_id=envelope.id,
+                correlation_id=envelope.correlation_id,
+            )
+            for event, envelope in items
+        )
+        for event, _ in items:
+            if getattr(event, "follow_up", False):
+                emit(ProbeFollowedUp(probe_key=event.probe_key, seq=event.seq))  # must raise
+
+    return record_probes
+
+
+def register(
+    context: str, events: tuple[type[Event], ...] = (ProbeRecorded, ProbeShipped), *, batch: bool = False
+) -> None:
+    """Subscribe the probe handler (or its batch twin) for `context` (idempotent)."""
     for event_type in events:
-        subscribe(event_type, context=context)(handler)
+        if batch:
+            subscribe_batch(event_type, context=context)(_batch_handler_for(context))
+        else:
+            subscribe(event_type, context=context)(_handler_for(context))
 
 
 def create_tables() -> None:
@@ -357,6 +400,11 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, message: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
         time.sleep(0.1)
+
+
+def batch_sizes(context: str) -> list[int]:
+    """The sizes of the batch probe handler's calls, in order."""
+    return list(ProbeBatch.objects.filter(context=context).order_by("id").values_list("size", flat=True))
 
 
 def applied(context: str, key: str) -> list[int]:
