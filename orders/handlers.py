@@ -3,10 +3,16 @@
 Each handler runs in the consumer runner's transaction (with the inbox row that makes a
 redelivery a no-op) and inside the event's correlation scope, so what it emits continues the
 order's story. Handlers only translate the event into one service call.
+
+The stock level view is the busiest and simplest: each event carries a sku's full state, so
+its batch handler writes a whole batch of them in one statement and emits nothing.
 """
 
+from collections.abc import Sequence
+
 from backbone.envelope import Envelope
-from backbone.subscriptions import subscribe
+from backbone.subscriptions import subscribe, subscribe_batch
+from backbone.versioned import apply_all_if_newer
 from payments.events import PaymentFailed, PaymentProcessed
 from shipments.events import ShipmentDispatched, ShipmentPrepared
 from stock.events import StockLevelChanged, StockReservationFailed, StockReserved
@@ -54,8 +60,20 @@ def on_shipment_dispatched(event: ShipmentDispatched, envelope: Envelope) -> Non
     )
 
 
-@subscribe(StockLevelChanged)
-def on_stock_level_changed(event: StockLevelChanged, envelope: Envelope) -> None:
-    services.apply_stock_level(
-        sku=event.sku, name=event.name, price=event.price, available=event.available, version=event.version
+@subscribe_batch(StockLevelChanged)
+def on_stock_levels_changed(items: Sequence[tuple[StockLevelChanged, Envelope]]) -> None:
+    """Newest version per sku wins, as `services.apply_stock_level` does for one event."""
+    apply_all_if_newer(
+        StockLevelView,
+        [
+            {
+                "sku": event.sku,
+                "name": event.name,
+                "price": event.price,
+                "available": event.available,
+                "version": event.version,
+            }
+            for event, _ in items
+        ],
+        key_field="sku",
     )

@@ -7,11 +7,12 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from django.db import transaction
 from django.test import TestCase
 
 from orders import handlers
 from orders.models import Notification, NotificationKind, Order, OrderState, ShipmentStatus, StockLevelView
-from orders.tests.factories import deliver, make_user, outbox_events, place, stock_level
+from orders.tests.factories import deliver, envelope_for, make_user, outbox_events, place, stock_level
 from payments.events import PaymentFailed, PaymentProcessed
 from shipments.events import ShipmentDispatched, ShipmentPrepared
 from stock.events import ReservedLine, Shortage, StockLevelChanged, StockReservationFailed, StockReserved
@@ -196,14 +197,30 @@ def level(version: int, available: int, price: str = "9.90") -> StockLevelChange
     )
 
 
+def deliver_levels(*events: StockLevelChanged) -> None:
+    """Run the batch handler the way the consumer runner does: one transaction, one call."""
+    with transaction.atomic():
+        handlers.on_stock_levels_changed(
+            [(event, envelope_for(event, correlation_id="c")) for event in events]
+        )
+
+
 def test_stock_level_view_applies_only_newer_versions() -> None:
-    deliver(handlers.on_stock_level_changed, level(1, 10), correlation_id="c")
-    deliver(handlers.on_stock_level_changed, level(3, 7, price="11.00"), correlation_id="c")
-    deliver(handlers.on_stock_level_changed, level(2, 9), correlation_id="c")  # late and older
-    deliver(handlers.on_stock_level_changed, level(3, 7, price="11.00"), correlation_id="c")  # duplicate
+    deliver_levels(level(1, 10))
+    deliver_levels(level(3, 7, price="11.00"))
+    deliver_levels(level(2, 9))  # late and older
+    deliver_levels(level(3, 7, price="11.00"))  # duplicate
 
     row = StockLevelView.objects.get(sku="CB-4")
     assert (row.available, row.version, row.price, row.name) == (7, 3, Decimal("11.00"), "Cable")
+
+
+def test_stock_level_view_takes_the_newest_of_one_batch() -> None:
+    other = level(1, 4).model_copy(update={"sku": "MS-2", "name": "Mouse"})
+    deliver_levels(level(1, 10), level(3, 7, price="11.00"), other, level(2, 9), level(3, 7, price="11.00"))
+
+    levels = {row.sku: (row.available, row.version, row.price) for row in StockLevelView.objects.all()}
+    assert levels == {"CB-4": (7, 3, Decimal("11.00")), "MS-2": (4, 1, Decimal("9.90"))}
 
 
 def test_the_stock_level_view_is_rebuildable() -> None:
