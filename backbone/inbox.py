@@ -6,18 +6,23 @@ published twice) is not inserted, so its event is skipped; if a handler fails, t
 transaction rolls back and takes the rows with it.
 """
 
+import json
 from collections.abc import Sequence
 
 from django.db import connection
 
 from .records import ConsumedRecord, Routed
 
-# unnest() turns one array per column into rows: one round trip for the whole batch.
+# The batch travels as one JSON document that json_to_recordset() turns into rows: one round
+# trip for the whole batch, and json.dumps (C) encodes it several times faster than psycopg
+# builds seven array literals element by element.
 _CLAIM = """
     INSERT INTO inbox (consumer_group, event_id, event_type, topic, partition, "offset", key, correlation_id)
     SELECT %s, batch.*
-    FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::text[])
-        AS batch (event_id, event_type, topic, partition, "offset", key, correlation_id)
+    FROM json_to_recordset(%s::json) AS batch (
+        event_id uuid, event_type text, topic text, partition int, "offset" bigint, key text,
+        correlation_id text
+    )
     ON CONFLICT (event_id, consumer_group) DO NOTHING
     RETURNING event_id::text
 """
@@ -27,19 +32,18 @@ def claim(*, group: str, items: Sequence[tuple[ConsumedRecord, Routed]]) -> set[
     """Record the events as handled by `group`; returns the ce_ids that were new."""
     if not items:
         return set()
-    columns: list[list[object]] = [[] for _ in range(7)]
-    for record, routed in items:
-        row = (
-            routed.event_id,
-            routed.envelope.type,
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            routed.envelope.correlation_id,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+    rows = [
+        {
+            "event_id": routed.event_id,
+            "event_type": routed.envelope.type,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key,
+            "correlation_id": routed.envelope.correlation_id,
+        }
+        for record, routed in items
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [group, *columns])
-        return {str(row[0]) for row in cursor.fetchall()}
+        cursor.execute(_CLAIM, [group, json.dumps(rows)])
+        return {row[0] for row in cursor.fetchall()}

@@ -1,3 +1,4 @@
+import gc
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,9 @@ class Command(BaseCommand):
             ),
         )
         _require_topics(runner.topics())
+        # What start-up created (Django, contracts, handlers) lives as long as the process:
+        # frozen, the cyclic garbage collector never walks it again.
+        gc.freeze()
         try:
             with _stop_on_signals(runner):
                 runner.run()
