@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,12 @@ from urllib.parse import quote
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
-from .envelope import Envelope
+from .contracts import Event
+from .correlation import correlation_scope
+from .envelope import Envelope, format_time
 from .kafka import group_id, logical_topic, physical_topic
 from .topics import TOPICS
 
@@ -249,3 +254,31 @@ def consumer_lag(topics_by_context: dict[str, set[str]]) -> int:
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+# --- Handlers, run the way the consumer runner runs them --------------------------------------
+
+
+def envelope_for(
+    event: Event, *, correlation_id: str | None = None, causation_id: str | None = None
+) -> Envelope:
+    """The envelope the relay would publish `event` in: a new ce_id and, unless given, a new story."""
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=event.type_name,
+        source=f"/{event.context}",
+        time=format_time(timezone.now()),
+        data_version=event.contract_version,
+        correlation_id=correlation_id or str(uuid.uuid4()),
+        causation_id=causation_id,
+    )
+
+
+def deliver(
+    handler: Callable[[Any, Envelope], None], event: Event, envelope: Envelope | None = None
+) -> Envelope:
+    """Run a handler as the consumer runner does: in a transaction, in the event's story."""
+    envelope = envelope or envelope_for(event)
+    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
+        handler(event, envelope)
+    return envelope

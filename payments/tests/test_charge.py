@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from backbone.correlation import correlation_scope
+from backbone import testing
 from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
 from orders.events import OrderValidated
@@ -47,23 +47,8 @@ def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.
     return OrderValidated(order_id=order_id, customer_id=7, total=Decimal(total), payment_token=token)
 
 
-def envelope_for(event: OrderValidated) -> Envelope:
-    return Envelope(
-        id=str(uuid.uuid4()),
-        type=event.type_name,
-        source="/orders",
-        time="2026-01-01T00:00:00Z",
-        data_version=OrderValidated.contract_version,
-        correlation_id=str(uuid.uuid4()),
-    )
-
-
 def deliver(event: OrderValidated) -> Envelope:
-    """As the consumer runner does: one transaction, in the event's correlation scope."""
-    envelope = envelope_for(event)
-    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
-        handlers.charge_order(event, envelope)
-    return envelope
+    return testing.deliver(handlers.charge_order, event)
 
 
 @pytest.mark.django_db
@@ -212,7 +197,7 @@ def test_charging_joins_the_batch_transaction_without_savepoints() -> None:
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         for event in (validated(order_id), validated(order_id)):
-            handlers.charge_order(event, envelope_for(event))
+            handlers.charge_order(event, testing.envelope_for(event))
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert Payment.objects.get(order_id=order_id).state == Payment.State.PROCESSED

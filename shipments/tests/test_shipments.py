@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from backbone import testing
 from backbone.celery import app
-from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
 from orders.events import OrderConfirmed, OrderLine
@@ -45,22 +45,8 @@ def confirmed(order_id: uuid.UUID | None = None) -> OrderConfirmed:
     )
 
 
-def envelope_for(event: OrderConfirmed) -> Envelope:
-    return Envelope(
-        id=str(uuid.uuid4()),
-        type=event.type_name,
-        source="/orders",
-        time="2026-01-01T00:00:00Z",
-        data_version=OrderConfirmed.contract_version,
-        correlation_id=str(uuid.uuid4()),
-    )
-
-
 def deliver(event: OrderConfirmed) -> Envelope:
-    envelope = envelope_for(event)
-    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
-        handlers.prepare_shipment(event, envelope)
-    return envelope
+    return testing.deliver(handlers.prepare_shipment, event)
 
 
 def prepared_shipment(*, age: timedelta = timedelta(0)) -> Shipment:
@@ -108,8 +94,8 @@ def test_preparing_joins_the_batch_transaction_without_savepoints() -> None:
     event = confirmed()
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        handlers.prepare_shipment(event, envelope_for(event))
-        handlers.prepare_shipment(event, envelope_for(event))
+        handlers.prepare_shipment(event, testing.envelope_for(event))
+        handlers.prepare_shipment(event, testing.envelope_for(event))
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert Shipment.objects.count() == 1

@@ -7,9 +7,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from backbone.correlation import correlation_scope
-from backbone.envelope import Envelope
-from backbone.subscriptions import Handler, subscriptions
+from backbone.subscriptions import subscriptions
+from backbone.testing import deliver, envelope_for
 from orders.events import OrderConfirmed, OrderLine, OrderRejected, OrderRequested
 from outbox.models import OutboxRecord
 from stock import handlers
@@ -19,24 +18,6 @@ from stock.models import Reservation
 from .helpers import add_product, emitted, forget_events, level
 
 pytestmark = pytest.mark.django_db
-
-
-def envelope_of(event: OrderRequested | OrderConfirmed | OrderRejected) -> Envelope:
-    return Envelope(
-        id=str(uuid.uuid4()),
-        type=event.type_name,
-        source="/orders",
-        time="2026-01-01T00:00:00Z",
-        data_version=event.contract_version,
-        correlation_id=str(uuid.uuid4()),
-    )
-
-
-def deliver(handler: Handler, event: OrderRequested | OrderConfirmed | OrderRejected) -> Envelope:
-    envelope = envelope_of(event)
-    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
-        handler(event, envelope)
-    return envelope
 
 
 def order_lines(**quantities: int) -> tuple[OrderLine, ...]:
@@ -115,7 +96,7 @@ def test_handlers_join_the_batch_transaction_without_savepoints() -> None:
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         for handler, event in batch:
-            handler(event, envelope_of(event))
+            handler(event, envelope_for(event))
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert level("MUG-1").on_hand == 4
