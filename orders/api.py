@@ -138,7 +138,7 @@ class OrderDetailView(APIView):
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        _order_or_404(request, order_id)  # before waiting: others' orders are not worth a wait
+        # The first read answers 404 for others' orders before any wait.
         order = wakeups.wait_until(
             order_id,
             read=lambda: _order_or_404(request, order_id),
