@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import psycopg
 
-from backbone.envelope import Envelope, Headers, format_time
+from backbone.envelope import Headers
+from outbox.store import headers_of
 
 OUTBOX_COLUMNS = (
     "event_id",
@@ -45,15 +46,8 @@ class OutboxRow:
         return tuple(getattr(self, column) for column in OUTBOX_COLUMNS)
 
     def headers(self) -> Headers:
-        return Envelope(
-            id=self.event_id,
-            type=self.event_type,
-            source=self.source,
-            time=format_time(self.occurred_at),
-            data_version=self.data_version,
-            correlation_id=self.correlation_id,
-            causation_id=self.causation_id or None,
-        ).headers()
+        """The same headers the relay builds for this row."""
+        return headers_of(self)
 
 
 def order_requested(order_id: uuid.UUID, rng: random.Random) -> str:

@@ -7,7 +7,7 @@ a time for as long as it lives.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from psycopg.rows import RowMaker
@@ -68,16 +68,39 @@ class PendingRow(NamedTuple):
     payload: str
 
     def headers(self) -> Headers:
-        """The CloudEvents headers, rebuilt from the row's columns."""
-        return Envelope(
-            id=self.event_id,
-            type=self.event_type,
-            source=self.source,
-            time=format_time(self.occurred_at),
-            data_version=self.data_version,
-            correlation_id=self.correlation_id,
-            causation_id=self.causation_id or None,
-        ).headers()
+        return headers_of(self)
+
+
+class StoredEvent(Protocol):
+    """The outbox columns a record's CloudEvents headers come from."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def data_version(self) -> int: ...
+    @property
+    def correlation_id(self) -> str: ...
+    @property
+    def causation_id(self) -> str: ...
+
+
+def headers_of(row: StoredEvent) -> Headers:
+    """The CloudEvents headers of an outbox row, rebuilt from its columns."""
+    return Envelope(
+        id=row.event_id,
+        type=row.event_type,
+        source=row.source,
+        time=format_time(row.occurred_at),
+        data_version=row.data_version,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id or None,
+    ).headers()
 
 
 @dataclass(frozen=True, slots=True)
