@@ -390,6 +390,19 @@ def run_consume(
     )
 
 
+def consume_until_idle(context: str, *, idle_seconds: int = 60) -> subprocess.CompletedProcess[str]:
+    """Run a shop context's real consumer (its own handlers only) until it has caught up."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "consume", context, "--once", "--idle-exit", str(idle_seconds)],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env(context),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, message: str = "condition") -> Any:
     """Poll until `condition()` is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

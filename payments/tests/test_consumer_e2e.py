@@ -1,15 +1,12 @@
 """Payments under the real consumer runner: OrderValidated on Kafka, `manage.py consume payments`."""
 
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 
 from backbone.kafka import group_id
-from backbone.tests.consumer_probe import send_event, start_group_at_end, subprocess_env
+from backbone.tests.consumer_probe import consume_until_idle, send_event, start_group_at_end
 from orders.events import OrderValidated
 from outbox.models import OutboxRecord
 from payments.events import PaymentFailed, PaymentProcessed
@@ -28,15 +25,7 @@ def test_the_payments_consumer_charges_each_order_once(kafka_topics: list[str]) 
         OrderValidated(order_id=declined, customer_id=7, total=Decimal("5.00"), payment_token="tok_declined")
     )
 
-    consumer = subprocess.run(
-        [sys.executable, "manage.py", "consume", "payments", "--once", "--idle-exit", "60"],
-        cwd=settings.BASE_DIR,
-        env=subprocess_env("payments"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    consumer = consume_until_idle("payments")
 
     assert consumer.returncode == 0, consumer.stderr[-2000:]
     assert dict(Payment.objects.values_list("order_id", "state")) == {paid: "processed", declined: "failed"}

@@ -1,15 +1,12 @@
 """Shipments under the real consumer runner: OrderConfirmed on Kafka, `manage.py consume shipments`."""
 
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 
 from backbone.kafka import group_id
-from backbone.tests.consumer_probe import send_event, start_group_at_end, subprocess_env
+from backbone.tests.consumer_probe import consume_until_idle, send_event, start_group_at_end
 from orders.events import OrderConfirmed, OrderLine
 from outbox.models import OutboxRecord
 from shipments.events import ShipmentPrepared
@@ -30,15 +27,7 @@ def test_the_shipments_consumer_prepares_one_shipment_per_order(kafka_topics: li
     first = send_event(confirmed, flush=False)
     send_event(confirmed)  # delivered again with another ce_id: still one shipment
 
-    consumer = subprocess.run(
-        [sys.executable, "manage.py", "consume", "shipments", "--once", "--idle-exit", "60"],
-        cwd=settings.BASE_DIR,
-        env=subprocess_env("shipments"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    consumer = consume_until_idle("shipments")
 
     assert consumer.returncode == 0, consumer.stderr[-2000:]
     shipment = Shipment.objects.get()

@@ -1,16 +1,13 @@
 """Stock under the real consumer runner: OrderRequested/Confirmed/Rejected records on Kafka,
 `manage.py consume stock` as a subprocess, the results in PostgreSQL and the outbox."""
 
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 
 from backbone.kafka import group_id
-from backbone.tests.consumer_probe import send_event, start_group_at_end, subprocess_env
+from backbone.tests.consumer_probe import consume_until_idle, send_event, start_group_at_end
 from orders.events import OrderConfirmed, OrderLine, OrderRejected, OrderRequested
 from outbox.models import OutboxRecord
 from stock.events import StockReserved
@@ -51,15 +48,7 @@ def test_the_stock_consumer_reserves_commits_and_releases_effectively_once(kafka
     send_event(OrderRejected(order_id=rejected, reason="payment_declined"), flush=False)
     send_event(OrderRejected(order_id=short, reason="out_of_stock"))
 
-    consumer = subprocess.run(
-        [sys.executable, "manage.py", "consume", "stock", "--once", "--idle-exit", "60"],
-        cwd=settings.BASE_DIR,
-        env=subprocess_env("stock"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    consumer = consume_until_idle("stock")
 
     assert consumer.returncode == 0, consumer.stderr[-2000:]
     states = dict(Reservation.objects.values_list("order_id", "state"))
