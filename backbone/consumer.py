@@ -41,9 +41,11 @@ from . import inbox
 from .correlation import correlation_scope
 from .deadletters import (
     DeadLetterPublisher,
+    DeadLetterPublishError,
     KafkaDeadLetterPublisher,
     KeyGate,
     describe_failure,
+    note_refused_copies,
     park,
     summary,
     write_dead_letter,
@@ -316,8 +318,40 @@ class ConsumerRunner:
     # --- Applying records -------------------------------------------------------------------
 
     def _process(self, records: Sequence[ConsumedRecord]) -> None:
-        with _cyclic_gc_paused():
-            self._process_all(records)
+        self._notice_rewinds(records)
+        failures = 0
+        while True:
+            try:
+                with _cyclic_gc_paused():
+                    self._process_all(records)
+                return
+            except DeadLetterPublishError as error:
+                # Rolled back: the dead letters and their copies are written together, or not
+                # at all. What committed before is found in the inbox when the batch comes again.
+                failures += 1
+                delay = self.options.backoff(failures)
+                log.warning("%s: %s; applying the batch again in %.1f s", self.context, error, delay)
+                self._pause(delay)
+
+    def _notice_rewinds(self, records: Sequence[ConsumedRecord]) -> None:
+        """Say so when a partition's offsets go back: its topic was recreated or truncated, or
+        the cluster changed. Reading it again is safe (the inbox knows every ce_id, and dead
+        letters are matched by ce_id, never by position alone), but an operator should know."""
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            first.setdefault((record.topic, record.partition), record.offset)
+        for (topic, partition), offset in first.items():
+            done = self._done.get((physical_topic(topic), partition))
+            if done is not None and offset < done:
+                log.warning(
+                    "%s: %s[%s] went back from offset %s to %s: topic recreated or truncated? "
+                    "Reading it again; records already handled are recognised by their ce_id",
+                    self.context,
+                    topic,
+                    partition,
+                    done,
+                    offset,
+                )
 
     def _process_all(self, records: Sequence[ConsumedRecord]) -> None:
         pending = list(records)
@@ -397,7 +431,9 @@ class ConsumerRunner:
                 except Exception as error:
                     raise _BatchHandlerFailed(subscription, len(items), error) from error
             if stats.dead_lettered:
-                self._publisher.flush()  # the .dlq records are stored before the rows commit
+                # The .dlq copies are stored (or refused for good, and the rows say so) before
+                # the rows commit; a copy that may work later rolls the batch back, to try again.
+                note_refused_copies(self._publisher.flush())
         self.stats.add(stats)
         self._budget.spend(stats.dead_lettered)
 

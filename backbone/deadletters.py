@@ -18,14 +18,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from . import inbox
 from .kafka import physical_topic, producer_config
 from .models import DeadLetter, DeadLetterReason, DeadLetterStatus, ParkedRecord
-from .records import ConsumedRecord, Invalid, Routes, Unrouted, encode_headers, handle, route
+from .records import (
+    MAX_ID_LENGTH,
+    MAX_KEY_LENGTH,
+    ConsumedRecord,
+    Invalid,
+    Routes,
+    Unrouted,
+    encode_headers,
+    handle,
+    route,
+)
 from .subscriptions import subscriptions
 from .topics import TOPICS
 
@@ -33,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HEADER_PREFIX = "dlq_"
 _MAX_HEADER_ERROR = 1000
+_MAX_TYPE_LENGTH = 150
 
 
 class DeadLetterError(Exception):
@@ -61,7 +75,7 @@ def summary(error: str) -> str:
 # --- Which keys are blocked ----------------------------------------------------------------
 
 _PENDING = """
-    SELECT id, topic, key, partition, "offset" FROM dead_letter
+    SELECT id, topic, key, partition, "offset", record_id FROM dead_letter
     WHERE consumer_group = %s AND status = 'pending'
 """
 
@@ -78,7 +92,8 @@ class KeyGate:
     """The pending dead letters of one group, as of this transaction."""
 
     blocked: dict[tuple[str, str], int] = field(default_factory=dict)
-    dead_positions: set[tuple[str, int, int]] = field(default_factory=set)
+    # position -> identities of the dead letters there (a recreated topic reuses positions)
+    dead_records: dict[tuple[str, int, int], set[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, group: str) -> "KeyGate":
@@ -86,8 +101,8 @@ class KeyGate:
         gate = cls()
         with connection.cursor() as cursor:
             cursor.execute(_PENDING, [group])
-            for dead_letter_id, topic, key, partition, offset in cursor.fetchall():
-                gate.dead_positions.add((topic, partition, offset))
+            for dead_letter_id, topic, key, partition, offset, record_id in cursor.fetchall():
+                gate.dead_records.setdefault((topic, partition, offset), set()).add(record_id)
                 if key is not None:
                     gate.blocked[(topic, key)] = dead_letter_id
         return gate
@@ -99,11 +114,13 @@ class KeyGate:
         return self.blocked.get((record.topic, record.key))
 
     def is_dead_letter(self, record: ConsumedRecord) -> bool:
-        """A redelivery of a record that is already a pending dead letter."""
-        return record.position in self.dead_positions
+        """A redelivery of a record that is already a pending dead letter: the same position
+        and the same record (its ce_id); another record at that position is not skipped."""
+        identities = self.dead_records.get(record.position)
+        return identities is not None and record.identity in identities
 
     def block(self, record: ConsumedRecord, dead_letter_id: int) -> None:
-        self.dead_positions.add(record.position)
+        self.dead_records.setdefault(record.position, set()).add(record.identity)
         if record.key is not None:
             self.blocked[(record.topic, record.key)] = dead_letter_id
 
@@ -113,10 +130,10 @@ class KeyGate:
 # A pending dead letter for the same record (a redelivery) is left as it is; a resolved one is
 # opened again: the record was read again (a rebuild) and failed again.
 _WRITE = """
-    INSERT INTO dead_letter (consumer_group, context, topic, partition, "offset", key, headers, value,
-                             event_id, event_type, correlation_id, reason, error, attempts, status)
-    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, 'pending')
-    ON CONFLICT (consumer_group, topic, partition, "offset") DO UPDATE
+    INSERT INTO dead_letter (consumer_group, context, topic, partition, "offset", record_id, key, headers,
+                             value, event_id, event_type, correlation_id, reason, error, attempts, status)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, 'pending')
+    ON CONFLICT (consumer_group, topic, partition, "offset", record_id) DO UPDATE
         SET reason = EXCLUDED.reason, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
             status = 'pending', updated_at = now(), resolved_at = NULL
         WHERE dead_letter.status <> 'pending'
@@ -125,9 +142,9 @@ _WRITE = """
 
 _PARK = """
     INSERT INTO parked_record
-        (dead_letter_id, consumer_group, topic, partition, "offset", key, headers, value)
-    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s)
-    ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING
+        (dead_letter_id, consumer_group, topic, partition, "offset", record_id, key, headers, value)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+    ON CONFLICT (consumer_group, topic, partition, "offset", record_id) DO NOTHING
 """
 
 
@@ -144,12 +161,13 @@ def write_dead_letter(
                 record.topic,
                 record.partition,
                 record.offset,
-                record.key,
+                record.identity,
+                _clip(record.key, MAX_KEY_LENGTH),
                 json.dumps(encode_headers(record.headers)),
                 record.value,
-                record.header("ce_id") or "",
-                record.header("ce_type") or "",
-                record.header("ce_correlationid") or "",
+                _clip(record.header("ce_id"), MAX_ID_LENGTH) or "",
+                _clip(record.header("ce_type"), _MAX_TYPE_LENGTH) or "",
+                _clip(record.header("ce_correlationid"), MAX_ID_LENGTH) or "",
                 reason.value,
                 error,
                 attempts,
@@ -169,11 +187,18 @@ def park(*, group: str, record: ConsumedRecord, dead_letter_id: int) -> None:
                 record.topic,
                 record.partition,
                 record.offset,
+                record.identity,
                 record.key,
                 json.dumps(encode_headers(record.headers)),
                 record.value,
             ],
         )
+
+
+def _clip(text: str | None, length: int) -> str | None:
+    """Hostile headers and keys can be longer than any of ours: keep what the column holds
+    (the whole record stays in `headers` and `value`)."""
+    return text[:length] if text is not None else None
 
 
 # --- The `<topic>.dlq` topics ----------------------------------------------------------------
@@ -191,13 +216,43 @@ class DeadLetterPublisher(Protocol):
         attempts: int,
     ) -> None: ...
 
-    def flush(self) -> None:
-        """Wait until every published record is stored; raise DeadLetterPublishError if not."""
+    def flush(self) -> dict[int, str]:
+        """Wait until every published record is stored. Returns the dead letters whose copy
+        Kafka refused for good (id -> why); raises DeadLetterPublishError when it may work later."""
 
 
 def dead_letter_topic(topic: str) -> str:
     spec = TOPICS.get(topic)
     return spec.dead_letter_topic if spec else f"{topic}.dlq"
+
+
+# Refusals that no retry can change: the copy stays out of the topic, the row records why.
+_REFUSED_FOR_GOOD = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,
+    }
+)
+# Original headers beyond this many bytes are left out of the copy (the table keeps them).
+_MAX_COPIED_HEADER_BYTES = 16 * 1024
+
+
+def copy_for_topic(record: ConsumedRecord) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers a `.dlq` copy carries: at most EVENT_MAX_BYTES of the value and
+    16 KiB of the original headers, so the copy of a record too large to handle still fits the
+    topic; what was cut is said in `dlq_value_bytes` / `dlq_headers_bytes`."""
+    value, headers = record.value, list(record.headers)
+    if value is not None and len(value) > settings.EVENT_MAX_BYTES:
+        headers.append((f"{HEADER_PREFIX}value_bytes", str(len(value)).encode()))
+        value = value[: settings.EVENT_MAX_BYTES]
+    header_bytes = sum(len(name) + len(content) for name, content in record.headers)
+    if header_bytes > _MAX_COPIED_HEADER_BYTES:
+        dropped = (f"{HEADER_PREFIX}headers_bytes", str(header_bytes).encode())
+        headers = [dropped, *headers[len(record.headers) :]]
+    return value, headers
 
 
 class KafkaDeadLetterPublisher:
@@ -207,6 +262,7 @@ class KafkaDeadLetterPublisher:
         self._producer = producer
         self._flush_timeout = flush_timeout
         self._failures: list[str] = []
+        self._refused: dict[int, str] = {}
 
     @classmethod
     def create(cls) -> "KafkaDeadLetterPublisher":
@@ -222,8 +278,8 @@ class KafkaDeadLetterPublisher:
         error: str,
         attempts: int,
     ) -> None:
-        headers = [
-            *record.headers,
+        value, headers = copy_for_topic(record)
+        headers += [
             (f"{HEADER_PREFIX}error", summary(error)[:_MAX_HEADER_ERROR].encode()),
             (f"{HEADER_PREFIX}reason", reason.encode()),
             (f"{HEADER_PREFIX}attempts", str(attempts).encode()),
@@ -233,25 +289,46 @@ class KafkaDeadLetterPublisher:
             (f"{HEADER_PREFIX}original_partition", str(record.partition).encode()),
             (f"{HEADER_PREFIX}original_offset", str(record.offset).encode()),
         ]
-        self._producer.produce(
-            physical_topic(dead_letter_topic(record.topic)),
-            key=record.key.encode() if record.key is not None else None,
-            value=record.value,
-            headers=headers,
-            on_delivery=self._on_delivery,
-        )
+        try:
+            self._producer.produce(
+                physical_topic(dead_letter_topic(record.topic)),
+                key=record.key.encode() if record.key is not None else None,
+                value=value,
+                headers=headers,
+                on_delivery=lambda error, message: self._on_delivery(dead_letter_id, error),
+            )
+        except KafkaException as refused:  # by the client itself, before sending
+            self._note(dead_letter_id, refused.args[0])
         self._producer.poll(0)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+    def _on_delivery(self, dead_letter_id: int, error: KafkaError | None) -> None:
         if error is not None:
-            self._failures.append(f"{message.topic()}: {error.str()}")
+            self._note(dead_letter_id, error)
 
-    def flush(self) -> None:
+    def _note(self, dead_letter_id: int, error: KafkaError) -> None:
+        if error.code() in _REFUSED_FOR_GOOD:
+            self._refused[dead_letter_id] = error.str()
+        else:
+            self._failures.append(error.str())
+
+    def flush(self) -> dict[int, str]:
         remaining = self._producer.flush(self._flush_timeout)
         failures, self._failures = self._failures, []
+        refused, self._refused = self._refused, {}
         if remaining or failures:
             problem = failures[0] if failures else f"{remaining} record(s) still in flight"
             raise DeadLetterPublishError(f"dead-letter topic did not confirm the record: {problem}")
+        return refused
+
+
+def note_refused_copies(refused: dict[int, str]) -> None:
+    """The dead letters stay (the table is the record of truth); their error says the copy is
+    missing from `<topic>.dlq`, and why."""
+    for dead_letter_id, why in refused.items():
+        log.error("dead letter #%s was not copied to its .dlq topic: %s", dead_letter_id, why)
+        DeadLetter.objects.filter(pk=dead_letter_id).update(
+            error=Concat(Value(f"not copied to the .dlq topic: {why}\n\n"), F("error"))
+        )
 
 
 # --- Replay and discard ----------------------------------------------------------------------
@@ -414,5 +491,6 @@ def _dead_letter_follower(
         error=error,
         attempts=1,
     )
-    publisher.flush()  # before the commit: the row never exists without its .dlq record
+    # Before the commit: the row exists only once its .dlq copy is stored, or refused for good.
+    note_refused_copies(publisher.flush())
     return new_id

@@ -38,6 +38,8 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
         "batch.num.messages": 10_000,
         "compression.type": "lz4",
         "message.timeout.ms": 30_000,
+        # Batches stay under the topics' max.message.bytes (librdkafka may overshoot by a record).
+        "message.max.bytes": settings.KAFKA_PRODUCER_MAX_BYTES,
         "log_level": 3,
     }
     config.update(overrides)

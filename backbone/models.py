@@ -58,6 +58,9 @@ class DeadLetter(models.Model):
     topic = models.CharField(max_length=100)
     partition = models.IntegerField()
     offset = models.BigIntegerField()
+    record_id = models.CharField(
+        max_length=200, help_text="the record's ce_id, or a digest of its value: offsets are reused"
+    )
     key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     headers = models.JSONField(default=list, help_text="the record's headers, as [name, value] pairs")
     value = models.BinaryField(null=True, blank=True, help_text="the record's value, byte for byte")
@@ -77,9 +80,11 @@ class DeadLetter(models.Model):
     class Meta:
         db_table = "dead_letter"
         constraints = [
-            # A record redelivered after a crash finds its dead letter instead of making a second.
+            # A record redelivered after a crash finds its dead letter instead of making a second;
+            # another record at the same position (a recreated topic) is another dead letter.
             models.UniqueConstraint(
-                fields=["consumer_group", "topic", "partition", "offset"], name="dead_letter_once_per_record"
+                fields=["consumer_group", "topic", "partition", "offset", "record_id"],
+                name="dead_letter_once_per_record",
             ),
         ]
         indexes = [
@@ -107,6 +112,7 @@ class ParkedRecord(models.Model):
     topic = models.CharField(max_length=100)
     partition = models.IntegerField()
     offset = models.BigIntegerField()
+    record_id = models.CharField(max_length=200)
     key = models.CharField(max_length=200)
     headers = models.JSONField(default=list)
     value = models.BinaryField(null=True, blank=True)
@@ -116,7 +122,8 @@ class ParkedRecord(models.Model):
         db_table = "parked_record"
         constraints = [
             models.UniqueConstraint(
-                fields=["consumer_group", "topic", "partition", "offset"], name="parked_once_per_record"
+                fields=["consumer_group", "topic", "partition", "offset", "record_id"],
+                name="parked_once_per_record",
             ),
         ]
 

@@ -18,15 +18,23 @@ def planned_topics(partitions: int | None = None, replication: int | None = None
     planned = []
     for spec in TOPICS.values():
         planned.append(NewTopic(physical_topic(spec.name), partitions, replication, config=_config(spec)))
-        planned.append(NewTopic(physical_topic(spec.dead_letter_topic), partitions, replication))
+        planned.append(
+            NewTopic(physical_topic(spec.dead_letter_topic), partitions, replication, config=_size_limit())
+        )
     return planned
 
 
 def _config(spec: TopicSpec) -> dict[str, str]:
+    config = _size_limit()
     if spec.compacted:
         # Keep every level change for a while (views rebuild from it), then the latest per sku.
-        return {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
-    return {}
+        config.update({"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)})
+    return config
+
+
+def _size_limit() -> dict[str, str]:
+    """Stated, not left to the broker's default: the producers batch up to the same size."""
+    return {"max.message.bytes": str(settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES)}
 
 
 def ensure_topics(partitions: int | None = None, replication: int | None = None) -> dict[str, str]:

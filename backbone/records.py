@@ -5,11 +5,14 @@ The runner, dead-letter replay and parked-record release all go through `route()
 
 - `Unrouted`: the context has no handler for its type (receiver-driven routing: skip it);
 - `Invalid`: not an event this code can read (no CloudEvents headers, bad JSON, a newer
-  version, a schema mismatch): retrying cannot help, it goes to the dead letters at once;
+  version, a schema mismatch, over the size limit), or not from the topic's single writer (a
+  `ce_source` or topic that does not match the contract): retrying cannot help, it goes to
+  the dead letters at once;
 - `Routed`: the decoded event, its envelope and the handlers to run.
 """
 
 import base64
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,11 +20,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from .contracts import ContractError, Event, registry
 from .correlation import batch_scope, correlation_scope
 from .envelope import Envelope, Headers, InvalidEnvelope
 from .kafka import logical_topic
 from .subscriptions import Subscription
+from .topics import TOPICS
 
 Routes = dict[str, list[Subscription]]
 StoredHeaders = list[list[str]]
@@ -79,6 +85,19 @@ class ConsumedRecord:
     def position(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
 
+    @property
+    def identity(self) -> str:
+        """What tells this record from another one at the same position.
+
+        A recreated topic (or a new cluster) starts its offsets again at 0, so a position alone
+        never proves that a record is one seen before: its ce_id does, or for a record without
+        a usable one, a digest of its value.
+        """
+        event_id = self.header("ce_id")
+        if event_id and len(event_id) <= MAX_ID_LENGTH:
+            return event_id
+        return "sha256:" + hashlib.sha256(self.value or b"").hexdigest()
+
     def header(self, name: str) -> str | None:
         for header_name, value in self.headers:
             if header_name == name:
@@ -107,6 +126,10 @@ class Routed:
     event_id: str  # the ce_id in canonical form, as the inbox stores it
 
 
+# Column sizes of the inbox and dead-letter tables: a longer key or id is not one of ours.
+MAX_KEY_LENGTH = 200
+MAX_ID_LENGTH = 128
+
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # The namespace is fixed for a process; the settings lookup is not free at 5,000 records/s.
@@ -127,14 +150,49 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed
         return Unrouted(envelope.type)
     event_id = _canonical_uuid(envelope.id)
     if event_id is None:
-        return Invalid(f"ce_id is not a UUID: {envelope.id!r}")
+        return Invalid(f"ce_id is not a UUID: {envelope.id[:100]!r}")
     if record.value is None:
         return Invalid("record has no value (a tombstone), not an event")
+    if record.key is not None and len(record.key) > MAX_KEY_LENGTH:
+        return Invalid(f"record key of {len(record.key)} characters is over {MAX_KEY_LENGTH}")
+    if len(envelope.correlation_id) > MAX_ID_LENGTH:
+        return Invalid(f"ce_correlationid is over {MAX_ID_LENGTH} characters")
+    if len(record.value) > settings.EVENT_MAX_BYTES:
+        return Invalid(
+            f"record value of {len(record.value)} bytes is over the event size limit of "
+            f"{settings.EVENT_MAX_BYTES} bytes (EVENT_MAX_BYTES)"
+        )
+    forged = wrong_producer(envelope, record.topic)
+    if forged is not None:
+        return Invalid(forged)
     try:
         event = registry.decode(envelope.type, envelope.data_version, record.value)
     except ContractError as error:
         return Invalid(str(error))
     return Routed(envelope=envelope, event=event, handlers=tuple(handlers), event_id=event_id)
+
+
+def wrong_producer(envelope: Envelope, topic: str) -> str | None:
+    """Why an event cannot come from the single writer of `topic`, or None when it can.
+
+    Only the owning context writes a topic (emit() enforces it on our side); a record whose
+    type is published elsewhere, or whose `ce_source` is not the owner, was written by someone
+    else, and handling it would let any producer drive this context (a forged OrderConfirmed
+    would ship an order nobody paid for). Kafka ACLs keep such producers off the topics; this
+    check keeps them out of the handlers when the ACLs are missing or wrong.
+    """
+    spec = TOPICS.get(topic)
+    if spec is None:
+        return f"topic {topic!r} has no single writer in backbone.topics"
+    try:
+        contract = registry.get(envelope.type)
+    except ContractError as error:
+        return str(error)
+    if contract.topic != topic:
+        return f"{envelope.type} is published on {contract.topic!r}, not on {topic!r}"
+    if envelope.source != f"/{spec.owner}":
+        return f"ce_source {envelope.source!r} is not the single writer of {topic!r} (/{spec.owner})"
+    return None
 
 
 # A batch handler -> the items gathered for it, in record order (see `handle`).

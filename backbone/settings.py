@@ -199,6 +199,13 @@ KAFKA_NAMESPACE = os.environ.get("KAFKA_NAMESPACE", "")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
 KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
+# Sizes end to end (docs/design.md, "Event size"): emit() refuses an event whose JSON is larger
+# and consumers dead-letter such a record at once; a dead letter's `.dlq` copy carries at most
+# this much of the value (the table keeps it all). Topics accept record batches of up to
+# KAFKA_TOPIC_MAX_MESSAGE_BYTES; producers build batches of at most KAFKA_PRODUCER_MAX_BYTES.
+EVENT_MAX_BYTES = int(os.environ.get("EVENT_MAX_BYTES", str(256 * 1024)))
+KAFKA_TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024
+KAFKA_PRODUCER_MAX_BYTES = 1_000_000
 # Relay (`manage.py relay`; its options override these).
 RELAY_BATCH_SIZE = int(os.environ.get("RELAY_BATCH_SIZE", "2000"))
 RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS", "5"))

@@ -3,6 +3,7 @@
 import sys
 import uuid
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -16,6 +17,10 @@ class OutsideTransactionError(RuntimeError):
     """emit() was called outside `transaction.atomic()`: the event could outlive a rollback."""
 
 
+class EventTooLarge(ValueError):
+    """The event's JSON is over EVENT_MAX_BYTES: consumers would dead-letter it unread."""
+
+
 _INSERT = """
     INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
                         correlation_id, causation_id, occurred_at, payload)
@@ -26,8 +31,10 @@ _INSERT = """
 def emit(event: Event) -> Envelope:
     """Add `event` to the outbox; it is published once (and only if) the transaction commits.
 
-    Raises OutsideTransactionError outside `transaction.atomic()`, and TopicOwnershipError
-    when the calling context is not the single writer of the event's topic.
+    Raises OutsideTransactionError outside `transaction.atomic()`, TopicOwnershipError
+    when the calling context is not the single writer of the event's topic, and EventTooLarge
+    when its JSON is over EVENT_MAX_BYTES (caught here, it rolls back with the change instead
+    of reaching every consumer's dead letters).
     """
     if not connection.in_atomic_block:
         raise OutsideTransactionError(
@@ -35,6 +42,12 @@ def emit(event: Event) -> Envelope:
             "so the event commits or rolls back with the change it describes"
         )
     ensure_writer(event.topic, _calling_context(default=event.context))
+    payload = event.to_json()
+    if len(payload) > settings.EVENT_MAX_BYTES:
+        raise EventTooLarge(
+            f"{event.type_name} is {len(payload)} bytes of JSON, over EVENT_MAX_BYTES "
+            f"({settings.EVENT_MAX_BYTES}): carry a reference to large data instead"
+        )
     now = timezone.now()
     envelope = Envelope(
         id=str(uuid.uuid4()),
@@ -60,7 +73,7 @@ def emit(event: Event) -> Envelope:
                 envelope.correlation_id,
                 envelope.causation_id or "",
                 now,
-                event.to_json().decode(),
+                payload.decode(),
             ],
         )
     return envelope

@@ -116,8 +116,9 @@ class FakePublisher:
     def publish(self, record: Any, *, dead_letter_id: int, **details: Any) -> None:
         self.published.append(dead_letter_id)
 
-    def flush(self) -> None:
+    def flush(self) -> dict[int, str]:
         self.flushed_in_transaction.append(connection.in_atomic_block)
+        return {}
 
 
 class FakeClock:

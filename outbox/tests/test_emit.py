@@ -7,7 +7,7 @@ from django.db import transaction
 
 from backbone.checks import single_writer_check
 from backbone.topics import TopicOwnershipError, ensure_writer
-from outbox.emit import OutsideTransactionError, emit
+from outbox.emit import EventTooLarge, OutsideTransactionError, emit
 from outbox.models import OutboxRecord
 
 
@@ -16,6 +16,22 @@ def test_emit_outside_a_transaction_raises_and_writes_nothing(probe):
     key = str(uuid.uuid4())
 
     with pytest.raises(OutsideTransactionError, match=r"inside transaction\.atomic\(\)"):
+        emit(probe(order_id=key, step=1))
+
+    assert not OutboxRecord.objects.filter(key=key).exists()
+
+
+@pytest.mark.django_db
+def test_an_event_over_the_size_limit_is_refused_and_rolls_back_with_its_change(probe, settings):
+    settings.EVENT_MAX_BYTES = 40
+    key = str(uuid.uuid4())
+
+    with (
+        pytest.raises(
+            EventTooLarge, match=r"orders\.RelayProbe is \d+ bytes of JSON, over EVENT_MAX_BYTES \(40\)"
+        ),
+        transaction.atomic(),
+    ):
         emit(probe(order_id=key, step=1))
 
     assert not OutboxRecord.objects.filter(key=key).exists()
