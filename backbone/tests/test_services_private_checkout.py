@@ -25,9 +25,11 @@ def _postgres_user_exists() -> bool:
     return subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode == 0
 
 
+PG_CTLS = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not _postgres_user_exists(),
-    reason="the fallback applies to root only, which runs the server as the postgres user",
+    os.geteuid() != 0 or not _postgres_user_exists() or not PG_CTLS,
+    reason="the fallback applies to root with a local PostgreSQL server, run as the postgres user",
 )
 
 
@@ -72,7 +74,7 @@ class PrivateCheckout:
     def remove_cluster(self) -> None:
         """Stop a server the script may have left running, then delete its files."""
         self.services("down", "postgres")
-        pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+        pg_ctl = PG_CTLS[-1]
         for path in self.fallback_paths():
             if (path / "postmaster.pid").exists():
                 subprocess.run(
