@@ -51,7 +51,7 @@ format: venv  ## ruff: fix what can be fixed
 compose-check: tools  ## validate docker-compose.yml (needs Debian's docker-compose package)
 	docker-compose config -q
 
-run: migrate  ## start the whole shop under honcho (web, relay, consumers, Celery); Ctrl-C stops it
+run: migrate  ## start the whole shop (web, relay, consumers, Celery), restarting what dies; Ctrl-C stops it
 	$(MANAGE) topics
 	$(MANAGE) collectstatic --noinput --verbosity 0
 	$(MANAGE) seed_demo
@@ -62,7 +62,7 @@ run: migrate  ## start the whole shop under honcho (web, relay, consumers, Celer
 	@echo "  Customer:  alice / alice-demo-password        (tokens above; POST /api/auth/token/)"
 	@echo "  Then, in another terminal: make demo"
 	@echo ""
-	SHOP_BIND=$(SHOP_BIND) PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start --procfile Procfile
+	SHOP_BIND=$(SHOP_BIND) PYTHONUNBUFFERED=1 $(PYTHON) scripts/supervise.py --procfile Procfile
 
 demo: venv  ## against a running `make run`: place three orders through the API and tell their stories
 	$(MANAGE) demo --url http://$(SHOP_BIND)

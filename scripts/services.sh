@@ -9,12 +9,15 @@
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
-# Data and logs live in .services/ (gitignored), or in $SHOP_SERVICES_DIR.
+# Data and logs live in .services/ (gitignored), or in $SHOP_SERVICES_DIR; as root, when the
+# `postgres` user cannot enter that folder (a clone under /root or a mktemp -d directory),
+# PostgreSQL's data and server log live in /var/lib/postgresql/shop-dev-<checksum>[.log].
 # Missing packages are installed with apt-get (as root) unless SHOP_NO_INSTALL=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STATE=${SHOP_SERVICES_DIR:-$ROOT/.services}
+# Absolute: commands run as `postgres` start in /, not here.
+STATE=$(realpath -m "${SHOP_SERVICES_DIR:-$ROOT/.services}")
 LOGS=$STATE/logs
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 
@@ -56,48 +59,36 @@ pg_bindir() {
   [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
 }
 
-pg_datadir() {
-  # The server refuses to run as root, so it runs as the `postgres` user, which must be able
-  # to reach its data folder; a checkout under a private home falls back to /var/lib.
-  local dir=$STATE/postgres
-  if is_root && ! runuser -u postgres -- test -x "$(dirname "$dir")" 2>/dev/null; then
-    dir=/var/lib/postgresql/shop-dev-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
-  fi
-  echo "$dir"
-}
+# From /: `postgres` may not be allowed to enter the directory this script runs in.
+as_pg() { if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
-as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_locations() {
+  # Sets PG_DATA and PG_LOG. The server refuses to run as root, so it runs as the `postgres`
+  # user, which must reach its data folder and open its log itself (pg_ctl -l); a checkout
+  # below a directory only root may enter falls back to that user's home.
+  PG_DATA=$STATE/postgres
+  PG_LOG=$LOGS/postgres.log
+  if is_root && ! as_pg test -x "$LOGS" 2>/dev/null; then
+    local base
+    base=/var/lib/postgresql/shop-dev-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+    PG_DATA=$base
+    PG_LOG=$base.log
+  fi
+}
 
 pg_ready() { "$1/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
 pg_sql() { "$1/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qtAX -c "$2"; }
 
-postgres_up() {
-  if [ -n "${DATABASE_URL:-}" ]; then
-    command -v pg_isready >/dev/null || apt_install "pg_isready is missing" postgresql-client
-    pg_isready -q -d "$DATABASE_URL" \
-      || fail "PostgreSQL at DATABASE_URL does not answer: start it, or unset DATABASE_URL to use a local one."
-    say "PostgreSQL: using DATABASE_URL"
-    return
-  fi
-  local bin data
-  bin=$(pg_bindir) || true
-  if [ -z "$bin" ]; then
-    apt_install "PostgreSQL server not found" postgresql
-    bin=$(pg_bindir) || fail "PostgreSQL installed but initdb not found under /usr/lib/postgresql"
-  fi
-  if pg_ready "$bin"; then
-    say "PostgreSQL: already running on 127.0.0.1:$PG_PORT"
-  else
-    data=$(pg_datadir)
-    if [ ! -s "$data/PG_VERSION" ]; then
-      say "PostgreSQL: creating a cluster in $data"
-      mkdir -p "$data"
-      is_root && chown postgres: "$data"
-      as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
-        --auth-local=trust --auth-host=trust >"$LOGS/initdb.log" 2>&1 \
-        || fail "initdb failed; see $LOGS/initdb.log"
-      cat >>"$data/postgresql.conf" <<EOF
+postgres_init() {
+  local bin=$1
+  say "PostgreSQL: creating a cluster in $PG_DATA"
+  mkdir -p "$PG_DATA"
+  is_root && chown postgres: "$PG_DATA"
+  as_pg "$bin/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
+    --auth-local=trust --auth-host=trust >"$LOGS/initdb.log" 2>&1 \
+    || fail "initdb failed; see $LOGS/initdb.log"
+  cat >>"$PG_DATA/postgresql.conf" <<EOF
 
 # shop development cluster (scripts/services.sh)
 listen_addresses = '127.0.0.1'
@@ -109,13 +100,53 @@ track_commit_timestamp = on
 max_connections = 300
 shared_buffers = 256MB
 EOF
-    fi
-    touch "$LOGS/postgres.log"
-    is_root && chown postgres: "$LOGS/postgres.log"
-    as_pg "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start >/dev/null \
-      || fail "PostgreSQL did not start; last lines of $LOGS/postgres.log: $(tail -3 "$LOGS/postgres.log" | tr '\n' ' ')"
-    echo "$data" >"$STATE/postgres.datadir"
-    say "PostgreSQL: started on 127.0.0.1:$PG_PORT"
+}
+
+pg_start_errors() {
+  # What this start wrote to the server log that says why it failed, on one line: the cause
+  # ("could not bind ...: Address already in use") comes lines before the final FATAL.
+  tail -c +"$(($1 + 1))" "$PG_LOG" | grep -E 'FATAL|PANIC|ERROR|could not|HINT' \
+    | sed -E 's/^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] //' | tail -5 | tr '\n' ' '
+}
+
+postgres_start() {
+  local bin=$1
+  pg_locations
+  [ -s "$PG_DATA/PG_VERSION" ] || postgres_init "$bin"
+  # Recorded before the start, so `down` finds a server even if this run fails later on.
+  echo "$PG_DATA" >"$STATE/postgres.datadir"
+  touch "$PG_LOG"
+  local logged
+  logged=$(stat -c %s "$PG_LOG")
+  if is_root; then
+    chown postgres: "$PG_LOG"
+    # The usual place still shows the log when it had to live elsewhere.
+    [ "$PG_LOG" = "$LOGS/postgres.log" ] || ln -sfn "$PG_LOG" "$LOGS/postgres.log"
+  fi
+  # pg_ctl's own output names causes the server log cannot hold (a log it could not open).
+  as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >"$LOGS/pg_ctl.log" 2>&1 \
+    || fail "PostgreSQL did not start: $(pg_start_errors "$logged")(pg_ctl: $(tr -s '\n' ' ' <"$LOGS/pg_ctl.log"); server log: $PG_LOG)"
+  say "PostgreSQL: started on 127.0.0.1:$PG_PORT (data in $PG_DATA)"
+}
+
+postgres_up() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    command -v pg_isready >/dev/null || apt_install "pg_isready is missing" postgresql-client
+    pg_isready -q -d "$DATABASE_URL" \
+      || fail "PostgreSQL at DATABASE_URL does not answer: start it, or unset DATABASE_URL to use a local one."
+    say "PostgreSQL: using DATABASE_URL"
+    return
+  fi
+  local bin
+  bin=$(pg_bindir) || true
+  if [ -z "$bin" ]; then
+    apt_install "PostgreSQL server not found" postgresql
+    bin=$(pg_bindir) || fail "PostgreSQL installed but initdb not found under /usr/lib/postgresql"
+  fi
+  if pg_ready "$bin"; then
+    say "PostgreSQL: already running on 127.0.0.1:$PG_PORT"
+  else
+    postgres_start "$bin"
   fi
   [ "$(pg_sql "$bin" 'SHOW wal_level')" = logical ] \
     || fail "PostgreSQL on port $PG_PORT runs without wal_level=logical"
@@ -133,7 +164,9 @@ postgres_down() {
   [ -f "$STATE/postgres.datadir" ] || return 0
   data=$(cat "$STATE/postgres.datadir")
   if pg_ready "$bin"; then
-    as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null && say "PostgreSQL: stopped"
+    as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >"$LOGS/pg_ctl.log" 2>&1 \
+      || fail "PostgreSQL did not stop: $(tr -s '\n' ' ' <"$LOGS/pg_ctl.log")"
+    say "PostgreSQL: stopped"
   fi
 }
 

@@ -169,6 +169,14 @@ def test_app_commands() -> None:
     assert services["migrate"].get("restart", "no") == "no", "migrate is one-shot"
 
 
+def test_long_running_services_are_restarted() -> None:
+    """Compose restarts a service that dies, as scripts/supervise.py does for `make run`."""
+    services = _services()
+    for name in sorted((INFRA | APP) - {"migrate"}):
+        policy = services[name].get("restart", "no")
+        assert policy in {"always", "unless-stopped", "on-failure"}, f"{name} has restart: {policy}"
+
+
 def test_dockerfile_runs_gunicorn_as_a_non_root_user() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     assert next(line for line in lines if line.startswith("FROM")).startswith("FROM python:3.11-slim")
