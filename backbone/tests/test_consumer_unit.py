@@ -11,6 +11,7 @@ from confluent_kafka import TopicPartition
 from django.db import connection
 
 from backbone.consumer import ConsumerRunner, DeadLetterBudget, RunnerOptions
+from backbone.deadletters import DeadLetterPublishError
 from backbone.envelope import Envelope
 from backbone.kafka import physical_topic
 from backbone.models import DeadLetter, InboxEntry
@@ -112,12 +113,18 @@ class FakeConsumer:
 class FakePublisher:
     published: list[int] = field(default_factory=list)
     flushed_in_transaction: list[bool] = field(default_factory=list)
+    unavailable: int = 0  # this many flushes fail as a Kafka outage would
 
     def publish(self, record: Any, *, dead_letter_id: int, **details: Any) -> None:
         self.published.append(dead_letter_id)
 
     def flush(self) -> dict[int, str]:
         self.flushed_in_transaction.append(connection.in_atomic_block)
+        if self.unavailable:
+            self.unavailable -= 1
+            raise DeadLetterPublishError(
+                "dead-letter topic did not confirm the record: Local: Message timed out"
+            )
         return {}
 
 
@@ -300,3 +307,18 @@ def test_the_dead_letter_budget_is_a_sliding_window() -> None:
 def test_backoff_doubles_up_to_its_cap() -> None:
     options = RunnerOptions(retry_delay=0.5, max_retry_delay=3.0)
     assert [options.backoff(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_applies_it_again(
+    probe_tables: None,
+) -> None:
+    bad = FakeMessage(0, 2, b"bad", b"not an event", [])
+    runner, consumer, publisher = _runner([_message(0, 1, "a", 1), bad, _message(0, 3, "b", 1)], _record)
+    publisher.unavailable = 2
+
+    runner.run()
+
+    assert _seqs() == [1, 1]  # both events applied once: the rolled-back attempts left nothing
+    assert DeadLetter.objects.filter(key="bad").count() == 1
+    assert publisher.flushed_in_transaction == [True, True, True]
+    assert consumer.commits[-1]["offsets"] == {0: 4}
