@@ -175,7 +175,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"correlation": {"()": "backbone.correlation.CorrelationIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s%(client_trace)s] %(message)s"
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},
