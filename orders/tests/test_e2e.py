@@ -412,6 +412,7 @@ def test_a_shared_correlation_id_shows_no_customer_another_ones_events(live_shop
             }
         )
         assert order_ids[other] not in json.dumps(events)
+        assert "tok_visa" not in json.dumps(events)  # the payment token is no customer's to read
     assert stories[alice]["correlation_id"] != stories[mallory]["correlation_id"]
     assert not {e["id"] for e in stories[alice]["events"]} & {e["id"] for e in stories[mallory]["events"]}
     # On Kafka too, each order is a story of its own.
