@@ -5,7 +5,7 @@ of the event it handles, so every event it emits inherits that event's correlati
 its `ce_id` as causation id. Log records carry the correlation id.
 
 A client's `X-Correlation-ID` is never a story's id: another customer could send the same one
-and have his order's events joined to theirs. It is kept as the request's *client trace id*,
+and join the two orders' stories. It is kept as the request's *client trace id*,
 a log field (`client=<id>`) only, so a client's own trace can still be found in the logs.
 
 A batch handler handles many events, of many stories, at once: inside its `batch_scope()`
