@@ -22,6 +22,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     settings.KAFKA_NAMESPACE = namespace
     # Subprocesses (relay, consumers, Celery) inherit it through the environment.
     os.environ["KAFKA_NAMESPACE"] = namespace
+    # Rate-limit counters in Redis are the session's own too, and the limits are out of the way
+    # (many tests log in and order from 127.0.0.1); the throttling tests set their own rates.
+    settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"] = namespace
+    for scope in settings.THROTTLE_RATES:
+        settings.THROTTLE_RATES[scope] = os.environ[f"THROTTLE_{scope.upper()}_RATE"] = "100000/minute"
 
 
 @pytest.fixture(scope="session")

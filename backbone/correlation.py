@@ -1,8 +1,12 @@
 """Correlation and causation ids that follow one order's story across contexts.
 
-An API request starts a correlation (or continues the caller's `X-Correlation-ID`); a handler
-runs inside the scope of the event it handles, so every event it emits inherits that event's
-correlation id and takes its `ce_id` as causation id. Log records carry the correlation id.
+An API request starts a correlation with an id of the server's; a handler runs inside the scope
+of the event it handles, so every event it emits inherits that event's correlation id and takes
+its `ce_id` as causation id. Log records carry the correlation id.
+
+A client's `X-Correlation-ID` is never a story's id: another customer could send the same one
+and join the two orders' stories. It is kept as the request's *client trace id*,
+a log field (`client=<id>`) only, so a client's own trace can still be found in the logs.
 
 A batch handler handles many events, of many stories, at once: inside its `batch_scope()`
 there is no current story, and asking for one (as emit() does) raises NoSingleStoryError.
@@ -23,6 +27,7 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
 _batch_handler: ContextVar[str | None] = ContextVar("batch_handler", default=None)
+_client_trace_id: ContextVar[str | None] = ContextVar("client_trace_id", default=None)
 
 
 class NoSingleStoryError(RuntimeError):
@@ -80,22 +85,30 @@ def batch_scope(handler_name: str) -> Iterator[None]:
 
 
 class CorrelationIdMiddleware:
-    """Each request is a correlation scope; the id is echoed in the response header."""
+    """Each request starts a story of its own, whose id the response header names; a valid
+    `X-Correlation-ID` from the client is only logged with it, as the client trace id."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get(HEADER, "")
-        with correlation_scope(incoming if _VALID_ID.match(incoming) else None) as correlation_id:
-            response = self.get_response(request)
+        trace_token = _client_trace_id.set(incoming if _VALID_ID.match(incoming) else None)
+        try:
+            with correlation_scope() as correlation_id:
+                response = self.get_response(request)
+        finally:
+            _client_trace_id.reset(trace_token)
         response[HEADER] = correlation_id
         return response
 
 
 class CorrelationIdFilter(logging.Filter):
-    """Adds `correlation_id` to every log record (`-` outside a story)."""
+    """Adds `correlation_id` (`-` outside a story) and `client_trace` (` client=<id>` when the
+    client sent an `X-Correlation-ID`, else empty) to every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = _correlation_id.get() or "-"
+        client_trace_id = _client_trace_id.get()
+        record.client_trace = f" client={client_trace_id}" if client_trace_id else ""
         return True

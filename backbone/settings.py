@@ -105,6 +105,18 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
 
+# The cache holds the rate limits' counters (backbone/throttling.py). Keys are prefixed, so two
+# shops or test runs on one Redis count apart; short timeouts, so a hung Redis cannot hold up
+# logins (the limits then fail open).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "shop"),
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
@@ -161,6 +173,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Rate limits count clients by REMOTE_ADDR; behind N trusted proxies, by X-Forwarded-For.
+    # 0 ignores the header, which any client can forge to dodge the limits.
+    "NUM_PROXIES": int(os.environ.get("THROTTLE_NUM_PROXIES", "0")),
+}
+# "N/second|minute|hour|day". Login: attempts per client address, and apart per username, on
+# POST /api/auth/token/ and the admin login. Orders: placements per customer.
+THROTTLE_RATES = {
+    "login": os.environ.get("THROTTLE_LOGIN_RATE", "10/minute"),
+    "orders": os.environ.get("THROTTLE_ORDERS_RATE", "30/minute"),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -175,7 +196,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"correlation": {"()": "backbone.correlation.CorrelationIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s%(client_trace)s] %(message)s"
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},

@@ -3,6 +3,10 @@
 Events come from the outbox (type, ids, where Kafka stored them, payload), the handling from
 the consumer groups' inbox rows. The outbox keeps published rows for OUTBOX_RETENTION_HOURS,
 so an older story shows only what is still kept.
+
+A correlation id alone is not proof that an event belongs to an aggregate's story (it travels
+in headers, and older orders took it from the client), so `story(..., subject=order_id)` keeps
+only the events keyed by that aggregate and the events they caused, directly or not.
 """
 
 from dataclasses import asdict, dataclass
@@ -43,9 +47,16 @@ class StoryEntry:
         return asdict(self)
 
 
-def story(correlation_id: str) -> list[StoryEntry]:
-    """The events of one story in the order they were written, with their handlers."""
+def story(correlation_id: str, *, subject: str | None = None) -> list[StoryEntry]:
+    """The events of one story in the order they were written, with their handlers.
+
+    With a `subject` (an aggregate id, the record key of its events), only the events of that
+    aggregate and those caused by them: other aggregates' events sharing the correlation id are
+    left out.
+    """
     events = list(OutboxRecord.objects.filter(correlation_id=correlation_id).order_by("id"))
+    if subject is not None:
+        events = _belonging_to(events, subject)
     handled: dict[str, list[Handling]] = {}
     entries = InboxEntry.objects.filter(event_id__in=[event.event_id for event in events]).order_by(
         "handled_at"
@@ -75,3 +86,16 @@ def story(correlation_id: str) -> list[StoryEntry]:
         )
         for event in events
     ]
+
+
+def _belonging_to(events: list[OutboxRecord], subject: str) -> list[OutboxRecord]:
+    """The subject's own events and their effects. An effect is emitted by a handler of its
+    cause, after the cause was committed and published, so it comes later in `id` order and one
+    pass finds the whole causation chain."""
+    kept: list[OutboxRecord] = []
+    kept_ids: set[str] = set()
+    for event in events:
+        if event.key == subject or (event.causation_id and event.causation_id in kept_ids):
+            kept.append(event)
+            kept_ids.add(str(event.event_id))
+    return kept

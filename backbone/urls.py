@@ -3,8 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import health
+from .throttling import throttle_logins
 
 urlpatterns = [
+    # Before the admin's own routes, so its login form is rate-limited like the API's.
+    path("admin/login/", throttle_logins(admin.site.login)),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -14,7 +14,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
+
+from backbone.throttling import OrderPlacementThrottle
 
 from . import selectors, services, wakeups
 from .models import Order, StockLevelView
@@ -75,6 +78,10 @@ class ProductListView(ListAPIView):
 class OrderListCreateView(ListAPIView):
     serializer_class = OrderSerializer
 
+    def get_throttles(self) -> list[BaseThrottle]:
+        # Placing orders is limited per customer; reading them is not.
+        return [OrderPlacementThrottle()] if self.request.method == "POST" else []
+
     def get_queryset(self) -> QuerySet[Order]:
         return selectors.orders_visible_to(self.request.user)
 
@@ -98,6 +105,10 @@ class OrderListCreateView(ListAPIView):
             409: OpenApiResponse(InsufficientStockSerializer, description="too little stock: nothing placed"),
             422: OpenApiResponse(
                 OrderErrorSerializer, description="Idempotency-Key reused with a different body"
+            ),
+            429: OpenApiResponse(
+                OrderErrorSerializer,
+                description="too many orders (THROTTLE_ORDERS_RATE): retry after `Retry-After` seconds",
             ),
         },
     )

@@ -29,5 +29,6 @@ def known_skus(skus: list[str]) -> set[str]:
 
 
 def order_story(order: Order) -> list[StoryEntry]:
-    """The events of the order's story (its correlation id) in the order they were written."""
-    return story(order.correlation_id)
+    """The order's own events (keyed by its id) and those they caused, in the order they were
+    written: never another order's, even one that shares its correlation id."""
+    return story(order.correlation_id, subject=str(order.id))

@@ -3,11 +3,15 @@
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from backbone.story import StoryEntry
+
 from .models import Order, OrderLine, RejectionReason, ShipmentStatus, StockLevelView
 from .selectors import known_skus
+from .story_fields import customer_visible
 
 # --- Requests ------------------------------------------------------------------------------------
 
@@ -130,7 +134,13 @@ class StoryEventSerializer(serializers.Serializer):
     offset = serializers.IntegerField(allow_null=True)
     published_at = serializers.DateTimeField(allow_null=True)
     handled_by = HandlingSerializer(many=True)
-    data = serializers.JSONField(source="payload")
+    data = serializers.SerializerMethodField(
+        help_text="the event's data, only the fields a customer may read (orders/story_fields.py)"
+    )
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, entry: StoryEntry) -> dict[str, Any]:
+        return customer_visible(entry.event_type, entry.payload)
 
 
 class OrderStorySerializer(serializers.Serializer):

@@ -227,7 +227,16 @@ def validate_order(*, order_id: uuid.UUID) -> Order | None:
                     payment_token=order.payment_token,
                 )
             )
+            _forget_payment_token(order)
         return order
+
+
+def _forget_payment_token(order: Order) -> None:
+    """Once Payments has it (or the order ended before payment) Orders needs the token no more:
+    a secret not kept is a secret that cannot leak from here."""
+    if order.payment_token:  # a declined payment's rejection finds it forgotten already
+        order.payment_token = ""
+        order.save(update_fields=["payment_token"])
 
 
 # Each reason ends the order from one state only: stock fails before payment is asked for.
@@ -245,6 +254,7 @@ def reject_order(*, order_id: uuid.UUID, reason: RejectionReason) -> Order | Non
         )
         if order is not None:
             emit(events.OrderRejected(order_id=order.id, reason=reason.value))
+            _forget_payment_token(order)
         return order
 
 

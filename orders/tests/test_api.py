@@ -1,6 +1,8 @@
 """The orders HTTP API through DRF's test client: validation, the pre-check, idempotency,
 who sees what, long-polls and the OpenAPI description."""
 
+import json
+import logging
 import threading
 import time
 import uuid
@@ -10,8 +12,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from backbone.correlation import CorrelationIdFilter, correlation_scope
 from orders import services
 from orders.models import Order, OrderState
 from orders.tests.factories import PASSWORD, make_user, place, stock_level
@@ -101,6 +105,31 @@ def test_placing_an_order_answers_202_with_the_order_and_its_location(client, ca
     # The request's correlation id is the order's story.
     assert order.correlation_id == response["X-Correlation-ID"]
     assert OutboxRecord.objects.get().correlation_id == order.correlation_id
+
+
+def test_a_clients_correlation_id_is_only_a_trace_in_the_logs(client, catalog) -> None:
+    logged = _Capture()
+    logged.addFilter(CorrelationIdFilter())
+    logging.getLogger("orders").addHandler(logged)
+    try:
+        response = client.post(ORDERS, order_body(("KB-1", 1)), format="json", HTTP_X_CORRELATION_ID="mine-1")
+    finally:
+        logging.getLogger("orders").removeHandler(logged)
+
+    order = Order.objects.get()
+    assert order.correlation_id not in {"", "mine-1"}
+    assert response["X-Correlation-ID"] == order.correlation_id
+    [requested] = [record for record in logged.records if "requested" in record.getMessage()]
+    assert (requested.correlation_id, requested.client_trace) == (order.correlation_id, " client=mine-1")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 @pytest.mark.parametrize(
@@ -246,6 +275,44 @@ def test_the_events_endpoint_tells_the_orders_story(client, customer, catalog) -
     assert requested["key"] == order_id
     assert requested["causation_id"] is None
     assert requested["data"]["order_id"] == order_id
+
+
+def test_an_orders_story_holds_only_its_own_events_even_with_a_shared_correlation_id(
+    client, customer, catalog
+) -> None:
+    # Orders placed before stories got server ids could share a client's correlation id.
+    with correlation_scope("shared-by-two-customers"):
+        mine = place(customer, ("KB-1", 1))
+        theirs = place(make_user("mallory"), ("MS-2", 1))
+    mine_requested = OutboxRecord.objects.get(key=str(mine.id))
+    caused_by_mine = _stock_level_row(correlation_id="shared-by-two-customers", cause=mine_requested)
+    _stock_level_row(
+        correlation_id="shared-by-two-customers", cause=OutboxRecord.objects.get(key=str(theirs.id))
+    )
+
+    story = client.get(f"{ORDERS}{mine.id}/events/").json()
+
+    assert [event["id"] for event in story["events"]] == [
+        str(mine_requested.event_id),
+        str(caused_by_mine.event_id),
+    ]
+    assert str(theirs.id) not in json.dumps(story)
+
+
+def _stock_level_row(*, correlation_id: str, cause: OutboxRecord) -> OutboxRecord:
+    """A StockLevelChanged in the outbox as Stock writes it: keyed by sku, caused by an order's event."""
+    return OutboxRecord.objects.create(
+        event_id=uuid.uuid4(),
+        topic="stock.levels",
+        key="KB-1",
+        event_type="stock.StockLevelChanged",
+        data_version=1,
+        source="/stock",
+        correlation_id=correlation_id,
+        causation_id=str(cause.event_id),
+        occurred_at=timezone.now(),
+        payload={"sku": "KB-1", "available": 9},
+    )
 
 
 # --- Long-polls -----------------------------------------------------------------------------------

@@ -43,9 +43,11 @@ class Customer:
             base_url=shop.base_url, headers={"Authorization": f"Token {token}"}, timeout=60
         )
 
-    def place(self, *lines: tuple[str, int], token: str = "tok_visa") -> httpx.Response:
+    def place(
+        self, *lines: tuple[str, int], token: str = "tok_visa", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         body = {"lines": [{"sku": sku, "quantity": n} for sku, n in lines], "payment_token": token}
-        return self.http.post("/api/orders/", json=body)
+        return self.http.post("/api/orders/", json=body, headers=headers)
 
     def place_ok(self, *lines: tuple[str, int], token: str = "tok_visa") -> str:
         response = self.place(*lines, token=token)
@@ -378,6 +380,48 @@ def test_customers_see_only_their_own_orders_and_no_staff_endpoints(live_shop: S
     assert bob.http.post(f"/api/stock/{sku}/receipts/", json={"quantity": 5}).status_code == 403
     assert bob.http.post(f"/api/shipments/{uuid.uuid4()}/dispatch/").status_code == 403
     alice.final(order_id)
+
+
+def test_a_shared_correlation_id_shows_no_customer_another_ones_events(live_shop: Shop) -> None:
+    alice, mallory = Customer(live_shop, "alice"), Customer(live_shop, "mallory")
+    sku = new_product(alice, on_hand=10)
+    shared = {"X-Correlation-ID": "a-trace-id-mallory-copied"}
+    placed = {customer: customer.place((sku, 1), headers=shared) for customer in (alice, mallory)}
+    assert all(response.status_code == 202 for response in placed.values())
+    assert all(
+        response.headers["X-Correlation-ID"] != shared["X-Correlation-ID"] for response in placed.values()
+    )
+    order_ids = {customer: response.json()["id"] for customer, response in placed.items()}
+    for customer, order_id in order_ids.items():
+        assert customer.final(order_id)["state"] == "CONFIRMED"
+    live_shop.wait_until_quiet()
+
+    stories = {c: c.http.get(f"/api/orders/{order_ids[c]}/events/").json() for c in (alice, mallory)}
+
+    for customer, other in ((alice, mallory), (mallory, alice)):
+        events = stories[customer]["events"]
+        assert Counter(event["type"] for event in events) == Counter(
+            {
+                "orders.OrderRequested": 1,
+                "stock.StockReserved": 1,
+                "stock.StockLevelChanged": 2,
+                "orders.OrderValidated": 1,
+                "payments.PaymentProcessed": 1,
+                "orders.OrderConfirmed": 1,
+                "shipments.ShipmentPrepared": 1,
+            }
+        )
+        assert order_ids[other] not in json.dumps(events)
+        assert "tok_visa" not in json.dumps(events)  # the payment token is no customer's to read
+    assert stories[alice]["correlation_id"] != stories[mallory]["correlation_id"]
+    assert not {e["id"] for e in stories[alice]["events"]} & {e["id"] for e in stories[mallory]["events"]}
+    # On Kafka too, each order is a story of its own.
+    requested = [
+        r
+        for r in live_shop.kafka.catch_up()
+        if r.type == "orders.OrderRequested" and r.key in order_ids.values()
+    ]
+    assert len({r.envelope.correlation_id for r in requested}) == 2
 
 
 def test_make_demo_tells_the_three_outcomes(live_shop: Shop) -> None:

@@ -92,6 +92,25 @@ def test_reservation_failure_rejects_for_stock(order) -> None:
     assert rejected.payload == {"order_id": str(order.id), "reason": "out_of_stock"}
 
 
+@pytest.mark.parametrize(
+    ("handler", "event_for"),
+    [
+        (handlers.on_stock_reserved, reserved),
+        (
+            handlers.on_stock_reservation_failed,
+            lambda order: StockReservationFailed(order_id=order.id, shortages=()),
+        ),
+    ],
+)
+def test_orders_forgets_the_payment_token_once_it_is_handed_over_or_not_needed(
+    order, handler, event_for
+) -> None:
+    deliver(handler, event_for(order), correlation_id=order.correlation_id)
+
+    order.refresh_from_db()
+    assert order.payment_token == ""
+
+
 def test_payment_confirms_and_schedules_one_confirmation_email(order) -> None:
     deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
     with (
