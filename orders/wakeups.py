@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from backbone.aftercommit import Cooldown
 
@@ -39,8 +41,12 @@ def _client() -> redis.Redis:
 
 @cache
 def _publisher() -> redis.Redis:
+    # One immediate retry: enough for a connection Redis dropped while idle (e.g. a restart).
     return redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=PUBLISH_TIMEOUT, socket_timeout=PUBLISH_TIMEOUT, retry=None
+        settings.REDIS_URL,
+        socket_connect_timeout=PUBLISH_TIMEOUT,
+        socket_timeout=PUBLISH_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
     )
 
 
