@@ -53,6 +53,7 @@ from .deadletters import (
 from .failpoints import failpoint
 from .kafka import consumer_config, group_id, physical_topic
 from .models import DeadLetterReason
+from .outages import DATABASE_UNAVAILABLE, DatabaseOutage, connection_lost
 from .records import (
     BatchItems,
     ConsumedRecord,
@@ -227,6 +228,7 @@ class ConsumerRunner:
         )
         self._done: dict[tuple[str, int], int] = {}  # (physical topic, partition) -> next offset
         self._stopping = False
+        self._outage = DatabaseOutage(context, pause=self._pause, clock=clock)
 
     # --- The loop ---------------------------------------------------------------------------
 
@@ -256,7 +258,7 @@ class ConsumerRunner:
                 records = self._poll()
                 now = self._clock()
                 if records:
-                    self._process(records)
+                    self._process_until_applied(records)
                     last_record = now
                 elif self._should_exit_idle(now - last_record):
                     break
@@ -316,6 +318,22 @@ class ConsumerRunner:
         return False
 
     # --- Applying records -------------------------------------------------------------------
+
+    def _process_until_applied(self, records: Sequence[ConsumedRecord]) -> None:
+        """Apply the batch; while PostgreSQL is away, wait and apply what did not commit again."""
+        pending = list(records)
+        while True:
+            try:
+                self._process(pending)
+            except DATABASE_UNAVAILABLE as error:
+                pending = [record for record in pending if not self._is_done(record)]
+                self._outage.wait(error, records=len(pending))
+                continue
+            self._outage.recovered()
+            return
+
+    def _is_done(self, record: ConsumedRecord) -> bool:
+        return record.offset < self._done.get((physical_topic(record.topic), record.partition), -1)
 
     def _process(self, records: Sequence[ConsumedRecord]) -> None:
         self._notice_rewinds(records)
@@ -423,12 +441,16 @@ class ConsumerRunner:
                 try:
                     handle(routed, batches=batches)
                 except Exception as error:
+                    if connection_lost(error):
+                        raise  # PostgreSQL is away: not the handler's failure (see outages.py)
                     raise _HandlerFailed(index, error) from error
                 stats.handled += 1
             for subscription, items in (batches or {}).items():
                 try:
                     handle_batch(subscription, items)
                 except Exception as error:
+                    if connection_lost(error):
+                        raise
                     raise _BatchHandlerFailed(subscription, len(items), error) from error
             if stats.dead_lettered:
                 # The .dlq copies are stored (or refused for good, and the rows say so) before

@@ -126,6 +126,21 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# While Redis is away, the worker reconnects forever (by default it gave up after 100 tries),
+# and an enqueue fails within seconds instead of blocking its caller (a consumer) through
+# several connection attempts, or for ever on a Redis that accepts and never answers (no read
+# timeout by default; 5 s stays above the worker's 1 s BRPOP). backbone.aftercommit logs it.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# After a failed enqueue, later ones within this many seconds are skipped without trying.
+BACKBONE_ENQUEUE_COOLDOWN_SECONDS = float(os.environ.get("BACKBONE_ENQUEUE_COOLDOWN_SECONDS", "15"))
 # A queue per namespace: a test session's worker never takes a running shop's tasks.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get(
     "CELERY_TASK_DEFAULT_QUEUE", f"{os.environ.get('KAFKA_NAMESPACE', '')}celery"

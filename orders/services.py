@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from backbone.aftercommit import call_on_commit, enqueue_on_commit
 from backbone.correlation import correlation_scope, current_causation_id, current_correlation_id
 from backbone.versioned import apply_if_newer, insert_if_absent
 from outbox.emit import emit
@@ -289,7 +289,7 @@ def _transition(
     order.state = target
     order.reason = reason
     order.save(update_fields=["state", "reason", "updated_at"])
-    transaction.on_commit(partial(publish_change, order.id), robust=True)
+    call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
     log.info("order %s is %s%s", order.id, target, f" ({reason})" if reason else "")
     return order
 
@@ -305,7 +305,7 @@ def record_shipment_prepared(*, order_id: uuid.UUID, shipment_id: uuid.UUID) -> 
         order.shipment_status = ShipmentStatus.PREPARED
         order.shipment_id = shipment_id
         order.save(update_fields=["shipment_status", "shipment_id", "updated_at"])
-        transaction.on_commit(partial(publish_change, order.id), robust=True)
+        call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
         return order
 
 
@@ -337,7 +337,7 @@ def record_shipment_dispatched(
             ]
         )
         _notify(order, NotificationKind.DISPATCH)
-        transaction.on_commit(partial(publish_change, order.id), robust=True)
+        call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
         return order
 
 
@@ -356,7 +356,7 @@ def _notify(order: Order, kind: NotificationKind) -> None:
     """Record the intent with the state change; the task sends it after commit, once."""
     notification = Notification(order=order, kind=kind)
     if insert_if_absent(notification, unique_fields=["order", "kind"]):
-        transaction.on_commit(partial(send_notification_email.delay, notification.id), robust=True)
+        enqueue_on_commit(send_notification_email, notification.id)
 
 
 # --- Orders' view of stock levels -------------------------------------------------------------------

@@ -8,9 +8,11 @@ PROBE_CONTEXTS.
 
 `record_probe` writes one ProbeApplied row per application (a duplicate shows as two rows)
 and keeps a ProbeView per key; it fails for keys listed in ProbeBroken, so a test can break a
-handler and "deploy the fix" by deleting the row. `record_probes` is its batch twin
-(`register(context, batch=True)`): ProbeApplied rows in the order it was given the events,
-one ProbeBatch row per call; it fails the whole call when one of its keys is broken.
+handler and "deploy the fix" by deleting the row. For keys starting with `slow-` it first
+sleeps in PostgreSQL (`pg_sleep`), so a test can terminate its session mid-batch.
+`record_probes` is its batch twin (`register(context, batch=True)`): ProbeApplied rows in the
+order it was given the events, one ProbeBatch row per call; it fails the whole call when one
+of its keys is broken.
 """
 
 import os
@@ -145,6 +147,10 @@ _UPSERT_VIEW = """
 """
 
 
+SLOW_PREFIX = "slow-"
+SLOW_SECONDS = 1.5
+
+
 class ProbeHandlerBroken(RuntimeError):
     pass
 
@@ -155,6 +161,8 @@ def _handler_for(context: str) -> Callable[[Any, Envelope], None]:
             raise ProbeHandlerBroken(f"the probe handler is broken for {event.probe_key}")
         seq = getattr(event, "seq", 0)
         with connection.cursor() as cursor:
+            if event.probe_key.startswith(SLOW_PREFIX):
+                cursor.execute("SELECT pg_sleep(%s)", [SLOW_SECONDS])
             cursor.execute(_UPSERT_VIEW, [context, event.probe_key, event.amount, seq])
         ProbeApplied.objects.create(
             context=context,

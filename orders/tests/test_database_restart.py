@@ -1,0 +1,96 @@
+"""A PostgreSQL restart or failover under the web process: the next request does not notice.
+
+The web process keeps its connections between requests (CONN_MAX_AGE) and checks one before
+the first query of each request (CONN_HEALTH_CHECKS), so a session PostgreSQL terminated is
+replaced instead of failing the request with a 500. The test terminates only the sessions of
+its own gunicorn, on the test database. (A Celery worker holds no session between tasks:
+Celery's Django fixup closes them after every task.)
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from backbone.testing import database_url, free_port, wait_for
+from orders.tests.factories import stock_level
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+def terminate_sessions(application_name: str) -> int:
+    """Terminate the sessions a process opened on the test database, as a restart does."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            [application_name],
+        )
+        return cursor.fetchone()[0]
+
+
+def start(argv: list[str], *, application_name: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "PGAPPNAME": application_name,  # libpq names the sessions, so the test finds them
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, *argv], cwd=settings.BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    name, port, log = f"web-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "web.log"
+    process = start(
+        ["-m", "gunicorn", "backbone.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--worker-class", "gthread", "--workers", "1", "--threads", "2"],
+        application_name=name,
+        log=log,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}", name, log
+    finally:
+        stop(process)
+
+
+def test_the_web_process_answers_the_first_request_after_its_sessions_were_terminated(
+    web: tuple[str, str, Path],
+) -> None:
+    base_url, name, log = web
+    stock_level("KB-1", available=5)
+
+    def products() -> int:
+        try:
+            return httpx.get(f"{base_url}/api/products/", timeout=10).status_code
+        except httpx.TransportError:
+            return 0
+
+    wait_for(lambda: products() == 200, timeout=60, what="gunicorn to answer")
+    assert terminate_sessions(name) >= 1
+
+    statuses = [products() for _ in range(4)]  # both threads' connections were terminated
+
+    assert statuses == [200] * 4, log.read_text(errors="replace")

@@ -1,0 +1,223 @@
+"""Redis goes away under a running `manage.py consume orders`: orders keep being confirmed.
+
+The confirmation email is a Celery task enqueued after the commit. With Redis down the
+enqueue fails; that failure is logged (with the order's correlation id) and left to the beat
+sweep of pending notifications, and the consumer goes on. The test runs a disposable
+redis-server of its own (the shared one is never touched), stopped or hung (SIGSTOP: it
+accepts connections and never answers), and the real consumer process.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from backbone.kafka import group_id
+from backbone.subscriptions import subscriptions
+from backbone.testing import database_url, free_port, wait_for
+from backbone.tests.consumer_probe import send_event, start_group_at_end
+from orders.models import Notification, NotificationStatus, Order, OrderState
+from orders.tests.factories import make_user, place, stock_level
+from payments.events import PaymentProcessed
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+QUEUE = f"redis-outage-{uuid.uuid4().hex[:6]}"  # this test's Celery queue, in its own Redis
+
+
+class DisposableRedis:
+    """A redis-server of the test's own, on a free port, without persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, timeout=10, what="the disposable redis-server")
+
+    def down(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a hung server must run to exit
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def hang(self) -> None:
+        """Accepts connections (the kernel does) and never answers, like a hung server."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture
+def disposable_redis() -> Iterator[DisposableRedis]:
+    server = DisposableRedis()
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down()
+
+
+def process_env(redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": redis_url,
+        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+class OrdersConsumer:
+    """`manage.py consume orders`, its log collected as it goes."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "consume", "orders"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        self.lines.extend(self.process.stderr)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._reader.join(timeout=10)
+
+
+def validated_orders(count: int) -> list[Order]:
+    stock_level("KB-1", available=100, price="20.00")
+    customer = make_user(f"redis-outage-{uuid.uuid4().hex[:6]}")
+    orders = [place(customer, ("KB-1", 1)) for _ in range(count)]
+    Order.objects.filter(id__in=[order.id for order in orders]).update(state=OrderState.VALIDATED)
+    return orders
+
+
+def pay(order: Order) -> str:
+    """Publish the PaymentProcessed that confirms `order`, in the order's story."""
+    event = PaymentProcessed(order_id=order.id, payment_id=uuid.uuid4(), amount=Decimal("20.00"))
+    return send_event(event, correlation_id=order.correlation_id).correlation_id
+
+
+def confirmed(orders: list[Order]) -> int:
+    return Order.objects.filter(id__in=[o.id for o in orders], state=OrderState.CONFIRMED).count()
+
+
+@pytest.mark.parametrize("outage", ["down", "hung"])
+def test_the_orders_consumer_keeps_confirming_orders_while_redis_is_away(
+    disposable_redis: DisposableRedis, kafka_topics: list[str], outage: str
+) -> None:
+    __import__("orders.handlers")
+    start_group_at_end(group_id("orders"), tuple(subscriptions.topics_for("orders")))
+    orders = validated_orders(5)
+    consumer = OrdersConsumer(process_env(disposable_redis.url))
+    try:
+        wait_for(lambda: "consume orders: group" in consumer.log, timeout=60, what="the consumer to start")
+        disposable_redis.down() if outage == "down" else disposable_redis.hang()
+
+        first_story = pay(orders[0])
+        wait_for(lambda: confirmed(orders[:1]) == 1 or not consumer.alive(), timeout=60, what="order 1")
+        started = time.monotonic()
+        for order in orders[1:]:
+            pay(order)
+            time.sleep(0.2)  # one event per batch, as they come in a running shop
+
+        def named() -> list[str]:  # the log lines that name an email it did not enqueue
+            return [line for line in consumer.lines if "orders.tasks.send_notification_email" in line]
+
+        # Applied, and the side effects after each commit done: the consumer is free again.
+        wait_for(
+            lambda: (confirmed(orders) == 5 and len(named()) == 5) or not consumer.alive(),
+            timeout=30,
+            what="all 5 orders and their 5 log lines",
+        )
+        applied_in = time.monotonic() - started
+
+        assert consumer.alive(), consumer.log
+        assert confirmed(orders) == 5, consumer.log
+        assert applied_in < 10, f"4 confirmations took {applied_in:.1f} s with Redis {outage}"
+        assert "could not enqueue task orders.tasks.send_notification_email" in named()[0], consumer.log
+        assert f"[{first_story}]" in named()[0]  # in the story of the order it was for
+        assert "Traceback" not in consumer.log
+    finally:
+        consumer.stop()
+    assert Notification.objects.filter(order__in=orders, status=NotificationStatus.PENDING).count() == 5
+
+    # Redis is back: the beat sweep's task enqueues the five emails (sending stays once).
+    disposable_redis.up() if outage == "down" else disposable_redis.resume()
+    sweep = subprocess.run(
+        [
+            sys.executable, "manage.py", "shell", "-c",
+            "from orders.tasks import enqueue_pending_notifications as sweep; print(sweep())",
+        ],
+        cwd=settings.BASE_DIR,
+        env=process_env(disposable_redis.url, ORDER_NOTIFICATION_GRACE_SECONDS="0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    assert sweep.stdout.strip().splitlines()[-1] == "5"
+    # A hung Redis may still run an enqueue it read before it hung: that email is claimed once.
+    assert disposable_redis.client().llen(QUEUE) >= 5
