@@ -320,36 +320,34 @@ class ConsumerRunner:
     # --- Applying records -------------------------------------------------------------------
 
     def _process_until_applied(self, records: Sequence[ConsumedRecord]) -> None:
-        """Apply the batch; while PostgreSQL is away, wait and apply what did not commit again."""
+        """Apply the batch; while PostgreSQL or the dead-letter topic is away, wait and apply
+        again what did not commit (a rolled-back transaction left nothing behind)."""
+        self._notice_rewinds(records)
         pending = list(records)
+        copy_failures = 0
         while True:
             try:
-                self._process(pending)
+                with _cyclic_gc_paused():
+                    self._process_all(pending)
             except DATABASE_UNAVAILABLE as error:
                 pending = [record for record in pending if not self._is_done(record)]
                 self._outage.wait(error, records=len(pending))
+                continue
+            except DeadLetterPublishError as error:
+                # Dead letters and their .dlq copies are written together, or not at all.
+                pending = [record for record in pending if not self._is_done(record)]
+                copy_failures += 1
+                delay = self.options.backoff(copy_failures)
+                log.warning(
+                    "%s: %s; applying %s record(s) again in %.1f s", self.context, error, len(pending), delay
+                )
+                self._pause(delay)
                 continue
             self._outage.recovered()
             return
 
     def _is_done(self, record: ConsumedRecord) -> bool:
         return record.offset < self._done.get((physical_topic(record.topic), record.partition), -1)
-
-    def _process(self, records: Sequence[ConsumedRecord]) -> None:
-        self._notice_rewinds(records)
-        failures = 0
-        while True:
-            try:
-                with _cyclic_gc_paused():
-                    self._process_all(records)
-                return
-            except DeadLetterPublishError as error:
-                # Rolled back: the dead letters and their copies are written together, or not
-                # at all. What committed before is found in the inbox when the batch comes again.
-                failures += 1
-                delay = self.options.backoff(failures)
-                log.warning("%s: %s; applying the batch again in %.1f s", self.context, error, delay)
-                self._pause(delay)
 
     def _notice_rewinds(self, records: Sequence[ConsumedRecord]) -> None:
         """Say so when a partition's offsets go back: its topic was recreated or truncated, or
