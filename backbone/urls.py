@@ -4,6 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import health
 
+# A path under /api/ that matches no route (a malformed UUID, say) is a JSON 404.
+handler404 = "backbone.api_errors.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),

@@ -5,16 +5,17 @@ import uuid
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
+
+from backbone.pagination import PageNumberPagination
 
 from . import selectors, services, wakeups
 from .models import Order, StockLevelView
@@ -30,7 +31,7 @@ from .serializers import (
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     name="Idempotency-Key",
-    type=str,
+    type={"type": "string", "minLength": 1, "maxLength": 255},
     location=OpenApiParameter.HEADER,
     required=False,
     description=(
@@ -41,7 +42,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 WAIT = OpenApiParameter(
     name="wait",
-    type=OpenApiTypes.FLOAT,
+    type={"type": "number", "minimum": 0},
     location=OpenApiParameter.QUERY,
     required=False,
     description=(
@@ -104,8 +105,7 @@ class OrderListCreateView(ListAPIView):
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
-            errors = {"Idempotency-Key": ["Must be 1 to 255 characters."]}
-            return Response(errors, status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
         serializer = PlaceOrderSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -116,7 +116,7 @@ class OrderListCreateView(ListAPIView):
                 idempotency_key=key,
             )
         except services.UnknownProducts as error:  # the catalog changed since validation
-            return Response({"lines": [str(error)]}, status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"lines": [str(error)]}) from None
         except services.InsufficientStock as error:
             body = {"detail": str(error), "shortages": [vars(shortage) for shortage in error.shortages]}
             return Response(body, status.HTTP_409_CONFLICT)
