@@ -181,6 +181,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orders, stock, payments and shipments collaborating through Kafka events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # 400/401/404/413 wherever they can happen, each with the one error body.
+        "backbone.openapi.add_error_responses",
+    ],
 }
 
 LOGGING = {

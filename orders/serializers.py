@@ -19,7 +19,7 @@ class LineInputSerializer(serializers.Serializer):
 
 
 class PlaceOrderSerializer(serializers.Serializer):
-    lines = LineInputSerializer(many=True, allow_empty=False, min_length=1)  # min_length: minItems
+    lines = LineInputSerializer(many=True, allow_empty=False)
     payment_token = serializers.CharField(
         min_length=1, max_length=200, help_text="card token; `tok_declined` is declined"
     )
