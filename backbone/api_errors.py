@@ -44,3 +44,18 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return error_response(404, f"No API resource at {request.path}.")
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: what Django itself refuses outside DRF's reach (too many query or form
+    fields, a disallowed Host) answers JSON under /api/ too."""
+    if request.path.startswith(API_PREFIX):
+        return error_response(400, f"Bad request: {exception}" if str(exception) else "Bad request.")
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: should a bug still slip through, an API client gets JSON, not an HTML page."""
+    if request.path.startswith(API_PREFIX):
+        return error_response(500, "Internal server error; it has been logged.")
+    return defaults.server_error(request)

@@ -30,6 +30,8 @@ def _too_large(request: HttpRequest) -> HttpResponse | None:
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
+        length = -1
+    if length < 0:
         return error_response(400, "Content-Length must be a number of bytes.")
     if limit is not None and length > limit:
         return error_response(413, f"Request body of {length} bytes is over the limit of {limit} bytes.")

@@ -4,8 +4,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import health
 
-# A path under /api/ that matches no route (a malformed UUID, say) is a JSON 404.
+# Under /api/, Django's own error pages are JSON too: a path that matches no route (a
+# malformed UUID, say) is a JSON 404. See backbone/api_errors.py.
+handler400 = "backbone.api_errors.bad_request"
 handler404 = "backbone.api_errors.not_found"
+handler500 = "backbone.api_errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

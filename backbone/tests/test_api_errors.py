@@ -3,6 +3,7 @@
 
 import json
 import uuid
+from unittest import mock
 
 import pytest
 from django.test import override_settings
@@ -50,10 +51,11 @@ def error(response, status: int) -> dict:
 # --- Bodies -----------------------------------------------------------------------------------------
 
 
-def test_deeply_nested_json_is_400(customer) -> None:
+@pytest.mark.parametrize("path", [ORDERS, "/api/auth/token/"])
+def test_deeply_nested_json_is_400(customer, path) -> None:
     # 5,000 levels fit well inside the size limit and still exhaust the JSON parser's recursion.
     body = "[" * 5000 + "]" * 5000
-    response = customer.post(ORDERS, body, content_type="application/json")
+    response = customer.post(path, body, content_type="application/json")
     assert "nested" in error(response, 400)["detail"]
 
 
@@ -189,6 +191,25 @@ def test_a_bad_idempotency_key_is_400(customer, key) -> None:
 )
 def test_a_path_that_matches_nothing_under_api_is_a_json_404(customer, path) -> None:
     assert error(customer.get(path), 404)["detail"]
+
+
+def test_too_many_query_fields_is_a_json_400(customer) -> None:
+    response = customer.get(ORDERS + "?" + "&".join(f"f{i}=1" for i in range(1001)))
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in error(response, 400)["detail"]
+
+
+@pytest.mark.parametrize("length", ["-1", "lots"])
+def test_a_malformed_content_length_is_400(customer, length) -> None:
+    response = customer.generic("POST", ORDERS, json.dumps(ORDER), "application/json", CONTENT_LENGTH=length)
+    assert "Content-Length" in error(response, 400)["detail"]
+
+
+def test_a_bug_is_a_json_500_under_api(customer) -> None:
+    customer.raise_request_exception = False
+    with mock.patch("orders.api.selectors.orders_visible_to", side_effect=RuntimeError("bug")):
+        response = customer.get(ORDERS)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error; it has been logged."}
 
 
 def test_other_paths_keep_djangos_404() -> None:
