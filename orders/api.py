@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -50,6 +51,21 @@ WAIT = OpenApiParameter(
         "seconds with its current state. Capped by the server (ORDER_WAIT_MAX_SECONDS, 30 by default)."
     ),
 )
+LOCATION = OpenApiParameter(
+    name="Location",
+    type=OpenApiTypes.URI,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    response=[202],
+    description="the order's URL: follow it with `?wait=N` for the outcome",
+)
+REPLAYED = OpenApiParameter(
+    name="Idempotent-Replayed",
+    type={"type": "string", "enum": ["true"]},
+    location=OpenApiParameter.HEADER,
+    response=[202],
+    description="present when an Idempotency-Key retry returned the order placed before",
+)
 NOT_FOUND = OpenApiResponse(OrderErrorSerializer, description="no such order among those you may see")
 
 
@@ -92,7 +108,7 @@ class OrderListCreateView(ListAPIView):
         ),
         tags=["orders"],
         request=PlaceOrderSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
         responses={
             202: OpenApiResponse(OrderSerializer, description="accepted: the order is REQUESTED"),
             400: OpenApiResponse(description="field errors: unknown sku, bad quantity, bad lines, no token"),

@@ -22,6 +22,7 @@ from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -115,3 +116,40 @@ def _point_at_real_rows(case, shop: Shop) -> bool:
                 line["sku"] = sku
                 changed = True
     return changed
+
+
+def test_the_schema_states_the_limits_the_api_enforces() -> None:
+    spec = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = spec["components"]["schemas"]
+    paths = spec["paths"]
+    place_order = paths["/api/orders/"]["post"]
+
+    assert components["PlaceOrder"]["properties"]["lines"]["minItems"] == 1
+    assert components["PlaceOrder"]["properties"]["payment_token"]["minLength"] == 1
+    assert components["LineInput"]["properties"]["sku"]["minLength"] == 1
+    assert components["Dispatch"]["properties"]["carrier"]["minLength"] == 1
+    assert components["Receipt"]["properties"]["quantity"]["maximum"] == 2**31 - 1
+    [key] = [p for p in place_order["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
+    [wait] = [p for p in paths["/api/orders/{order_id}/"]["get"]["parameters"] if p["name"] == "wait"]
+    assert wait["schema"]["minimum"] == 0
+    for name in ("page", "page_size"):
+        [page] = [p for p in paths["/api/products/"]["get"]["parameters"] if p["name"] == name]
+        assert page["schema"] == {"type": "integer", "minimum": 1}
+
+
+def test_the_schema_documents_every_error_in_the_one_shape() -> None:
+    spec = APIClient().get("/api/schema/", {"format": "json"}).json()
+    paths = spec["paths"]
+
+    assert {"200", "400", "413"} <= set(paths["/api/auth/token/"]["post"]["responses"])
+    assert "404" in paths["/api/products/"]["get"]["responses"]  # a page past the last
+    assert "404" in paths["/api/orders/"]["get"]["responses"]
+    assert paths["/api/orders/"]["post"]["responses"]["202"]["headers"]["Location"]["required"]
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if status.startswith("4"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert "$ref" in schema, (operation["operationId"], status)
+    assert spec["components"]["schemas"]["Error"]["required"] == ["detail"]
