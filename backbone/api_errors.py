@@ -8,6 +8,7 @@ for 400, `errors`: whether DRF, a view, the request guard or Django's URL resolv
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -50,7 +51,11 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler400: what Django itself refuses outside DRF's reach (too many query or form
     fields, a disallowed Host) answers JSON under /api/ too."""
     if request.path.startswith(API_PREFIX):
-        return error_response(400, f"Bad request: {exception}" if str(exception) else "Bad request.")
+        # Only the request-size limits are worth naming; other refusals (a disallowed Host)
+        # would tell a stranger about the configuration.
+        limits = (TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig)
+        detail = f"Bad request: {exception}" if isinstance(exception, limits) else "Bad request."
+        return error_response(400, detail)
     return defaults.bad_request(request, exception)
 
 

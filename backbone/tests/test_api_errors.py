@@ -198,6 +198,11 @@ def test_too_many_query_fields_is_a_json_400(customer) -> None:
     assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in error(response, 400)["detail"]
 
 
+def test_a_disallowed_host_is_a_json_400_that_names_no_setting(customer) -> None:
+    body = error(customer.get(ORDERS, HTTP_HOST="evil.example"), 400)
+    assert body == {"detail": "Bad request."}
+
+
 @pytest.mark.parametrize("length", ["-1", "lots"])
 def test_a_malformed_content_length_is_400(customer, length) -> None:
     response = customer.generic("POST", ORDERS, json.dumps(ORDER), "application/json", CONTENT_LENGTH=length)
