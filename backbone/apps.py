@@ -8,7 +8,10 @@ class BackboneConfig(AppConfig):
     verbose_name = "Event backbone"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            openapi,  # noqa: F401  (registers the schema extension)
+        )
 
         # Contracts and handlers register themselves on import; load every context's.
         for app_config in apps.get_app_configs():

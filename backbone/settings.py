@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
+    "backbone.request_guard.RequestGuardMiddleware",
     # Static files (admin, API docs) straight from gunicorn: `make run` needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
@@ -185,8 +187,15 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "backbone.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_PARSER_CLASSES": [
+        "backbone.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Every 4xx is {"detail": ..., "errors"?: ...}: see backbone/api_errors.py.
+    "EXCEPTION_HANDLER": "backbone.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Rate limits count clients by REMOTE_ADDR; behind N trusted proxies, by X-Forwarded-For.
     # 0 ignores the header, which any client can forge to dodge the limits.
@@ -199,11 +208,20 @@ THROTTLE_RATES = {
     "orders": os.environ.get("THROTTLE_ORDERS_RATE", "30/minute"),
 }
 
+# The largest request body accepted (413 above it, see backbone/request_guard.py). An order is
+# under 2 KB even with ORDER_MAX_LINES lines; the admin's forms are smaller still.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REQUEST_MAX_BODY_BYTES", "65536"))
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Shop on a backbone of events",
     "DESCRIPTION": "Orders, stock, payments and shipments collaborating through Kafka events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # 400/401/404/413 wherever they can happen, each with the one error body.
+        "backbone.openapi.add_error_responses",
+    ],
 }
 
 LOGGING = {

@@ -5,6 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from .health import health
 from .throttling import throttle_logins
 
+# Under /api/, Django's own error pages are JSON too: a path that matches no route (a
+# malformed UUID, say) is a JSON 404. See backbone/api_errors.py.
+handler400 = "backbone.api_errors.bad_request"
+handler404 = "backbone.api_errors.not_found"
+handler500 = "backbone.api_errors.server_error"
+
 urlpatterns = [
     # Before the admin's own routes, so its login form is rate-limited like the API's.
     path("admin/login/", throttle_logins(admin.site.login)),

@@ -8,8 +8,8 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from rest_framework.reverse import reverse
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from backbone.pagination import PageNumberPagination
 from backbone.throttling import OrderPlacementThrottle
 
 from . import selectors, services, wakeups
@@ -33,7 +34,7 @@ from .serializers import (
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     name="Idempotency-Key",
-    type=str,
+    type={"type": "string", "minLength": 1, "maxLength": 255},
     location=OpenApiParameter.HEADER,
     required=False,
     description=(
@@ -44,13 +45,28 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 WAIT = OpenApiParameter(
     name="wait",
-    type=OpenApiTypes.FLOAT,
+    type={"type": "number", "minimum": 0},
     location=OpenApiParameter.QUERY,
     required=False,
     description=(
         "Long-poll: answer as soon as the order is CONFIRMED or REJECTED, or after this many "
         "seconds with its current state. Capped by the server (ORDER_WAIT_MAX_SECONDS, 30 by default)."
     ),
+)
+LOCATION = OpenApiParameter(
+    name="Location",
+    type=OpenApiTypes.URI,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    response=[202],
+    description="the order's URL: follow it with `?wait=N` for the outcome",
+)
+REPLAYED = OpenApiParameter(
+    name="Idempotent-Replayed",
+    type={"type": "string", "enum": ["true"]},
+    location=OpenApiParameter.HEADER,
+    response=[202],
+    description="present when an Idempotency-Key retry returned the order placed before",
 )
 NOT_FOUND = OpenApiResponse(OrderErrorSerializer, description="no such order among those you may see")
 
@@ -98,7 +114,7 @@ class OrderListCreateView(ListAPIView):
         ),
         tags=["orders"],
         request=PlaceOrderSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
         responses={
             202: OpenApiResponse(OrderSerializer, description="accepted: the order is REQUESTED"),
             400: OpenApiResponse(description="field errors: unknown sku, bad quantity, bad lines, no token"),
@@ -115,8 +131,7 @@ class OrderListCreateView(ListAPIView):
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
-            errors = {"Idempotency-Key": ["Must be 1 to 255 characters."]}
-            return Response(errors, status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
         serializer = PlaceOrderSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -127,7 +142,7 @@ class OrderListCreateView(ListAPIView):
                 idempotency_key=key,
             )
         except services.UnknownProducts as error:  # the catalog changed since validation
-            return Response({"lines": [str(error)]}, status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"lines": [str(error)]}) from None
         except services.InsufficientStock as error:
             body = {"detail": str(error), "shortages": [vars(shortage) for shortage in error.shortages]}
             return Response(body, status.HTTP_409_CONFLICT)

@@ -1,5 +1,6 @@
 """Request validation and response shapes of the orders API."""
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -17,13 +18,15 @@ from .story_fields import customer_visible
 
 
 class LineInputSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=64)
+    sku = serializers.CharField(min_length=1, max_length=64)
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
 
 
 class PlaceOrderSerializer(serializers.Serializer):
     lines = LineInputSerializer(many=True, allow_empty=False)
-    payment_token = serializers.CharField(max_length=200, help_text="card token; `tok_declined` is declined")
+    payment_token = serializers.CharField(
+        min_length=1, max_length=200, help_text="card token; `tok_declined` is declined"
+    )
 
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(lines) > settings.ORDER_MAX_LINES:
@@ -50,6 +53,12 @@ class WaitQuerySerializer(serializers.Serializer):
         default=0,
         help_text="seconds to wait for the order to become CONFIRMED or REJECTED (capped by the server)",
     )
+
+    def validate_wait(self, wait: float) -> float:
+        # float() takes "nan" and "inf", which no comparison with min_value refuses.
+        if not math.isfinite(wait):
+            raise serializers.ValidationError("A finite number of seconds is required.")
+        return wait
 
 
 # --- Responses -----------------------------------------------------------------------------------

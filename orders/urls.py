@@ -2,15 +2,23 @@
 
 from django.urls import URLPattern, URLResolver, path
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.settings import api_settings
 
 from backbone.throttling import LOGIN_THROTTLES
 
 from . import api
 
 app_name = "orders"
+PARSERS = api_settings.DEFAULT_PARSER_CLASSES
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("auth/token/", ObtainAuthToken.as_view(throttle_classes=LOGIN_THROTTLES), name="auth-token"),
+    # DRF's token view lists its own parsers and throttles: the API's parsers (deep JSON is a 400
+    # there too) and the login rate limits.
+    path(
+        "auth/token/",
+        ObtainAuthToken.as_view(parser_classes=PARSERS, throttle_classes=LOGIN_THROTTLES),
+        name="auth-token",
+    ),
     path("products/", api.ProductListView.as_view(), name="product-list"),
     path("orders/", api.OrderListCreateView.as_view(), name="order-list"),
     path("orders/<uuid:order_id>/", api.OrderDetailView.as_view(), name="order-detail"),

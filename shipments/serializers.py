@@ -8,6 +8,7 @@ from .models import Shipment, ShipmentLine
 class DispatchSerializer(serializers.Serializer):
     carrier = serializers.CharField(
         required=False,
+        min_length=1,
         max_length=100,
         help_text="the carrier taking the parcel; the default carrier if omitted",
     )

@@ -3,6 +3,7 @@
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,4 +42,6 @@ class ReceiptsApi(APIView):
             )
         except Product.DoesNotExist:
             raise Http404(f"no product with sku {sku!r}") from None
+        except services.TooMuchStock as error:
+            raise ValidationError({"quantity": [str(error)]}) from None
         return Response(StockLevelSerializer(level).data, status=status.HTTP_201_CREATED)

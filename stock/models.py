@@ -8,6 +8,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+# The largest count a PositiveIntegerField (PostgreSQL integer) holds: stock on hand and a
+# receipt's quantity stay within it, so a booking is refused rather than overflowing in SQL.
+MAX_UNITS = 2**31 - 1
+
 
 class Product(models.Model):
     sku = models.CharField(primary_key=True, max_length=64)

@@ -2,11 +2,13 @@
 
 from rest_framework import serializers
 
-from .models import StockLevel
+from .models import MAX_UNITS, StockLevel
 
 
 class ReceiptSerializer(serializers.Serializer):
-    quantity = serializers.IntegerField(min_value=1, help_text="units that arrived in the warehouse")
+    quantity = serializers.IntegerField(
+        min_value=1, max_value=MAX_UNITS, help_text="units that arrived in the warehouse"
+    )
 
 
 class StockLevelSerializer(serializers.ModelSerializer):

@@ -32,7 +32,7 @@ from .events import (
     StockReservationFailed,
     StockReserved,
 )
-from .models import Product, Reservation, ReservationLine, StockLevel, StockReceipt
+from .models import MAX_UNITS, Product, Reservation, ReservationLine, StockLevel, StockReceipt
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +167,23 @@ def release_reservation(*, order_id: UUID) -> Reservation | None:
     return reservation
 
 
+class TooMuchStock(ValueError):
+    """A receipt would take the stock on hand past what a level can count (MAX_UNITS)."""
+
+
 def receive_stock(*, sku: str, quantity: int, received_by: AbstractBaseUser | None = None) -> StockLevel:
-    """Book goods that arrived in the warehouse. Raises Product.DoesNotExist for an unknown sku."""
+    """Book goods that arrived in the warehouse. Raises Product.DoesNotExist for an unknown sku,
+    TooMuchStock when the stock on hand would no longer fit its column."""
     _require(quantity > 0, "quantity must be greater than zero")
     with transaction.atomic():
         levels = _locked_levels([sku])
         if not levels:
             raise Product.DoesNotExist(f"no product with sku {sku!r}")
+        if levels[0].on_hand + quantity > MAX_UNITS:
+            raise TooMuchStock(
+                f"{quantity} more units would put {levels[0].on_hand + quantity} of {sku} on hand; "
+                f"at most {MAX_UNITS} fit"
+            )
         StockReceipt.objects.create(product_id=sku, quantity=quantity, received_by=received_by)
         _change_levels(levels, on_hand={sku: quantity})
     log.info("received %d x %s", quantity, sku)

@@ -169,7 +169,7 @@ def test_bad_input_is_400_with_field_errors_and_places_nothing(client, catalog, 
     response = client.post(ORDERS, body, format="json")
 
     assert response.status_code == 400
-    assert response.json() == field_errors
+    assert response.json()["errors"] == field_errors
     assert not Order.objects.exists()
     assert not OutboxRecord.objects.exists()
 
@@ -180,7 +180,7 @@ def test_too_many_lines_is_400(client) -> None:
         stock_level(sku, available=5)
     response = client.post(ORDERS, order_body(("A", 1), ("B", 1), ("C", 1)), format="json")
     assert response.status_code == 400
-    assert response.json() == {"lines": ["An order has at most 2 lines."]}
+    assert response.json()["errors"] == {"lines": ["An order has at most 2 lines."]}
 
 
 def test_too_little_stock_in_the_view_is_409_and_emits_nothing(client, catalog) -> None:
@@ -222,7 +222,7 @@ def test_an_overlong_idempotency_key_is_400(client, catalog) -> None:
         ORDERS, order_body(("KB-1", 1)), format="json", headers={"Idempotency-Key": "k" * 256}
     )
     assert response.status_code == 400
-    assert "Idempotency-Key" in response.json()
+    assert "Idempotency-Key" in response.json()["errors"]
 
 
 # --- Reading orders: who sees what ------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_a_bad_wait_is_400(client, customer, catalog, wait) -> None:
     order = place(customer, ("KB-1", 1))
     response = client.get(f"{ORDERS}{order.id}/", {"wait": wait})
     assert response.status_code == 400
-    assert "wait" in response.json()
+    assert "wait" in response.json()["errors"]
 
 
 def test_a_final_order_is_answered_at_once(client, customer, catalog) -> None:

@@ -177,7 +177,7 @@ def test_a_bad_carrier_is_a_field_error() -> None:
     )
 
     assert response.status_code == 400
-    assert list(response.json()) == ["carrier"]
+    assert list(response.json()["errors"]) == ["carrier"]
     assert Shipment.objects.get().state == "prepared"
 
 

@@ -1,0 +1,82 @@
+"""Make the OpenAPI schema say what every operation can answer, in the one error shape.
+
+Views declare their own outcomes (201, 409, 403, ...). What any operation can answer is added
+here, once, so no view has to repeat it and none can forget it:
+
+- 400 (a NUL character in the path, query or a header; field errors where there is input),
+- 401 (a wrong or missing token, even on public operations that get one),
+- 404 where the path has parameters (a malformed one is a JSON 404 too) or the list is paged,
+- 413 and 415 where there is a request body (too large; a media type it does not take).
+
+Every 4xx without a body of its own is described as `Error` (backbone/api_errors.py).
+"""
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_array_type
+from drf_spectacular.utils import Direction
+
+ERROR = {
+    "type": "object",
+    "description": "Every 4xx: a sentence for people, and for 400 the field errors, nested like the request.",
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": True,
+            "description": "field -> messages; present on 400 for invalid input",
+        },
+    },
+    "required": ["detail"],
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+COMMON = {
+    "400": "invalid input (field errors), or a NUL character in the path, query or a header",
+    "401": "a missing, wrong or expired token (or no credentials where they are required)",
+}
+
+
+def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"])."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
+    for path, operations in result.get("paths", {}).items():
+        for operation in operations.values():
+            _complete(operation, has_path_parameters="{" in path)
+    return result
+
+
+def _complete(operation: dict[str, Any], *, has_path_parameters: bool) -> None:
+    responses = operation.setdefault("responses", {})
+    for status, description in COMMON.items():
+        responses.setdefault(status, {"description": description})
+    parameters = {parameter["name"] for parameter in operation.get("parameters", [])}
+    if has_path_parameters or "page" in parameters:
+        responses.setdefault("404", {"description": "no such resource, or a page past the last"})
+    if "requestBody" in operation:
+        responses.setdefault("413", {"description": "request body over REQUEST_MAX_BODY_BYTES"})
+        responses.setdefault("415", {"description": "a body in a media type the operation does not take"})
+    for status, response in responses.items():
+        if status.startswith("4") and "content" not in response:
+            response["content"] = {"application/json": {"schema": ERROR_REF}}
+
+
+class ListSerializerLengthExtension(OpenApiSerializerFieldExtension):
+    """A nested `many=True` serializer says in the schema how many items it takes: drf-spectacular
+    drops `allow_empty=False`, `min_length` and `max_length`, so `lines: []` looked valid."""
+
+    target_class = "rest_framework.serializers.ListSerializer"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        field = self.target
+        component = auto_schema.resolve_serializer(field.child, direction)
+        schema = build_array_type(component.ref)
+        minimum = max(field.min_length or 0, 0 if field.allow_empty else 1)
+        if minimum:
+            schema["minItems"] = minimum
+        if field.max_length is not None:
+            schema["maxItems"] = field.max_length
+        return schema

@@ -1,0 +1,155 @@
+"""Property-based test of the whole API against its own OpenAPI schema (schemathesis).
+
+Schemathesis reads /api/schema/, generates requests for every operation (valid ones and,
+in negative mode, invalid ones) and sends them through the real WSGI application to the
+real PostgreSQL test database, as a customer or as staff (tokens). A response fails the test
+when it is a 5xx or does not match the schema: an undocumented status, content type,
+header or body. Each request is then sent again aimed at real rows (an order, a shipment,
+the catalog's skus), so the checks reach the code behind the 404s and unknown skus.
+Examples are bounded to keep this well under a minute.
+"""
+
+import copy
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import schemathesis
+from django.core import signals
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from django.test import override_settings
+from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from orders.tests.factories import make_user, place, stock_level
+from shipments import services as shipments
+from stock.tests.helpers import add_product
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+STAFF_PATHS = ("/api/stock/", "/api/shipments/")
+SKUS = ("KB-1", "MS-2", "LE-3")
+
+
+@dataclass(frozen=True)
+class Shop:
+    customer_token: str
+    staff_token: str
+    real_ids: dict[str, str]  # path parameter -> an existing row's id
+
+
+@pytest.fixture
+def keep_connection() -> Iterator[None]:
+    """Requests reach Django's WSGI handler directly, which closes the database connection
+    after each one, and with it the test's transaction: Django's own test client unhooks
+    that for the same reason."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def shop(db, keep_connection) -> Shop:
+    customer = make_user("carol")
+    staff = make_user("sam", staff=True)
+    for sku in SKUS:
+        stock_level(sku, available=50)
+        add_product(sku, on_hand=50)
+    order = place(customer, ("KB-1", 1))
+    shipment = shipments.prepare_shipment(order_id=order.id, customer_id=customer.id, lines=[])
+    return Shop(
+        customer_token=Token.objects.create(user=customer).key,
+        staff_token=Token.objects.create(user=staff).key,
+        real_ids={"order_id": str(order.id), "id": str(shipment.id), "sku": "KB-1"},
+    )
+
+
+# The schema is read once, through the application itself (no database needed for it).
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+
+
+@schema.parametrize()
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+# Long-polls on the real order must not hold the run for ORDER_WAIT_MAX_SECONDS each.
+@override_settings(ORDER_WAIT_MAX_SECONDS=0.01)
+def test_the_api_answers_as_its_schema_says(case, shop: Shop) -> None:
+    staff = case.path.startswith(STAFF_PATHS)
+    headers = {"Authorization": f"Token {shop.staff_token if staff else shop.customer_token}"}
+    case.call_and_validate(headers=headers, checks=CHECKS)
+    if _point_at_real_rows(case, shop):
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def _point_at_real_rows(case, shop: Shop) -> bool:
+    """Aim the generated request at rows that exist (an order, a shipment, skus of the catalog),
+    where random ids and skus only meet 404s and unknown-sku errors. True if anything changed."""
+    changed = False
+    if case.path_parameters:
+        case.path_parameters = {name: shop.real_ids.get(name, v) for name, v in case.path_parameters.items()}
+        changed = True
+    if isinstance(case.body, dict) and isinstance(case.body.get("lines"), list):
+        case.body = copy.deepcopy(case.body)
+        for line, sku in zip(case.body["lines"], itertools.cycle(SKUS), strict=False):
+            if isinstance(line, dict):
+                line["sku"] = sku
+                changed = True
+    return changed
+
+
+def test_the_schema_states_the_limits_the_api_enforces() -> None:
+    spec = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = spec["components"]["schemas"]
+    paths = spec["paths"]
+    place_order = paths["/api/orders/"]["post"]
+
+    assert components["PlaceOrder"]["properties"]["lines"]["minItems"] == 1
+    assert components["PlaceOrder"]["properties"]["payment_token"]["minLength"] == 1
+    assert components["LineInput"]["properties"]["sku"]["minLength"] == 1
+    assert components["Dispatch"]["properties"]["carrier"]["minLength"] == 1
+    assert components["Receipt"]["properties"]["quantity"]["maximum"] == 2**31 - 1
+    [key] = [p for p in place_order["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
+    [wait] = [p for p in paths["/api/orders/{order_id}/"]["get"]["parameters"] if p["name"] == "wait"]
+    assert wait["schema"]["minimum"] == 0
+    for name in ("page", "page_size"):
+        [page] = [p for p in paths["/api/products/"]["get"]["parameters"] if p["name"] == name]
+        assert page["schema"] == {"type": "integer", "minimum": 1}
+
+
+def test_the_schema_documents_every_error_in_the_one_shape() -> None:
+    spec = APIClient().get("/api/schema/", {"format": "json"}).json()
+    paths = spec["paths"]
+
+    assert {"200", "400", "413"} <= set(paths["/api/auth/token/"]["post"]["responses"])
+    assert "404" in paths["/api/products/"]["get"]["responses"]  # a page past the last
+    assert "404" in paths["/api/orders/"]["get"]["responses"]
+    assert paths["/api/orders/"]["post"]["responses"]["202"]["headers"]["Location"]["required"]
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if status.startswith("4"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert "$ref" in schema, (operation["operationId"], status)
+    assert spec["components"]["schemas"]["Error"]["required"] == ["detail"]
