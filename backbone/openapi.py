@@ -6,7 +6,8 @@ here, once, so no view has to repeat it and none can forget it:
 - 400 (a NUL character in the path, query or a header; field errors where there is input),
 - 401 (a wrong or missing token, even on public operations that get one),
 - 404 where the path has parameters (a malformed one is a JSON 404 too) or the list is paged,
-- 413 and 415 where there is a request body (too large; a media type it does not take).
+- 413 and 415 where there is a request body (too large; a media type it does not take),
+- 429 with Retry-After where a rate limit applies (ShopAutoSchema asks the view).
 
 Every 4xx without a body of its own is described as `Error` (backbone/api_errors.py).
 """
@@ -36,6 +37,22 @@ ERROR_REF = {"$ref": "#/components/schemas/Error"}
 COMMON = {
     "400": "invalid input (field errors), or a NUL character in the path, query or a header",
     "401": "a missing, wrong or expired token (or no credentials where they are required)",
+}
+
+
+class ShopAutoSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, plus the 429 of every operation a rate limit applies to."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None and self.view.get_throttles():
+            operation["responses"].setdefault("429", TOO_MANY_REQUESTS)
+        return operation
+
+
+TOO_MANY_REQUESTS = {
+    "description": "over a rate limit (backbone/throttling.py); try again after Retry-After seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
 }
 
 

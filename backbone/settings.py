@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
     ],
     # Every 4xx is {"detail": ..., "errors"?: ...}: see backbone/api_errors.py.
     "EXCEPTION_HANDLER": "backbone.api_errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "backbone.openapi.ShopAutoSchema",
     # Rate limits count clients by REMOTE_ADDR; behind N trusted proxies, by X-Forwarded-For.
     # 0 ignores the header, which any client can forge to dodge the limits.
     "NUM_PROXIES": int(os.environ.get("THROTTLE_NUM_PROXIES", "0")),

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -60,7 +60,10 @@ class LoginUsernameThrottle(SettingsRateThrottle):
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         data = getattr(request, "data", None)  # a DRF request; a Django one has only POST
-        username = (data if data is not None else request.POST).get("username")
+        fields = data if data is not None else request.POST
+        if not isinstance(fields, Mapping):
+            return None  # a JSON list or scalar: the view answers 400, the address limit counts it
+        username = fields.get("username")
         if not isinstance(username, str) or not username:
             return None  # no username, nothing to guess: the address limit still counts it
         # Hashed: a key of any length or characters, and no usernames in Redis.

@@ -62,6 +62,16 @@ def test_one_username_is_throttled_across_addresses() -> None:
     assert answers == [400] * 5 + [429]
 
 
+@pytest.mark.parametrize("body", [[None, None], "alice", 7])
+def test_a_login_body_that_is_no_json_object_is_a_400_and_still_counted(body) -> None:
+    address = unique_address()
+    client = APIClient(REMOTE_ADDR=address)
+
+    answers = [client.post(TOKEN, body, format="json").status_code for _ in range(6)]
+
+    assert answers == [400] * 5 + [429]
+
+
 def test_the_admin_login_is_throttled_too() -> None:
     staff, address = unique_user(staff=True), unique_address()
     browser = Client(REMOTE_ADDR=address)
