@@ -7,6 +7,8 @@ import redis
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
+from .kafka import admin_config
+
 HINT = "start the local services with `make services`, or point {var} at a running one"
 
 
@@ -44,7 +46,7 @@ def check_redis(timeout: float = 3.0) -> None:
 
 
 def check_kafka(timeout: float = 5.0) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "log_level": 0})
+    admin = AdminClient({**admin_config(), "log_level": 0})
     try:
         admin.list_topics(timeout=timeout)
     except Exception:  # confluent-kafka raises KafkaException with a verbose transport error
