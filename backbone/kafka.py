@@ -88,5 +88,5 @@ def consumer_config(group: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def admin_config() -> dict[str, Any]:
-    return {**client_config(), "log_level": 3}
+def admin_config(**overrides: Any) -> dict[str, Any]:
+    return {**client_config(), "log_level": 3, **overrides}

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import psycopg
 import redis
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
@@ -46,10 +47,25 @@ def check_redis(timeout: float = 3.0) -> None:
 
 
 def check_kafka(timeout: float = 5.0) -> None:
-    admin = AdminClient({**admin_config(), "log_level": 0})
+    refused: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        # Wrong credentials look like "transport failure" to list_topics; the error callback
+        # says what happened.
+        if error.code() == KafkaError._AUTHENTICATION:
+            refused.append(error.str())
+
+    admin = AdminClient(admin_config(log_level=0, error_cb=on_error))
     try:
         admin.list_topics(timeout=timeout)
     except Exception:  # confluent-kafka raises KafkaException with a verbose transport error
+        admin.poll(0)  # serves the error callback
+        if refused:
+            raise ServiceUnavailable(
+                f"Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} refused the credentials of "
+                f"KAFKA_SASL_USERNAME={settings.KAFKA_SASL_USERNAME!r} ({refused[0]}): "
+                "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            ) from None
         raise ServiceUnavailable(
             f"Kafka is not reachable at {settings.KAFKA_BOOTSTRAP_SERVERS}: "
             + HINT.format(var="KAFKA_BOOTSTRAP_SERVERS")
