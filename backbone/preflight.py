@@ -1,6 +1,6 @@
 """Start-up checks that name the missing service in one line instead of a traceback."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psycopg
 import redis
@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
-from .kafka import admin_config
+from .kafka import admin_config, physical_topic
 
 HINT = "start the local services with `make services`, or point {var} at a running one"
 
@@ -70,6 +70,30 @@ def check_kafka(timeout: float = 5.0) -> None:
             f"Kafka is not reachable at {settings.KAFKA_BOOTSTRAP_SERVERS}: "
             + HINT.format(var="KAFKA_BOOTSTRAP_SERVERS")
         ) from None
+
+
+def check_topics(topics: Iterable[str], timeout: float = 10.0) -> None:
+    """Raise ServiceUnavailable naming the topics that are missing or that this process's
+    principal may not see (with an authorizer on the broker, they are left out of a listing)."""
+    admin = AdminClient(admin_config())
+    listed = admin.list_topics(timeout=timeout).topics
+    absent = [topic for topic in topics if physical_topic(topic) not in listed]
+    # Asked by name, the broker says which of them this principal is not authorized for.
+    denied = [topic for topic in absent if _authorization_failed(admin, physical_topic(topic), timeout)]
+    if denied:
+        raise ServiceUnavailable(
+            f"Kafka user {settings.KAFKA_SASL_USERNAME or 'ANONYMOUS'!r} is not authorized for topics "
+            f"{', '.join(denied)}: grant them with `manage.py kafka_acls --apply` (docs/security.md)"
+        )
+    if absent:
+        raise ServiceUnavailable(
+            f"topics missing in Kafka: {', '.join(absent)}; create them with `manage.py topics`"
+        )
+
+
+def _authorization_failed(admin: AdminClient, name: str, timeout: float) -> bool:
+    error = admin.list_topics(name, timeout=timeout).topics[name].error
+    return error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 ALL_CHECKS: dict[str, Callable[[], None]] = {

@@ -2,8 +2,8 @@
 
 It runs the jars `make services` downloaded (`.services/kafka/libs-*`, read-only) on ports of
 its own, so it can be started and stopped without touching the shared broker. Users and
-passwords are fixed in its JAAS configuration; `admin` is the only super user (plus the
-anonymous controller listener, which only the broker itself uses, on loopback).
+passwords are fixed in its JAAS configuration; `admin` is the only super user, and the only
+user the broker itself (inter-broker and controller listeners) authenticates as.
 """
 
 import base64
@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +22,14 @@ from django.test import override_settings
 
 from backbone.kafka import admin_config
 
-USERS = {"admin": "admin-secret", "relay": "relay-secret", "orders": "orders-secret", "stock": "stock-secret"}
+# `relay2` has no grants until a test gives it some (`kafka_acls --relay-principal relay2`).
+USERS = {
+    "admin": "admin-secret",
+    "relay": "relay-secret",
+    "relay2": "relay2-secret",
+    "orders": "orders-secret",
+    "stock": "stock-secret",
+}
 
 
 def free_port() -> int:
@@ -57,6 +65,20 @@ class SaslKafka:
             "KAFKA_SASL_USERNAME": user,
             "KAFKA_SASL_PASSWORD": USERS[user] if password is None else password,
         }
+
+    def manage(self, user: str, *command: str) -> str:
+        """Run a management command as a process whose Kafka principal is `user`."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, **self.settings_for(user)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def start(self, timeout: float = 60.0) -> None:
         properties = self.directory / "server.properties"
@@ -126,13 +148,15 @@ class SaslKafka:
                 f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=SASL_PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
                 "sasl.enabled.mechanisms=PLAIN",
                 "sasl.mechanism.inter.broker.protocol=PLAIN",
+                "sasl.mechanism.controller.protocol=PLAIN",
                 f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+                f"listener.name.controller.plain.sasl.jaas.config={jaas}",
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                # The controller listener has no SASL here, so its (loopback) peer is ANONYMOUS.
-                "super.users=User:admin;User:ANONYMOUS",
+                # The broker authenticates to its controller as admin too: no anonymous super user.
+                "super.users=User:admin",
                 "allow.everyone.if.no.acl.found=false",
                 f"log.dirs={self.directory / 'data'}",
                 "num.partitions=1",

@@ -6,19 +6,15 @@ the administrator exactly as in production; then the shop's own client configs, 
 principal's settings, try what that principal may and may not do.
 """
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from django.conf import settings
 from django.test import override_settings
 
 from backbone.kafka import consumer_config, group_id, physical_topic, producer_config
-from backbone.preflight import ServiceUnavailable, check_kafka
+from backbone.preflight import ServiceUnavailable, check_kafka, check_topics
 
 from .sasl_kafka import SaslKafka
 
@@ -31,24 +27,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslKafka]:
     try:
         kafka.start()
         for command in (["topics", "--partitions", "1"], ["kafka_acls", "--apply"]):
-            manage(kafka, "admin", *command)
+            kafka.manage("admin", *command)
         yield kafka
     finally:
         kafka.stop()
-
-
-def manage(kafka: SaslKafka, user: str, *command: str) -> str:
-    """Run a management command as a process whose Kafka principal is `user`."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", *command],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, **kafka.settings_for(user)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(command)} failed:\n{result.stdout}{result.stderr}"
-    return result.stdout
 
 
 def produce(kafka: SaslKafka, user: str, topic: str) -> KafkaError | None:
@@ -123,3 +105,15 @@ def test_a_wrong_password_is_named_at_start_up(broker: SaslKafka) -> None:
     expected = "refused the credentials of KAFKA_SASL_USERNAME='stock'"
     with override_settings(**wrong), pytest.raises(ServiceUnavailable, match=expected):
         check_kafka(timeout=3)
+
+
+def test_a_consumer_without_a_grant_is_told_so_at_start_up(broker: SaslKafka) -> None:
+    """`manage.py consume` checks its topics first; a missing grant is not a missing topic."""
+    denied = "Kafka user 'stock' is not authorized for topics payments: grant them"
+    with override_settings(**broker.settings_for("stock")):
+        check_topics(["orders"])
+        with pytest.raises(ServiceUnavailable, match=denied):
+            check_topics(["orders", "payments"])
+    missing = "topics missing in Kafka: no-such-topic; create them"
+    with override_settings(**broker.settings_for("admin")), pytest.raises(ServiceUnavailable, match=missing):
+        check_topics(["orders", "no-such-topic"])
