@@ -48,8 +48,9 @@ format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-compose-check: tools  ## validate docker-compose.yml (needs Debian's docker-compose package)
+compose-check: tools  ## validate docker-compose.yml and its SASL override (needs Debian's docker-compose package)
 	docker-compose config -q
+	docker-compose -f docker-compose.yml -f docker-compose.sasl.yml config -q
 
 run: migrate  ## start the whole shop (web, relay, consumers, Celery), restarting what dies; Ctrl-C stops it
 	$(MANAGE) topics

@@ -2,6 +2,9 @@
 
 `KAFKA_NAMESPACE` (empty by default) prefixes every topic and consumer group name on the
 broker, so a test run or a second shop can share a cluster without seeing the first one.
+Every client starts from `client_config()`: the bootstrap servers plus the optional TLS/SASL
+settings (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`; docs/security.md), so no client can
+connect without the credentials the broker's ACLs are written for.
 """
 
 from typing import Any
@@ -28,10 +31,32 @@ def group_id(context: str) -> str:
     return namespaced(context)
 
 
+# Setting name -> librdkafka property; an empty setting leaves librdkafka's default (plaintext).
+_SECURITY_SETTINGS = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+}
+
+
+def security_config() -> dict[str, str]:
+    """The TLS/SASL properties of the settings that are set (the system check backbone.E002
+    refuses combinations that would connect without them)."""
+    values = {prop: getattr(settings, name, "") for name, prop in _SECURITY_SETTINGS.items()}
+    return {prop: value for prop, value in values.items() if value}
+
+
+def client_config(**overrides: Any) -> dict[str, Any]:
+    """What every Kafka client needs: where the brokers are and how to authenticate."""
+    return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, **security_config(), **overrides}
+
+
 def producer_config(**overrides: Any) -> dict[str, Any]:
     """Idempotent, `acks=all`: no duplicates from retries, no loss on leader change."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        **client_config(),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -49,7 +74,7 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
 def consumer_config(group: str, **overrides: Any) -> dict[str, Any]:
     """Offsets are committed by hand, after the database commit; never automatically."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        **client_config(),
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -63,5 +88,5 @@ def consumer_config(group: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def admin_config() -> dict[str, Any]:
-    return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "log_level": 3}
+def admin_config(**overrides: Any) -> dict[str, Any]:
+    return {**client_config(), "log_level": 3, **overrides}

@@ -1,11 +1,14 @@
 """Start-up checks that name the missing service in one line instead of a traceback."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psycopg
 import redis
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
+
+from .kafka import admin_config, physical_topic
 
 HINT = "start the local services with `make services`, or point {var} at a running one"
 
@@ -44,14 +47,53 @@ def check_redis(timeout: float = 3.0) -> None:
 
 
 def check_kafka(timeout: float = 5.0) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "log_level": 0})
+    refused: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        # Wrong credentials look like "transport failure" to list_topics; the error callback
+        # says what happened.
+        if error.code() == KafkaError._AUTHENTICATION:
+            refused.append(error.str())
+
+    admin = AdminClient(admin_config(log_level=0, error_cb=on_error))
     try:
         admin.list_topics(timeout=timeout)
     except Exception:  # confluent-kafka raises KafkaException with a verbose transport error
+        admin.poll(0)  # serves the error callback
+        if refused:
+            raise ServiceUnavailable(
+                f"Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} refused the credentials of "
+                f"KAFKA_SASL_USERNAME={settings.KAFKA_SASL_USERNAME!r} ({refused[0]}): "
+                "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            ) from None
         raise ServiceUnavailable(
             f"Kafka is not reachable at {settings.KAFKA_BOOTSTRAP_SERVERS}: "
             + HINT.format(var="KAFKA_BOOTSTRAP_SERVERS")
         ) from None
+
+
+def check_topics(topics: Iterable[str], timeout: float = 10.0) -> None:
+    """Raise ServiceUnavailable naming the topics that are missing or that this process's
+    principal may not see (with an authorizer on the broker, they are left out of a listing)."""
+    admin = AdminClient(admin_config())
+    listed = admin.list_topics(timeout=timeout).topics
+    absent = [topic for topic in topics if physical_topic(topic) not in listed]
+    # Asked by name, the broker says which of them this principal is not authorized for.
+    denied = [topic for topic in absent if _authorization_failed(admin, physical_topic(topic), timeout)]
+    if denied:
+        raise ServiceUnavailable(
+            f"Kafka user {settings.KAFKA_SASL_USERNAME or 'ANONYMOUS'!r} is not authorized for topics "
+            f"{', '.join(denied)}: grant them with `manage.py kafka_acls --apply` (docs/security.md)"
+        )
+    if absent:
+        raise ServiceUnavailable(
+            f"topics missing in Kafka: {', '.join(absent)}; create them with `manage.py topics`"
+        )
+
+
+def _authorization_failed(admin: AdminClient, name: str, timeout: float) -> bool:
+    error = admin.list_topics(name, timeout=timeout).topics[name].error
+    return error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 ALL_CHECKS: dict[str, Callable[[], None]] = {

@@ -106,6 +106,13 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+# Optional TLS and SASL for every Kafka client (docs/security.md): one principal per process role,
+# so the broker's ACLs can tell the relay (the only writer of event topics) from the consumers.
+KAFKA_SECURITY_PROTOCOL = os.environ.get("KAFKA_SECURITY_PROTOCOL", "").upper()
+KAFKA_SASL_MECHANISM = os.environ.get("KAFKA_SASL_MECHANISM", "")
+KAFKA_SASL_USERNAME = os.environ.get("KAFKA_SASL_USERNAME", "")
+KAFKA_SASL_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "")
+KAFKA_SSL_CA_LOCATION = os.environ.get("KAFKA_SSL_CA_LOCATION", "")
 
 # The cache holds the rate limits' counters (backbone/throttling.py). Keys are prefixed, so two
 # shops or test runs on one Redis count apart; short timeouts, so a hung Redis cannot hold up

@@ -27,7 +27,7 @@ from django.utils import timezone
 from .contracts import Event
 from .correlation import correlation_scope
 from .envelope import Envelope, format_time
-from .kafka import group_id, logical_topic, physical_topic
+from .kafka import client_config, group_id, logical_topic, physical_topic
 from .topics import TOPICS
 
 T = TypeVar("T")
@@ -167,7 +167,7 @@ class KafkaTail:
 
     def __init__(self, topics: Iterable[str] = tuple(TOPICS)) -> None:
         config = {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            **client_config(),
             "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
             "enable.auto.commit": False,
             "log_level": 3,
@@ -233,7 +233,7 @@ def consumer_lag(topics_by_context: dict[str, set[str]]) -> int:
     for context, topics in topics_by_context.items():
         probe = Consumer(
             {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+                **client_config(),
                 "group.id": group_id(context),
                 "log_level": 3,
             }

@@ -128,10 +128,22 @@ class BatchOutcome:
     failed_keys: set[tuple[str, str]] = field(default_factory=set)
     # Records handed to the producer but not confirmed (the relay was stopped meanwhile).
     unconfirmed: int = 0
+    # A fatal producer error raised by poll() or flush() rather than reported on a record.
+    fatal_error: str | None = None
 
     @property
     def fatal(self) -> bool:
-        return any(failure.fatal for failure in self.failures.values())
+        return self.fatal_error is not None or any(failure.fatal for failure in self.failures.values())
+
+    def note_fatal(self, raised: KafkaException) -> None:
+        """Keep a fatal error the producer raised, so the relay replaces the producer and
+        retries; any other exception out of poll() or flush() is a bug and propagates."""
+        error = raised.args[0] if raised.args and isinstance(raised.args[0], KafkaError) else None
+        if error is None or not error.fatal():
+            raise raised
+        # E.g. a principal without WRITE on any topic gets no idempotent producer id
+        # (CLUSTER_AUTHORIZATION_FAILED): the producer is unusable, the rows stay unpublished.
+        self.fatal_error = f"{error.name()}: {error.str()}"
 
     def fail(self, row: PendingRow, error: KafkaError, partition: int | None) -> None:
         partition = partition if partition is not None and partition >= 0 else None
@@ -187,7 +199,7 @@ class Publisher:
         backoff = Backoff(first=self._first_stall_report, cap=self._max_backoff)
         next_report = time.monotonic() + backoff.next_delay()
         give_up_at: float | None = None
-        while (in_flight := self._producer.flush(self._flush_slice)) > 0:
+        while (in_flight := self._flush(outcome)) > 0:
             if self._stop.is_set():
                 give_up_at = give_up_at or time.monotonic() + self._shutdown_grace
                 if time.monotonic() >= give_up_at:
@@ -217,14 +229,28 @@ class Publisher:
                 break
             except BufferError:
                 # The producer's queue is full: serve delivery reports until there is room.
-                self._producer.poll(0.1)
+                self._poll(0.1, outcome)
                 if self._stop.is_set():
                     return False
             except KafkaException as error:  # refused at once, e.g. larger than message.max.bytes
                 outcome.fail(row, error.args[0], partition=None)
                 break
-        self._producer.poll(0)
+        self._poll(0, outcome)
         return True
+
+    def _poll(self, timeout: float, outcome: BatchOutcome) -> None:
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as raised:
+            outcome.note_fatal(raised)
+
+    def _flush(self, outcome: BatchOutcome) -> int:
+        """Serve delivery reports for a slice of time; the records still in flight."""
+        try:
+            return self._producer.flush(self._flush_slice)
+        except KafkaException as raised:
+            outcome.note_fatal(raised)
+            return len(self._producer)
 
     def _physical(self, topic: str) -> str:
         try:

@@ -125,7 +125,7 @@ class LeaderTerm:
             )
             first_failure = first_failure or next(iter(outcome.failures.values()), None)
             if outcome.fatal:
-                self._replace_producer()
+                self._replace_producer(outcome.fatal_error)
             if self._stop.is_set():
                 break
             rows = upcoming
@@ -191,9 +191,11 @@ class LeaderTerm:
             shutdown_grace=self._options.shutdown_grace,
         )
 
-    def _replace_producer(self) -> None:
-        # A fatal error (e.g. the gap-less guarantee tripped) leaves the producer unusable.
-        log.warning("the Kafka producer hit a fatal error; starting a new one")
+    def _replace_producer(self, reason: str | None) -> None:
+        # A fatal error (e.g. the gap-less guarantee tripped, or no producer id for want of a
+        # WRITE grant) leaves the producer unusable.
+        why = f" ({reason})" if reason else ""
+        log.warning("the Kafka producer hit a fatal error%s; starting a new one", why)
         self._producer = self._producer_factory()
         self._publisher = self._new_publisher()
 

@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+SASL_OVERRIDE = ROOT / "docker-compose.sasl.yml"
 
 INFRA = {"postgres", "redis", "kafka"}
 CONSUMERS = {f"consume-{context}": context for context in ("orders", "stock", "payments", "shipments")}
@@ -30,7 +31,7 @@ APP_ENVIRONMENT = {
 HOST_PORTS = {"postgres": (55432, 5432), "redis": (56379, 6379), "kafka": (59092, 59092)}
 
 
-def _docker_compose(*args: str) -> str:
+def _docker_compose(*args: str, files: tuple[Path, ...] = (COMPOSE_FILE,)) -> str:
     if shutil.which("docker-compose") is None:
         pytest.fail(
             "docker-compose is not installed, so docker-compose.yml cannot be validated: "
@@ -39,7 +40,13 @@ def _docker_compose(*args: str) -> str:
         )
     # A clean environment: the file's own defaults, not whatever this shell exports.
     result = subprocess.run(
-        ["docker-compose", "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
+        [
+            "docker-compose",
+            "--project-directory",
+            str(ROOT),
+            *[arg for file in files for arg in ("-f", str(file))],
+            *args,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -49,19 +56,21 @@ def _docker_compose(*args: str) -> str:
     )
     if result.returncode != 0:
         pytest.fail(
-            f"docker-compose {' '.join(args)} rejected docker-compose.yml:\n{result.stderr}", pytrace=False
+            f"docker-compose {' '.join(args)} rejected {' + '.join(file.name for file in files)}:\n"
+            + result.stderr,
+            pytrace=False,
         )
     return result.stdout
 
 
 @cache
-def _resolved() -> dict[str, Any]:
+def _resolved(files: tuple[Path, ...] = (COMPOSE_FILE,)) -> dict[str, Any]:
     """The resolved file as a dict.
 
     PyYAML comes with drf-spectacular; should it be missing, the YAML is read by the Python
     that runs docker-compose, which cannot work without PyYAML.
     """
-    text = _docker_compose("config")
+    text = _docker_compose("config", files=files)
     try:
         import yaml
     except ImportError:
@@ -186,3 +195,48 @@ def test_dockerfile_runs_gunicorn_as_a_non_root_user() -> None:
     assert any(line.startswith("CMD") and "gunicorn" in line for line in lines)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".services"} <= set(ignored)
+
+
+# --- docker-compose.sasl.yml: SASL users and ACLs (docs/security.md) ----------------------------
+
+WITH_SASL = (COMPOSE_FILE, SASL_OVERRIDE)
+# The Kafka principal of each process; web and Celery never talk to Kafka.
+PRINCIPALS = {"migrate": "admin", "relay": "relay", **CONSUMERS}
+WITHOUT_KAFKA = {"web", "celery-worker", "celery-beat"}
+
+
+def test_sasl_override_is_valid() -> None:
+    _docker_compose("config", "-q", files=WITH_SASL)
+
+
+def test_sasl_override_gives_each_kafka_process_its_own_principal() -> None:
+    services = _resolved(WITH_SASL)["services"]
+    users = services["kafka"]["environment"]["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]
+    for name, user in PRINCIPALS.items():
+        env = services[name]["environment"]
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == ("SASL_PLAINTEXT", "PLAIN"), (
+            name
+        )
+        assert env["KAFKA_SASL_USERNAME"] == user, f"{name} should authenticate as {user}"
+        assert f'user_{user}="{env["KAFKA_SASL_PASSWORD"]}"' in users, (
+            f"the broker does not know {name}'s password"
+        )
+    for name in WITHOUT_KAFKA:
+        credentials = [key for key in services[name]["environment"] if key.startswith("KAFKA_SASL_")]
+        assert not credentials, f"{name} never talks to Kafka and should hold no credentials: {credentials}"
+
+
+def test_sasl_override_authorizes_every_listener_and_applies_the_acls() -> None:
+    services = _resolved(WITH_SASL)["services"]
+    kafka = {key: str(value) for key, value in services["kafka"]["environment"].items()}
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in (entry.split("://")[0] for entry in kafka["KAFKA_LISTENERS"].split(",")):
+        assert protocols[listener] == "SASL_PLAINTEXT", f"listener {listener} accepts anonymous clients"
+        assert f"KAFKA_LISTENER_NAME_{listener}_PLAIN_SASL_JAAS_CONFIG" in kafka, f"{listener} has no users"
+    assert "--command-config" in " ".join(services["kafka"]["healthcheck"]["test"])
+    migrate = services["migrate"]["command"]
+    migrate = migrate if isinstance(migrate, str) else " ".join(migrate)
+    assert migrate.endswith("python manage.py topics && python manage.py kafka_acls --apply"), migrate

@@ -4,7 +4,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from backbone.envelope import Envelope
 from backbone.kafka import physical_topic
@@ -204,3 +204,31 @@ def test_the_relay_producer_never_times_out_records_and_keeps_them_gapless():
 def test_the_outcome_tells_fatal_failures_apart(fatal):
     outcome = publisher(FakeProducer(fail_keys={"a"}, fatal=fatal)).publish([row(1, "a")], OrderGuard())
     assert outcome.fatal is fatal
+
+
+class RaisingProducer(FakeProducer):
+    """Raises `error` from its next poll() or flush(), as librdkafka raises a fatal error
+    (e.g. no idempotent producer id without a WRITE grant) once, outside any delivery report."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__()
+        self.error: KafkaError | None = error
+
+    def poll(self, timeout: float = 0) -> int:
+        error, self.error = self.error, None
+        if error is not None:
+            raise KafkaException(error)
+        return super().poll(timeout)
+
+
+def test_a_fatal_error_raised_by_poll_is_an_outcome_not_a_crash():
+    refused = KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed", fatal=True)
+    outcome = publisher(RaisingProducer(refused)).publish([row(1, "a")], OrderGuard())
+    assert outcome.fatal
+    assert outcome.fatal_error == "CLUSTER_AUTHORIZATION_FAILED: Cluster authorization failed"
+
+
+def test_any_other_exception_out_of_poll_is_a_bug_and_propagates():
+    producer = RaisingProducer(KafkaError(KafkaError._TRANSPORT, "boom"))
+    with pytest.raises(KafkaException):
+        publisher(producer).publish([row(1, "a")], OrderGuard())

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
 
@@ -15,8 +14,7 @@ from backbone.consumer import (
     create_runner,
     load_handler_modules,
 )
-from backbone.kafka import admin_config, physical_topic
-from backbone.preflight import ServiceUnavailable, check_kafka, check_postgres
+from backbone.preflight import ServiceUnavailable, check_kafka, check_postgres, check_topics
 from backbone.subscriptions import subscriptions
 
 
@@ -72,7 +70,10 @@ class Command(BaseCommand):
                 once=options["once"],
             ),
         )
-        _require_topics(runner.topics())
+        try:
+            check_topics(runner.topics())
+        except ServiceUnavailable as error:
+            raise CommandError(str(error)) from None
         # What start-up created (Django, contracts, handlers) lives as long as the process:
         # frozen, the cyclic garbage collector never walks it again.
         gc.freeze()
@@ -86,15 +87,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"consumer {context} stopped: PostgreSQL connection failed ({first_line})"
             ) from None
-
-
-def _require_topics(topics: list[str]) -> None:
-    existing = AdminClient(admin_config()).list_topics(timeout=10).topics
-    missing = [topic for topic in topics if physical_topic(topic) not in existing]
-    if missing:
-        raise CommandError(
-            f"topics missing in Kafka: {', '.join(missing)}; create them with `manage.py topics`"
-        )
 
 
 @contextmanager
