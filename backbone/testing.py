@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -145,6 +146,40 @@ class ShopProcesses:
             lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
             parts.append(f"----- {name} (last {len(lines)} lines of {path})\n" + "\n".join(lines))
         return "\n".join(parts)
+
+
+class LoggedProcess:
+    """One subprocess whose stderr is collected as it runs, for tests that read its log lines."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        self.lines.extend(self.process.stderr)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
 
 
 @dataclass(frozen=True)

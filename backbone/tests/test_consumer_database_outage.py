@@ -6,19 +6,17 @@ database is touched); the second one also refuses new connections to the test da
 while, so the consumer really has to wait for PostgreSQL to come back.
 """
 
-import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from backbone.kafka import group_id
 from backbone.models import DeadLetter
+from backbone.testing import LoggedProcess
 from backbone.tests.consumer_probe import (
     SLOW_PREFIX,
     ProbeApplied,
@@ -33,46 +31,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 pytest_plugins = ["backbone.tests.consumer_fixtures"]
 
 
-class ConsumerProcess:
-    """A running `manage.py consume` whose log is collected as it goes."""
+class ConsumerProcess(LoggedProcess):
+    """A running `manage.py consume` whose PostgreSQL sessions carry a name of their own."""
 
     def __init__(self, context: str) -> None:
         self.context = context
         self.application_name = f"consume-{context}"
-        self.process = subprocess.Popen(
-            consume_command(context),
-            cwd=settings.BASE_DIR,
-            # libpq names the consumer's sessions, so the test can find them in pg_stat_activity.
-            env=subprocess_env(context, PGAPPNAME=self.application_name),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        # libpq names the consumer's sessions, so the test can find them in pg_stat_activity.
+        super().__init__(
+            consume_command(context), env=subprocess_env(context, PGAPPNAME=self.application_name)
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
 
 
 @pytest.fixture

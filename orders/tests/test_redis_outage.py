@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from django.db import connection
 
 from backbone.kafka import group_id
 from backbone.subscriptions import subscriptions
-from backbone.testing import database_url, free_port, wait_for
+from backbone.testing import LoggedProcess, database_url, free_port, wait_for
 from backbone.tests.consumer_probe import send_event, start_group_at_end
 from orders.models import Notification, NotificationStatus, Order, OrderState
 from orders.tests.factories import make_user, place, stock_level
@@ -108,41 +107,9 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-class OrdersConsumer:
+def orders_consumer(env: dict[str, str]) -> LoggedProcess:
     """`manage.py consume orders`, its log collected as it goes."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "consume", "orders"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        self.lines.extend(self.process.stderr)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._reader.join(timeout=10)
+    return LoggedProcess([sys.executable, "manage.py", "consume", "orders"], env=env)
 
 
 def validated_orders(count: int) -> list[Order]:
@@ -170,7 +137,7 @@ def test_the_orders_consumer_keeps_confirming_orders_while_redis_is_away(
     __import__("orders.handlers")
     start_group_at_end(group_id("orders"), tuple(subscriptions.topics_for("orders")))
     orders = validated_orders(5)
-    consumer = OrdersConsumer(process_env(disposable_redis.url))
+    consumer = orders_consumer(process_env(disposable_redis.url))
     try:
         wait_for(lambda: "consume orders: group" in consumer.log, timeout=60, what="the consumer to start")
         disposable_redis.down() if outage == "down" else disposable_redis.hang()
