@@ -1,6 +1,6 @@
 """Celery entry points of the orders context: customer notifications.
 
-Enqueued only through `transaction.on_commit` (orders/services.py). A task owns its retries:
+Enqueued only through `transaction.on_commit` (orders/services/notifying.py). A task owns its retries:
 mail server and database hiccups are retried with backoff; sending twice is prevented by the
 Notification row the task claims (orders/notifications.py), not by Celery.
 """

@@ -368,7 +368,7 @@ def test_a_long_poll_is_woken_by_the_state_change() -> None:
 
     settler = threading.Thread(target=settle_later)
     started = time.monotonic()
-    with mock.patch("orders.services.send_notification_email.delay"):  # no worker here
+    with mock.patch("orders.tasks.send_notification_email.delay"):  # no worker here
         settler.start()
         body = client.get(f"{ORDERS}{order.id}/", {"wait": 25}).json()
         elapsed = time.monotonic() - started

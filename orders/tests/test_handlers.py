@@ -114,7 +114,7 @@ def test_orders_forgets_the_payment_token_once_it_is_handed_over_or_not_needed(
 def test_payment_confirms_and_schedules_one_confirmation_email(order) -> None:
     deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
     with (
-        mock.patch("orders.services.send_notification_email.delay") as enqueue,
+        mock.patch("orders.tasks.send_notification_email.delay") as enqueue,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
         deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
