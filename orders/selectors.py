@@ -5,7 +5,7 @@ import uuid
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from backbone.story import StoryEntry, story
+from outbox.story import StoryEntry, story
 
 from .models import Order, StockLevelView
 

@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from backbone.story import StoryEntry
+from outbox.story import StoryEntry
 
 from .models import Order, OrderLine, RejectionReason, ShipmentStatus, StockLevelView
 from .selectors import known_skus

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from outbox.models import OutboxRecord
+from backbone.kafka import logical_topic
+from backbone.models import InboxEntry
 
-from .kafka import logical_topic
-from .models import InboxEntry
+from .models import OutboxRecord
 
 
 @dataclass(frozen=True)

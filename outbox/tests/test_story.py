@@ -10,10 +10,10 @@ from django.utils import timezone
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope, format_time
 from backbone.kafka import group_id, physical_topic, producer_config
-from backbone.story import story
 from backbone.tests.consumer_probe import ProbeContextFactory, ProbeRecorded, consume_until_caught_up
 from outbox.emit import emit
 from outbox.models import OutboxRecord
+from outbox.story import story
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 pytest_plugins = ["backbone.tests.consumer_fixtures"]
