@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "stock",
     "payments",
     "shipments",
+    "shop",  # knows every context: the demo data and tour
 ]
 
 MIDDLEWARE = [

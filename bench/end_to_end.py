@@ -394,7 +394,7 @@ async def _wait_healthy(client: httpx.AsyncClient, context: BenchContext) -> Non
 async def _restock(client: httpx.AsyncClient, staff_token: str) -> list[str]:
     """Plenty of stock for every product but the scarce demo one, through the staff API; waits
     until Orders' view (the catalog) shows it, so no order is turned away by a stale view."""
-    from backbone.management.commands.seed_demo import PRODUCTS, SCARCE_SKU
+    from shop.management.commands.seed_demo import PRODUCTS, SCARCE_SKU
 
     headers = {"Authorization": f"Token {staff_token}"}
     skus = [product.sku for product in PRODUCTS if product.sku != SCARCE_SKU]

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from backbone.management.commands.seed_demo import CUSTOMER, PRODUCTS, STAFF
 from outbox.models import OutboxRecord
+from shop.management.commands.seed_demo import CUSTOMER, PRODUCTS, STAFF
 
 pytestmark = pytest.mark.django_db
 
