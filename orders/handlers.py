@@ -10,8 +10,9 @@ its batch handler writes a whole batch of them in one statement and emits nothin
 
 from collections.abc import Sequence
 
+from backbone.contracts import Event
 from backbone.envelope import Envelope
-from backbone.subscriptions import subscribe, subscribe_batch
+from backbone.subscriptions import BatchHandler, Handler, subscribe, subscribe_batch
 from backbone.versioned import apply_all_if_newer
 from payments.events import PaymentFailed, PaymentProcessed
 from shipments.events import ShipmentDispatched, ShipmentPrepared
@@ -61,7 +62,7 @@ def on_shipment_dispatched(event: ShipmentDispatched, envelope: Envelope) -> Non
 
 
 @subscribe_batch(StockLevelChanged)
-def on_stock_levels_changed(items: Sequence[tuple[StockLevelChanged, Envelope]]) -> None:
+def on_stock_level_changed(items: Sequence[tuple[StockLevelChanged, Envelope]]) -> None:
     """Newest version per sku wins, as `services.apply_stock_level` does for one event."""
     apply_all_if_newer(
         StockLevelView,
@@ -77,3 +78,17 @@ def on_stock_levels_changed(items: Sequence[tuple[StockLevelChanged, Envelope]])
         ],
         key_field="sku",
     )
+
+
+# Routing tables: which event makes Orders do what (the decorators above register exactly these).
+ROUTES: dict[type[Event], Handler] = {
+    StockReserved: on_stock_reserved,
+    StockReservationFailed: on_stock_reservation_failed,
+    PaymentProcessed: on_payment_processed,
+    PaymentFailed: on_payment_failed,
+    ShipmentPrepared: on_shipment_prepared,
+    ShipmentDispatched: on_shipment_dispatched,
+}
+BATCH_ROUTES: dict[type[Event], BatchHandler] = {
+    StockLevelChanged: on_stock_level_changed,
+}

@@ -12,13 +12,13 @@ from . import services
 
 
 @subscribe(OrderValidated)
-def charge_order(event: OrderValidated, envelope: Envelope) -> None:
+def on_order_validated(event: OrderValidated, envelope: Envelope) -> None:
     services.charge_order(order_id=event.order_id, amount=event.total, payment_token=event.payment_token)
 
 
 # Routing table: which event makes Payments do what (the decorator above registers exactly this).
 ROUTES: dict[type[Event], Handler] = {
-    OrderValidated: charge_order,
+    OrderValidated: on_order_validated,
 }
 
 # Payments keeps no views of other contexts' events: the amount travels in OrderValidated.

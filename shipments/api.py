@@ -15,7 +15,7 @@ from .models import Shipment
 from .serializers import AlreadyDispatchedSerializer, DispatchSerializer, ShipmentSerializer
 
 
-class DispatchApi(APIView):
+class ShipmentDispatchView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(

@@ -12,13 +12,13 @@ from . import services
 
 
 @subscribe(OrderConfirmed)
-def prepare_shipment(event: OrderConfirmed, envelope: Envelope) -> None:
+def on_order_confirmed(event: OrderConfirmed, envelope: Envelope) -> None:
     services.prepare_shipment(order_id=event.order_id, customer_id=event.customer_id, lines=event.lines)
 
 
 # Routing table: which event makes Shipments do what (the decorator above registers exactly this).
 ROUTES: dict[type[Event], Handler] = {
-    OrderConfirmed: prepare_shipment,
+    OrderConfirmed: on_order_confirmed,
 }
 
 # Shipments keeps no views of other contexts' events: the lines travel in OrderConfirmed.

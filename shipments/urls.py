@@ -2,8 +2,8 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from .api import DispatchApi
+from .api import ShipmentDispatchView
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("shipments/<uuid:id>/dispatch/", DispatchApi.as_view(), name="shipments-dispatch"),
+    path("shipments/<uuid:id>/dispatch/", ShipmentDispatchView.as_view(), name="shipments-dispatch"),
 ]

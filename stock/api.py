@@ -14,7 +14,7 @@ from .models import Product
 from .serializers import ReceiptSerializer, StockLevelSerializer
 
 
-class ReceiptsApi(APIView):
+class StockReceiptsView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(

@@ -12,25 +12,25 @@ from . import services
 
 
 @subscribe(OrderRequested)
-def reserve_stock(event: OrderRequested, envelope: Envelope) -> None:
+def on_order_requested(event: OrderRequested, envelope: Envelope) -> None:
     services.reserve_for_order(order_id=event.order_id, lines=event.lines)
 
 
 @subscribe(OrderConfirmed)
-def commit_stock(event: OrderConfirmed, envelope: Envelope) -> None:
+def on_order_confirmed(event: OrderConfirmed, envelope: Envelope) -> None:
     services.commit_reservation(order_id=event.order_id)
 
 
 @subscribe(OrderRejected)
-def release_stock(event: OrderRejected, envelope: Envelope) -> None:
+def on_order_rejected(event: OrderRejected, envelope: Envelope) -> None:
     services.release_reservation(order_id=event.order_id)
 
 
 # Routing table: which event makes Stock do what (the decorators above register exactly these).
 ROUTES: dict[type[Event], Handler] = {
-    OrderRequested: reserve_stock,
-    OrderConfirmed: commit_stock,
-    OrderRejected: release_stock,
+    OrderRequested: on_order_requested,
+    OrderConfirmed: on_order_confirmed,
+    OrderRejected: on_order_rejected,
 }
 
 # Stock keeps no views of other contexts' events: an order's lines travel in the event itself.

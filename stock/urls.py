@@ -2,8 +2,8 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from .api import ReceiptsApi
+from .api import StockReceiptsView
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("stock/<str:sku>/receipts/", ReceiptsApi.as_view(), name="stock-receipts"),
+    path("stock/<str:sku>/receipts/", StockReceiptsView.as_view(), name="stock-receipts"),
 ]

@@ -10,6 +10,7 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
+from backbone.subscriptions import subscriptions
 from orders import handlers
 from orders.models import Notification, NotificationKind, Order, OrderState, ShipmentStatus, StockLevelView
 from orders.tests.factories import deliver, envelope_for, make_user, outbox_events, place, stock_level
@@ -219,7 +220,7 @@ def level(version: int, available: int, price: str = "9.90") -> StockLevelChange
 def deliver_levels(*events: StockLevelChanged) -> None:
     """Run the batch handler the way the consumer runner does: one transaction, one call."""
     with transaction.atomic():
-        handlers.on_stock_levels_changed(
+        handlers.on_stock_level_changed(
             [(event, envelope_for(event, correlation_id="c")) for event in events]
         )
 
@@ -244,3 +245,14 @@ def test_stock_level_view_takes_the_newest_of_one_batch() -> None:
 
 def test_the_stock_level_view_is_rebuildable() -> None:
     assert [StockLevelView] == handlers.REBUILDABLE_VIEWS
+
+
+def test_routing_tables_are_what_the_consumer_runner_sees() -> None:
+    registered = subscriptions.for_context("orders")
+
+    assert {
+        type_name: [(sub.handler, sub.batch) for sub in subs] for type_name, subs in registered.items()
+    } == {
+        **{event_type.type_name: [(handler, False)] for event_type, handler in handlers.ROUTES.items()},
+        **{event_type.type_name: [(handler, True)] for event_type, handler in handlers.BATCH_ROUTES.items()},
+    }

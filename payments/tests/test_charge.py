@@ -48,7 +48,7 @@ def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.
 
 
 def deliver(event: OrderValidated) -> Envelope:
-    return testing.deliver(handlers.charge_order, event)
+    return testing.deliver(handlers.on_order_validated, event)
 
 
 @pytest.mark.django_db
@@ -197,7 +197,7 @@ def test_charging_joins_the_batch_transaction_without_savepoints() -> None:
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         for event in (validated(order_id), validated(order_id)):
-            handlers.charge_order(event, testing.envelope_for(event))
+            handlers.on_order_validated(event, testing.envelope_for(event))
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert Payment.objects.get(order_id=order_id).state == Payment.State.PROCESSED

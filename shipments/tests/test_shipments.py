@@ -46,7 +46,7 @@ def confirmed(order_id: uuid.UUID | None = None) -> OrderConfirmed:
 
 
 def deliver(event: OrderConfirmed) -> Envelope:
-    return testing.deliver(handlers.prepare_shipment, event)
+    return testing.deliver(handlers.on_order_confirmed, event)
 
 
 def prepared_shipment(*, age: timedelta = timedelta(0)) -> Shipment:
@@ -94,8 +94,8 @@ def test_preparing_joins_the_batch_transaction_without_savepoints() -> None:
     event = confirmed()
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        handlers.prepare_shipment(event, testing.envelope_for(event))
-        handlers.prepare_shipment(event, testing.envelope_for(event))
+        handlers.on_order_confirmed(event, testing.envelope_for(event))
+        handlers.on_order_confirmed(event, testing.envelope_for(event))
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert Shipment.objects.count() == 1

@@ -44,7 +44,7 @@ def test_an_order_story_reserves_then_commits_and_events_carry_its_correlation()
         order_id=order_id, customer_id=7, lines=order_lines(MUG_1=2), total=Decimal("19.00")
     )
 
-    envelope = deliver(handlers.reserve_stock, requested)
+    envelope = deliver(handlers.on_order_requested, requested)
 
     assert emitted(StockReserved) == [{"order_id": str(order_id), "lines": [{"sku": "MUG-1", "quantity": 2}]}]
     assert set(OutboxRecord.objects.values_list("correlation_id", "causation_id")) == {
@@ -54,7 +54,7 @@ def test_an_order_story_reserves_then_commits_and_events_carry_its_correlation()
     confirmed = OrderConfirmed(
         order_id=order_id, customer_id=7, lines=order_lines(MUG_1=2), total=Decimal("19.00")
     )
-    deliver(handlers.commit_stock, confirmed)
+    deliver(handlers.on_order_confirmed, confirmed)
 
     assert (level("MUG-1").on_hand, level("MUG-1").reserved) == (3, 0)
     assert Reservation.objects.get(order_id=order_id).state == Reservation.State.COMMITTED
@@ -65,12 +65,12 @@ def test_a_rejected_order_releases_what_was_reserved(reason: str) -> None:
     add_product("MUG-1", on_hand=5)
     order_id = uuid.uuid4()
     deliver(
-        handlers.reserve_stock,
+        handlers.on_order_requested,
         OrderRequested(order_id=order_id, customer_id=7, lines=order_lines(MUG_1=5), total=Decimal("47.50")),
     )
     forget_events()
 
-    deliver(handlers.release_stock, OrderRejected(order_id=order_id, reason=reason))
+    deliver(handlers.on_order_rejected, OrderRejected(order_id=order_id, reason=reason))
 
     assert level("MUG-1").available == 5
     assert [e["available"] for e in emitted(StockLevelChanged)] == [5]
@@ -88,10 +88,10 @@ def test_handlers_join_the_batch_transaction_without_savepoints() -> None:
         order_id=order_id, customer_id=7, lines=order_lines(MUG_1=1), total=Decimal("9.50")
     )
     batch = [
-        (handlers.reserve_stock, requested),
-        (handlers.reserve_stock, requested),  # redelivered
-        (handlers.commit_stock, confirmed),
-        (handlers.release_stock, OrderRejected(order_id=uuid.uuid4(), reason="out_of_stock")),
+        (handlers.on_order_requested, requested),
+        (handlers.on_order_requested, requested),  # redelivered
+        (handlers.on_order_confirmed, confirmed),
+        (handlers.on_order_rejected, OrderRejected(order_id=uuid.uuid4(), reason="out_of_stock")),
     ]
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
