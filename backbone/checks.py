@@ -46,7 +46,7 @@ def kafka_security_check(app_configs: Any = None, **kwargs: Any) -> list[checks.
         username=settings.KAFKA_SASL_USERNAME,
         password=settings.KAFKA_SASL_PASSWORD,
     )
-    hint = "See the Kafka settings in README.md and docs/security.md."
+    hint = "See the Kafka settings in docs/operations.md and docs/security.md."
     return [checks.Error(problem, hint=hint, id="backbone.E002") for problem in problems]
 
 
