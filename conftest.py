@@ -51,6 +51,8 @@ def needs_services(item: pytest.Item) -> bool:
     return bool(markers or fixtures & SERVICE_FIXTURES)
 
 
+# Before pytest's own `-m` deselection, which reads the marker.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if not needs_services(item):
