@@ -8,7 +8,7 @@ SERVICES  := scripts/services.sh
 SHOP_BIND ?= 127.0.0.1:8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services services-down services-status tools test lint format migrate run demo compose-check bench bench-full
+.PHONY: help venv services services-down services-status tools test test-fast lint format migrate run demo compose-check bench bench-full
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ tools:  ## install docker-compose, which validates docker-compose.yml (idempoten
 
 test: services tools  ## run the whole test suite against the real services
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## only the tests that need no service (no database, Kafka or Redis): under a minute
+	$(PYTHON) -m pytest -m fast $(PYTEST_ARGS)
 
 lint: venv  ## ruff: lint and format check
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,15 @@
-"""Suite-wide set-up: the tests run against the real services, so check them first.
+"""Suite-wide set-up: each run is isolated, and a test checks only the services it needs.
 
-Each test session works in its own Kafka namespace (a topic and group name prefix), so runs
-never see each other's records, and the fixed topics are provisioned in it once.
+Each test session works in its own Kafka namespace (a topic and group name prefix) and its own
+test database (`test_shop_<id>`, unless TEST_DATABASE_NAME names one), so two runs never see
+each other's records; both are removed at the end of the session.
+
+Tiers: a test that uses the database (the `django_db` marker or a db fixture), the
+`postgres_service`/`kafka_service`/`redis_service` fixtures or the `e2e` marker is in the services tier; every
+other test is marked `fast` and runs with no service at all (`make test-fast` runs `-m fast`).
+When the selected tests include the services tier, the services are checked once, after
+collection, and a missing one ends the run with one line (exit status 3) instead of a traceback
+in every test.
 """
 
 import os
@@ -11,17 +19,24 @@ import pytest
 from django.conf import settings
 
 from backbone.preflight import ServiceUnavailable, require
+from backbone.provisioning import delete_namespace
+
+# Fixtures through which a test reaches a service; `django_db_setup` is below every db fixture.
+SERVICE_FIXTURES = frozenset({"django_db_setup", "postgres_service", "kafka_service", "redis_service"})
+
+_run = {"services_checked": False}
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    try:
-        require()
-    except ServiceUnavailable as error:
-        pytest.exit(str(error), returncode=3)
-    namespace = f"test-{uuid.uuid4().hex[:8]}."
+def pytest_configure(config: pytest.Config) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    namespace = f"test-{run_id}."
     settings.KAFKA_NAMESPACE = namespace
     # Subprocesses (relay, consumers, Celery) inherit it through the environment.
     os.environ["KAFKA_NAMESPACE"] = namespace
+    # pytest-django creates the test database later, under this name; subprocesses get it
+    # through DATABASE_URL, which the tests build from the connection's settings.
+    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+    test_settings["NAME"] = os.environ.get("TEST_DATABASE_NAME") or f"test_shop_{run_id}"
     # Rate-limit counters in Redis are the session's own too, and the limits are out of the way
     # (many tests log in and order from 127.0.0.1); the throttling tests set their own rates.
     settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"] = namespace
@@ -29,8 +44,73 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         settings.THROTTLE_RATES[scope] = os.environ[f"THROTTLE_{scope.upper()}_RATE"] = "100000/minute"
 
 
+def needs_services(item: pytest.Item) -> bool:
+    """The database, a service fixture, or `e2e` (real processes, or a broker of the test's own)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    markers = {"django_db", "e2e"} & {mark.name for mark in item.iter_markers()}
+    return bool(markers or fixtures & SERVICE_FIXTURES)
+
+
+# Before pytest's own `-m` deselection, which reads the marker.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not needs_services(item):
+            item.add_marker(pytest.mark.fast)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not any(needs_services(item) for item in session.items):
+        return
+    # The services tier as a whole runs against all three (a db test may also publish to Kafka
+    # or enqueue a Celery task), so they are checked together, once.
+    _require()
+    _run["services_checked"] = True
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Delete the session's topics and consumer groups: a development broker outlives many runs."""
+    if _run["services_checked"]:
+        left = delete_namespace(settings.KAFKA_NAMESPACE)
+        if left:
+            print(
+                f"\nwarning: could not delete {', '.join(left)} of Kafka namespace {settings.KAFKA_NAMESPACE}"
+            )
+
+
+def _require(*names: str) -> None:
+    try:
+        require(*names)
+    except ServiceUnavailable as error:
+        pytest.exit(str(error), returncode=3)
+
+
 @pytest.fixture(scope="session")
-def kafka_topics() -> list[str]:
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Before pytest-django creates the test database: one line if PostgreSQL does not answer."""
+    _require("postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_service() -> None:
+    """Request it in a test that uses PostgreSQL without the test database."""
+    _require("postgres")
+
+
+@pytest.fixture(scope="session")
+def kafka_service() -> None:
+    """Request it in a test that uses Kafka without the database: it puts it in the services tier."""
+    _require("kafka")
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> None:
+    """Request it in a test that uses Redis without the database: it puts it in the services tier."""
+    _require("redis")
+
+
+@pytest.fixture(scope="session")
+def kafka_topics(kafka_service: None) -> list[str]:
     """The fixed topics and dead-letter topics of this session's namespace."""
     from backbone.provisioning import ensure_topics
 

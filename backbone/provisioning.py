@@ -51,3 +51,34 @@ def ensure_topics(partitions: int | None = None, replication: int | None = None)
                 raise
             outcome[name] = "exists"
     return outcome
+
+
+def delete_namespace(prefix: str, timeout: float = 10.0) -> list[str]:
+    """Delete every topic and consumer group whose name starts with `prefix` (a test run's
+    namespace); returns what could not be deleted, so the caller can say so instead of failing.
+
+    Groups with members still connected cannot be deleted: they stay, and are reported."""
+    if not prefix:
+        raise ValueError("refusing to delete the topics of the empty namespace")
+    admin = AdminClient(admin_config())
+    failed: list[str] = []
+    try:
+        topics = [name for name in admin.list_topics(timeout=timeout).topics if name.startswith(prefix)]
+        groups = [
+            listing.group_id
+            for listing in admin.list_consumer_groups(request_timeout=timeout).result(timeout).valid
+            if listing.group_id.startswith(prefix)
+        ]
+    except (KafkaException, TimeoutError) as error:
+        return [f"the namespace's listing ({error})"]
+    futures = {
+        **(admin.delete_topics(topics, request_timeout=timeout) if topics else {}),
+        **(admin.delete_consumer_groups(groups, request_timeout=timeout) if groups else {}),
+    }
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+        except (KafkaException, TimeoutError) as error:
+            log.warning("could not delete %s: %s", name, error)
+            failed.append(name)
+    return failed

@@ -100,8 +100,9 @@ TEMPLATES = [
 # Defaults match scripts/services.sh (`make services`); set the variables to use others.
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://shop:shop@127.0.0.1:55432/shop")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-# Two test runs on one server need two test databases.
-DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_shop")}
+# Two test runs on one server need two test databases: unset, each run gets its own,
+# test_shop_<run id> (see conftest.py).
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 

@@ -36,6 +36,7 @@ def test_model_round_trip() -> None:
     assert loaded.check_password("x" * 12)
 
 
+@pytest.mark.usefixtures("redis_service")
 def test_redis_round_trip() -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"test:{uuid.uuid4()}"
@@ -45,7 +46,7 @@ def test_redis_round_trip() -> None:
 
 
 @pytest.fixture
-def kafka_topic() -> Iterator[str]:
+def kafka_topic(kafka_service: None) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
     name = f"test.smoke.{uuid.uuid4().hex[:12]}"
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(10)
@@ -97,7 +98,7 @@ def test_kafka_round_trip_with_committed_offset(kafka_topic: str) -> None:
 
 
 @pytest.fixture
-def celery_worker_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def celery_worker_process(redis_service: None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     queue = f"smoke-{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(
         [

@@ -53,11 +53,14 @@ def test_stopped_kafka_is_named_in_one_line() -> None:
 
 
 def test_stopped_postgres_is_named_in_one_line() -> None:
+    """A test run that selects a database test checks the services before the first test."""
     url = f"postgres://shop:shop@127.0.0.1:{_free_port()}/shop"
-    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co"], DATABASE_URL=url)
-    assert result.returncode == 3
-    assert "Traceback" not in result.stdout + result.stderr
-    assert "PostgreSQL is not reachable" in result.stdout + result.stderr
+    probe = "backbone/tests/run_probe.py::test_uses_the_database"
+    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", probe], DATABASE_URL=url)
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if "PostgreSQL is not reachable" in line]) == 1, output
 
 
 def test_production_refuses_the_development_secret_key() -> None:

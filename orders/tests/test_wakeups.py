@@ -4,7 +4,11 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from orders import wakeups
+
+pytestmark = pytest.mark.usefixtures("redis_service")
 
 
 def test_a_waiter_wakes_up_when_the_order_changes() -> None:
