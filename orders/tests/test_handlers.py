@@ -10,9 +10,10 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
+from backbone.testing import deliver, envelope_for
 from orders import handlers
 from orders.models import Notification, NotificationKind, Order, OrderState, ShipmentStatus, StockLevelView
-from orders.tests.factories import deliver, envelope_for, make_user, outbox_events, place, stock_level
+from orders.tests.factories import make_user, outbox_events, place, stock_level
 from payments.events import PaymentFailed, PaymentProcessed
 from shipments.events import ShipmentDispatched, ShipmentPrepared
 from stock.events import ReservedLine, Shortage, StockLevelChanged, StockReservationFailed, StockReserved
