@@ -8,11 +8,12 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
+from outbox.testing import emitted
 from stock import services
 from stock.events import ReservedLine, StockReservationFailed, StockReserved
 from stock.models import Reservation, StockLevel
 
-from .helpers import add_product, emitted, level
+from .helpers import add_product, level
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
