@@ -1,13 +1,12 @@
 """Placing orders: the pre-check against Orders' view, the atomic write with its event, and
 idempotency keys."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from backbone.correlation import correlation_scope
+from backbone.testing import run_together
 from orders import services
 from orders.events import OrderLine, OrderRequested
 from orders.models import Order, OrderState
@@ -121,33 +120,17 @@ def test_idempotency_keys_belong_to_one_customer(customer) -> None:
 def test_concurrent_retries_with_one_key_place_one_order() -> None:
     customer = make_user("erin")
     stock_level("KB-1", available=50)
-    results: list[services.Placement] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
-    def attempt() -> None:
-        try:
-            start.wait()
-            results.append(
-                services.place_order(
-                    customer=customer,
-                    lines=[services.LineRequest("KB-1", 1)],
-                    payment_token="tok",
-                    idempotency_key="same-key",
-                )
-            )
-        except BaseException as error:  # surfaced below: a thread's exception is otherwise lost
-            errors.append(error)
-        finally:
-            connection.close()
+    def attempt() -> services.Placement:
+        return services.place_order(
+            customer=customer,
+            lines=[services.LineRequest("KB-1", 1)],
+            payment_token="tok",
+            idempotency_key="same-key",
+        )
 
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = run_together([attempt] * 8, timeout=30)
 
-    assert errors == []
     assert len({placement.order.id for placement in results}) == 1
     assert sum(placement.created for placement in results) == 1
     assert Order.objects.count() == 1

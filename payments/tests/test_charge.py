@@ -1,6 +1,5 @@
 """Charging an order: once per order, whatever the deliveries; declined cards fail the payment."""
 
-import threading
 import uuid
 from decimal import Decimal
 
@@ -157,27 +156,14 @@ def test_routing_table_is_what_the_consumer_runner_sees() -> None:
 def test_the_same_order_delivered_to_two_consumers_at_once_is_charged_once() -> None:
     gateway = RecordingGateway()
     order_id = uuid.uuid4()
-    start = threading.Barrier(6)
-    errors: list[BaseException] = []
 
-    def charge() -> None:
-        try:
-            start.wait(timeout=30)
-            services.charge_order(
-                order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=gateway
-            )
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    def charge() -> Payment:
+        return services.charge_order(
+            order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=gateway
+        )
 
-    threads = [threading.Thread(target=charge) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    testing.run_together([charge] * 6, timeout=60)
 
-    assert errors == []
     assert gateway.calls == [str(order_id)]
     assert PaymentAttempt.objects.count() == 1
     assert len(emitted(PaymentProcessed)) == 1
