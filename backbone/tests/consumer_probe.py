@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,13 +27,13 @@ from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import connection, models
 from django.test.utils import isolate_apps
-from django.utils import timezone
 
 from backbone.consumer import RunnerOptions, RunStats, create_runner
 from backbone.contracts import Event, registry
-from backbone.envelope import Envelope, format_time
+from backbone.envelope import Envelope
 from backbone.kafka import admin_config, physical_topic, producer_config
 from backbone.subscriptions import subscribe, subscribe_batch
+from backbone.testing import envelope_for
 from outbox.emit import emit
 
 
@@ -237,25 +236,6 @@ def producer() -> Producer:
     return _producer
 
 
-def envelope_for(
-    event: Event,
-    *,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
-    event_id: str | None = None,
-    data_version: int | None = None,
-) -> Envelope:
-    return Envelope(
-        id=event_id or str(uuid.uuid4()),
-        type=event.type_name,
-        source=f"/{event.context}",
-        time=format_time(timezone.now()),
-        data_version=data_version or event.contract_version,
-        correlation_id=correlation_id or str(uuid.uuid4()),
-        causation_id=causation_id,
-    )
-
-
 def send(
     topic: str,
     *,
@@ -409,18 +389,6 @@ def consume_until_idle(context: str, *, idle_seconds: int = 60) -> subprocess.Co
         timeout=180,
         check=False,
     )
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, message: str = "condition") -> Any:
-    """Poll until `condition()` is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
-        time.sleep(0.1)
 
 
 def batch_sizes(context: str) -> list[int]:

@@ -9,7 +9,6 @@ user the broker itself (inter-broker and controller listeners) authenticates as.
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from backbone.kafka import admin_config
+from backbone.testing import free_port
 
 # `relay2` has no grants until a test gives it some (`kafka_acls --relay-principal relay2`).
 USERS = {
@@ -30,12 +30,6 @@ USERS = {
     "orders": "orders-secret",
     "stock": "stock-secret",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def kafka_libs() -> Path:

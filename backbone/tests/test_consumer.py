@@ -4,6 +4,7 @@ import pytest
 
 from backbone.kafka import group_id
 from backbone.models import InboxEntry
+from backbone.testing import envelope_for
 from backbone.tests.consumer_probe import (
     ProbeIgnored,
     ProbeRecorded,
@@ -12,7 +13,6 @@ from backbone.tests.consumer_probe import (
     committed_offsets,
     consume_until_caught_up,
     end_offsets,
-    envelope_for,
     send,
     send_event,
 )

@@ -16,7 +16,7 @@ from django.db import connection
 
 from backbone.kafka import group_id
 from backbone.models import DeadLetter
-from backbone.testing import LoggedProcess
+from backbone.testing import LoggedProcess, wait_for
 from backbone.tests.consumer_probe import (
     SLOW_PREFIX,
     ProbeApplied,
@@ -24,7 +24,6 @@ from backbone.tests.consumer_probe import (
     consume_command,
     send_event,
     subprocess_env,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -102,15 +101,15 @@ def test_a_consumer_whose_session_was_terminated_reconnects_and_applies_everythi
     probe_context: str, consumer: ConsumerProcess
 ) -> None:
     send_probes("before", range(1, 4))
-    wait_for(lambda: applied_once(probe_context, 3), timeout=60, message="the first 3 events")
-    pids = wait_for(lambda: consumer_sessions(consumer.application_name), message="the consumer's session")
+    wait_for(lambda: applied_once(probe_context, 3), timeout=60, what="the first 3 events")
+    pids = wait_for(lambda: consumer_sessions(consumer.application_name), what="the consumer's session")
 
     terminate(pids)  # what a restart or failover does to every session
     send_probes("after", range(1, 6))
 
-    wait_for(lambda: applied_once(probe_context, 8), timeout=60, message="the 5 events sent after")
+    wait_for(lambda: applied_once(probe_context, 8), timeout=60, what="the 5 events sent after")
     assert consumer.alive(), consumer.log
-    wait_for(lambda: "PostgreSQL is back" in consumer.log, message="the recovery line")
+    wait_for(lambda: "PostgreSQL is back" in consumer.log, what="the recovery line")
     assert f"{probe_context}: PostgreSQL unavailable (" in consumer.log
     assert "Traceback" not in consumer.log
     assert not DeadLetter.objects.filter(consumer_group=group_id(probe_context)).exists()
@@ -127,19 +126,19 @@ def test_a_batch_cut_off_mid_way_is_rolled_back_and_applied_once_when_postgresql
     pids = wait_for(
         lambda: consumer_sessions(consumer.application_name, running="pg_sleep"),
         timeout=60,
-        message="the consumer to be in the middle of its batch",
+        what="the consumer to be in the middle of its batch",
     )
 
     with connections_refused() if refused else nullcontext():
         terminate(pids)  # the three events before it are applied, not committed: rolled back
-        wait_for(lambda: "PostgreSQL unavailable" in consumer.log, message="the outage line")
+        wait_for(lambda: "PostgreSQL unavailable" in consumer.log, what="the outage line")
         if refused:
             time.sleep(1.5)  # a reconnection attempt or two fail meanwhile
             assert consumer.alive(), consumer.log
             assert not ProbeApplied.objects.filter(context=probe_context).exists()
 
-    wait_for(lambda: applied_once(probe_context, 7), timeout=60, message="the whole batch")
-    wait_for(lambda: "PostgreSQL is back" in consumer.log, message="the recovery line")
+    wait_for(lambda: applied_once(probe_context, 7), timeout=60, what="the whole batch")
+    wait_for(lambda: "PostgreSQL is back" in consumer.log, what="the recovery line")
     assert consumer.alive(), consumer.log
     log = consumer.log
     assert "7 record(s) rolled back, applying them again" in log

@@ -14,6 +14,7 @@ from backbone.correlation import correlation_scope
 from backbone.failpoints import EXIT_CODE
 from backbone.kafka import group_id
 from backbone.models import DeadLetter, InboxEntry
+from backbone.testing import wait_for
 from backbone.tests.consumer_probe import (
     ProbeApplied,
     ProbeRecorded,
@@ -26,7 +27,6 @@ from backbone.tests.consumer_probe import (
     send,
     send_event,
     subprocess_env,
-    wait_for,
 )
 from outbox.emit import emit
 from outbox.models import OutboxRecord
@@ -88,9 +88,9 @@ def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(probe_context: str
         wait_for(
             lambda: InboxEntry.objects.filter(consumer_group=group_id(probe_context)).count() == 10,
             timeout=60,
-            message="the consumer to handle 10 events",
+            what="the consumer to handle 10 events",
         )
-        wait_for(lambda: any("records/s;" in line for line in lines), message="a status line")
+        wait_for(lambda: any("records/s;" in line for line in lines), what="a status line")
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         reader.join(timeout=10)

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from backbone.kafka import group_id
 from backbone.models import InboxEntry
+from backbone.testing import wait_for
 from backbone.tests.consumer_probe import (
     ProbeApplied,
     ProbeContextFactory,
@@ -17,7 +18,6 @@ from backbone.tests.consumer_probe import (
     consume_until_caught_up,
     send_event,
     subprocess_env,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -60,7 +60,7 @@ def test_rebuild_views_refuses_while_the_context_consumes(make_probe_context: Pr
     try:
         send_event(ProbeShipped(probe_key="busy", amount=1))
         wait_for(
-            lambda: ProbeApplied.objects.filter(context=context).exists(), timeout=60, message="the consumer"
+            lambda: ProbeApplied.objects.filter(context=context).exists(), timeout=60, what="the consumer"
         )
 
         with pytest.raises(CommandError, match=f"stop the `manage.py consume {context}` process"):

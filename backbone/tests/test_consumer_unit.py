@@ -16,7 +16,8 @@ from backbone.envelope import Envelope
 from backbone.kafka import physical_topic
 from backbone.models import DeadLetter, InboxEntry
 from backbone.subscriptions import Subscription
-from backbone.tests.consumer_probe import ProbeApplied, ProbeRecorded, envelope_for
+from backbone.testing import FakeMessage, envelope_for
+from backbone.tests.consumer_probe import ProbeApplied, ProbeRecorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 pytest_plugins = ["backbone.tests.consumer_fixtures"]
@@ -27,36 +28,6 @@ TOPIC = physical_topic("orders")
 @pytest.fixture(autouse=True)
 def _clean_probe_rows() -> None:
     ProbeApplied.objects.filter(context="unit").delete()  # the probe tables outlive each test
-
-
-@dataclass
-class FakeMessage:
-    partition_: int
-    offset_: int
-    key_: bytes
-    value_: bytes
-    headers_: list[tuple[str, bytes]]
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def key(self) -> bytes:
-        return self.key_
-
-    def value(self) -> bytes:
-        return self.value_
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.headers_
-
-    def error(self) -> None:
-        return None
 
 
 @dataclass
@@ -143,7 +114,7 @@ class FakeClock:
 
 def _message(partition: int, offset: int, key: str, seq: int) -> FakeMessage:
     event = ProbeRecorded(probe_key=key, seq=seq)
-    return FakeMessage(partition, offset, key.encode(), event.to_json(), envelope_for(event).headers())
+    return FakeMessage(TOPIC, partition, offset, key.encode(), event.to_json(), envelope_for(event).headers())
 
 
 def _runner(
@@ -312,7 +283,7 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_applies_it_again(
     probe_tables: None,
 ) -> None:
-    bad = FakeMessage(0, 2, b"bad", b"not an event", [])
+    bad = FakeMessage(TOPIC, 0, 2, b"bad", b"not an event", [])
     runner, consumer, publisher = _runner([_message(0, 1, "a", 1), bad, _message(0, 3, "b", 1)], _record)
     publisher.unavailable = 2
 

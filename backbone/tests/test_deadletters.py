@@ -14,6 +14,7 @@ from backbone.consumer import DeadLetterLimitReached
 from backbone.deadletters import DeadLetterError, KeyGate, ReplayFailed, discard, lock_group, replay
 from backbone.kafka import group_id, physical_topic
 from backbone.models import DeadLetter, DeadLetterReason, DeadLetterStatus, InboxEntry, ParkedRecord
+from backbone.testing import envelope_for
 from backbone.tests.consumer_probe import (
     ProbeBroken,
     ProbeRecorded,
@@ -21,7 +22,6 @@ from backbone.tests.consumer_probe import (
     committed_offsets,
     consume_until_caught_up,
     end_offsets,
-    envelope_for,
     partitions_of,
     send,
     send_event,

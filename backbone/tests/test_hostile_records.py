@@ -16,6 +16,7 @@ from django.conf import settings
 from backbone.kafka import admin_config, group_id, physical_topic, producer_config
 from backbone.models import DeadLetter, DeadLetterReason
 from backbone.provisioning import ensure_topics
+from backbone.testing import envelope_for
 from backbone.tests.consumer_probe import (
     ProbeBroken,
     ProbeContextFactory,
@@ -23,7 +24,6 @@ from backbone.tests.consumer_probe import (
     ProbeShipped,
     applied,
     consume_until_caught_up,
-    envelope_for,
     send,
     send_event,
 )

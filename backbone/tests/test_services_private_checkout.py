@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from backbone.testing import free_port
+
 ROOT = Path(settings.BASE_DIR)
 POSTGRES_HOME = Path("/var/lib/postgresql")
 
@@ -33,12 +35,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PrivateCheckout:
     """A copy of scripts/ under a 0700 directory, with a PostgreSQL port of its own."""
 
@@ -48,7 +44,7 @@ class PrivateCheckout:
         private.chmod(0o700)  # whatever the umask
         self.root = private / "checkout"
         shutil.copytree(ROOT / "scripts", self.root / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
-        self.port = _free_port()
+        self.port = free_port()
 
     def services(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SHOP_PG_PORT": str(self.port), "SHOP_NO_INSTALL": "1"}

@@ -2,20 +2,15 @@
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 
+from backbone.testing import free_port
+
 ROOT = Path(settings.BASE_DIR)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -39,22 +34,22 @@ def test_missing_jdk_is_named_in_one_line(tmp_path: Path) -> None:
         SHOP_NO_INSTALL="1",
         JAVA_HOME="/nonexistent-jdk",
         SHOP_SERVICES_DIR=str(tmp_path),
-        SHOP_KAFKA_PORT=str(_free_port()),
-        SHOP_KAFKA_CONTROLLER_PORT=str(_free_port()),
+        SHOP_KAFKA_PORT=str(free_port()),
+        SHOP_KAFKA_CONTROLLER_PORT=str(free_port()),
         KAFKA_BOOTSTRAP_SERVERS="",
     )
     _assert_one_line_error(result, "Java 17", "openjdk-17")
 
 
 def test_stopped_kafka_is_named_in_one_line() -> None:
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     result = _run([sys.executable, "manage.py", "topics"], KAFKA_BOOTSTRAP_SERVERS=closed)
     _assert_one_line_error(result, "Kafka is not reachable", closed, "make services")
 
 
 def test_stopped_postgres_is_named_in_one_line() -> None:
     """A test run that selects a database test checks the services before the first test."""
-    url = f"postgres://shop:shop@127.0.0.1:{_free_port()}/shop"
+    url = f"postgres://shop:shop@127.0.0.1:{free_port()}/shop"
     probe = "backbone/tests/run_probe.py::test_uses_the_database"
     result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", probe], DATABASE_URL=url)
     output = result.stdout + result.stderr

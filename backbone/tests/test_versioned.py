@@ -3,13 +3,13 @@ apply_all_if_newer: the same for a whole batch in one statement.
 insert_if_absent: exactly one caller creates a "once per aggregate" row."""
 
 import random
-import threading
 from collections.abc import Iterator
 
 import pytest
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
+from backbone.testing import run_together
 from backbone.versioned import apply_all_if_newer, apply_if_newer, insert_if_absent
 
 with isolate_apps("backbone"):
@@ -94,25 +94,15 @@ def test_a_field_in_both_lookup_and_values_is_refused() -> None:
 def test_concurrent_out_of_order_deliveries_converge_on_the_newest(view_table: type[LevelView]) -> None:
     versions = list(range(1, 41))
     random.Random(7).shuffle(versions)
-    start = threading.Barrier(len(versions))
-    errors: list[BaseException] = []
 
-    def deliver(version: int) -> None:
-        try:
-            start.wait(timeout=30)
-            _apply("A-1", version=version, available=version * 10)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    run_together(
+        [
+            lambda version=version: _apply("A-1", version=version, available=version * 10)
+            for version in versions
+        ],
+        timeout=60,
+    )
 
-    threads = [threading.Thread(target=deliver, args=(version,)) for version in versions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
     row = view_table.objects.get(sku="A-1")
     assert (row.version, row.available) == (40, 400)
 
@@ -205,25 +195,9 @@ def test_concurrent_bulk_batches_converge_on_the_newest(view_table: type[LevelVi
         batch = [(sku, version, version * 10) for sku in skus]
         random.Random(version).shuffle(batch)
         batches.append(batch)
-    start = threading.Barrier(len(batches))
-    errors: list[BaseException] = []
 
-    def deliver(batch: list[tuple[str, int, int]]) -> None:
-        try:
-            start.wait(timeout=30)
-            _apply_all(*batch)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    run_together([lambda batch=batch: _apply_all(*batch) for batch in batches], timeout=60)
 
-    threads = [threading.Thread(target=deliver, args=(batch,)) for batch in batches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
     assert _levels(view_table) == {sku: (8, 80) for sku in skus}
 
 
@@ -259,27 +233,10 @@ def test_insert_if_absent_needs_no_savepoint(view_table: type[LevelView]) -> Non
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_inserts_of_one_key_have_exactly_one_winner(view_table: type[LevelView]) -> None:
-    start = threading.Barrier(12)
-    outcomes: list[bool] = []
-    errors: list[BaseException] = []
+    def claim(index: int) -> bool:
+        return insert_if_absent(LevelView(sku="A-1", available=index, version=1), unique_fields=["sku"])
 
-    def claim(index: int) -> None:
-        try:
-            start.wait(timeout=30)
-            outcomes.append(
-                insert_if_absent(LevelView(sku="A-1", available=index, version=1), unique_fields=["sku"])
-            )
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    outcomes = run_together([lambda index=index: claim(index) for index in range(12)], timeout=60)
 
-    threads = [threading.Thread(target=claim, args=(index,)) for index in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
     assert sorted(outcomes) == [False] * 11 + [True]
     assert view_table.objects.count() == 1

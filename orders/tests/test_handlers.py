@@ -11,9 +11,12 @@ from django.db import transaction
 from django.test import TestCase
 
 from backbone.subscriptions import subscriptions
+from backbone.testing import deliver, envelope_for
 from orders import handlers
+from orders.events import OrderConfirmed, OrderLine, OrderRejected, OrderValidated
 from orders.models import Notification, NotificationKind, Order, OrderState, ShipmentStatus, StockLevelView
-from orders.tests.factories import deliver, envelope_for, make_user, outbox_events, place, stock_level
+from orders.tests.factories import make_user, outbox_events, place, stock_level
+from outbox.testing import emitted
 from payments.events import PaymentFailed, PaymentProcessed
 from shipments.events import ShipmentDispatched, ShipmentPrepared
 from stock.events import ReservedLine, Shortage, StockLevelChanged, StockReservationFailed, StockReserved
@@ -66,12 +69,14 @@ def test_stock_reserved_validates_and_asks_for_payment(order) -> None:
     assert validated.event_type == "orders.OrderValidated"
     assert validated.correlation_id == order.correlation_id
     assert validated.causation_id == envelope.id
-    assert validated.payload == {
-        "order_id": str(order.id),
-        "customer_id": order.customer_id,
-        "total": "178.00",
-        "payment_token": "tok_visa",
-    }
+    assert emitted(OrderValidated) == [
+        OrderValidated(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            total=Decimal("178.00"),
+            payment_token="tok_visa",
+        )
+    ]
 
 
 def test_a_redelivered_event_changes_nothing(order) -> None:
@@ -89,8 +94,7 @@ def test_reservation_failure_rejects_for_stock(order) -> None:
     deliver(handlers.on_stock_reservation_failed, event, correlation_id=order.correlation_id)
 
     assert state_of(order) == (OrderState.REJECTED, "out_of_stock")
-    [rejected] = outbox_events(order, "orders.OrderRejected")
-    assert rejected.payload == {"order_id": str(order.id), "reason": "out_of_stock"}
+    assert emitted(OrderRejected) == [OrderRejected(order_id=order.id, reason="out_of_stock")]
 
 
 @pytest.mark.parametrize(
@@ -121,9 +125,9 @@ def test_payment_confirms_and_schedules_one_confirmation_email(order) -> None:
         deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
 
     assert state_of(order) == (OrderState.CONFIRMED, "")
-    [confirmed] = outbox_events(order, "orders.OrderConfirmed")
-    assert confirmed.payload["lines"] == [{"sku": "KB-1", "quantity": 2, "unit_price": "89.00"}]
-    assert confirmed.payload["total"] == "178.00"
+    [confirmed] = emitted(OrderConfirmed)
+    assert confirmed.lines == (OrderLine(sku="KB-1", quantity=2, unit_price=Decimal("89.00")),)
+    assert confirmed.total == Decimal("178.00")
     notification = Notification.objects.get(order=order)
     assert (notification.kind, notification.status) == (NotificationKind.CONFIRMATION, "pending")
     enqueue.assert_called_once_with(notification.id)
@@ -134,8 +138,7 @@ def test_declined_payment_rejects(order) -> None:
     deliver(handlers.on_payment_failed, declined(order), correlation_id=order.correlation_id)
 
     assert state_of(order) == (OrderState.REJECTED, "payment_declined")
-    [rejected] = outbox_events(order, "orders.OrderRejected")
-    assert rejected.payload["reason"] == "payment_declined"
+    assert [rejected.reason for rejected in emitted(OrderRejected)] == ["payment_declined"]
     assert not Notification.objects.exists()
 
 

@@ -1,15 +1,14 @@
 """Customer emails: sent through Django's email backend, once per order and kind."""
 
 import smtplib
-import threading
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core import mail
-from django.db import connection
 from django.utils import timezone
 
+from backbone.testing import run_together
 from orders import tasks
 from orders.models import Notification, NotificationKind, NotificationStatus, Order, OrderState
 from orders.notifications import send_notification
@@ -95,21 +94,11 @@ def test_the_task_retries_transient_errors_itself() -> None:
 def test_racing_tasks_send_one_email() -> None:
     order = confirmed_order()
     notification = Notification.objects.create(order=order, kind=NotificationKind.CONFIRMATION)
-    outcomes: list[NotificationStatus] = []
-    start = threading.Barrier(6)
 
-    def run() -> None:
-        try:
-            start.wait()
-            outcomes.append(send_notification(notification_id=notification.id))
-        finally:
-            connection.close()
+    def run() -> NotificationStatus:
+        return send_notification(notification_id=notification.id)
 
-    threads = [threading.Thread(target=run) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = run_together([run] * 6, timeout=30)
 
     assert outcomes == [NotificationStatus.SENT] * 6
     assert len(mail.outbox) == 1

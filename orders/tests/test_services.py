@@ -1,17 +1,18 @@
 """Placing orders: the pre-check against Orders' view, the atomic write with its event, and
 idempotency keys."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from backbone.correlation import correlation_scope
+from backbone.testing import run_together
 from orders import services
+from orders.events import OrderLine, OrderRequested
 from orders.models import Order, OrderState
 from orders.tests.factories import make_user, outbox_events, place, stock_level
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 
 pytestmark = pytest.mark.django_db
 
@@ -41,15 +42,17 @@ def test_placing_an_order_writes_it_and_its_event_in_one_story(customer) -> None
     assert record.topic == "orders"
     assert record.correlation_id == "story-1"
     assert record.causation_id == ""
-    assert record.payload == {
-        "order_id": str(order.id),
-        "customer_id": customer.pk,
-        "lines": [
-            {"sku": "KB-1", "quantity": 2, "unit_price": "89.00"},
-            {"sku": "MS-2", "quantity": 1, "unit_price": "29.50"},
-        ],
-        "total": "207.50",
-    }
+    assert emitted(OrderRequested) == [
+        OrderRequested(
+            order_id=order.id,
+            customer_id=customer.pk,
+            lines=(
+                OrderLine(sku="KB-1", quantity=2, unit_price=Decimal("89.00")),
+                OrderLine(sku="MS-2", quantity=1, unit_price=Decimal("29.50")),
+            ),
+            total=Decimal("207.50"),
+        )
+    ]
 
 
 def test_outside_a_request_each_order_starts_its_own_story(customer) -> None:
@@ -117,34 +120,18 @@ def test_idempotency_keys_belong_to_one_customer(customer) -> None:
 def test_concurrent_retries_with_one_key_place_one_order() -> None:
     customer = make_user("erin")
     stock_level("KB-1", available=50)
-    results: list[services.Placement] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
-    def attempt() -> None:
-        try:
-            start.wait()
-            results.append(
-                services.place_order(
-                    customer=customer,
-                    lines=[services.LineRequest("KB-1", 1)],
-                    payment_token="tok",
-                    idempotency_key="same-key",
-                )
-            )
-        except BaseException as error:  # surfaced below: a thread's exception is otherwise lost
-            errors.append(error)
-        finally:
-            connection.close()
+    def attempt() -> services.Placement:
+        return services.place_order(
+            customer=customer,
+            lines=[services.LineRequest("KB-1", 1)],
+            payment_token="tok",
+            idempotency_key="same-key",
+        )
 
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = run_together([attempt] * 8, timeout=30)
 
-    assert errors == []
     assert len({placement.order.id for placement in results}) == 1
     assert sum(placement.created for placement in results) == 1
     assert Order.objects.count() == 1
-    assert OutboxRecord.objects.filter(event_type="orders.OrderRequested").count() == 1
+    assert len(emitted(OrderRequested)) == 1

@@ -5,9 +5,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from backbone.contracts import registry
+from backbone.testing import deliver
 from orders import handlers
 from orders.story_fields import CUSTOMER_VISIBLE_FIELDS
-from orders.tests.factories import deliver, make_user, place, stock_level
+from orders.tests.factories import make_user, place, stock_level
 from stock.events import ReservedLine, StockReserved
 
 # Importing every context's handlers registers every contract.

@@ -4,12 +4,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,13 +17,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from backbone.contracts import Event, registry
+from backbone.testing import database_url, wait_for
 from outbox.backoff import StopFlag
 from outbox.emit import emit
 from outbox.models import OutboxRecord
 from outbox.publisher import relay_producer_config
 from outbox.relay import Clock, ProducerFactory, Relay, RelayOptions, database_connector
 
-T = TypeVar("T")
 ContractFactory = Callable[..., type[Event]]
 
 
@@ -63,18 +61,8 @@ def emit_steps(event_class: type[Event], key: str, steps: range | list[int]) -> 
 # --- waiting ---------------------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "") -> T:
-    """Poll `condition` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition}")
-        time.sleep(0.05)
-    return value
-
-
 def wait_for_published(keys: set[str], *, timeout: float = 30.0) -> None:
-    wait_until(
+    wait_for(
         lambda: not OutboxRecord.objects.filter(key__in=keys, published_at__isnull=True).exists(),
         timeout=timeout,
         what=f"the rows of {len(keys)} aggregate(s) to be published",
@@ -110,13 +98,6 @@ def publish_once(**kwargs: Any) -> Relay:
 # --- the relay as a process ------------------------------------------------------------------
 
 
-def database_url() -> str:
-    """DATABASE_URL of the test database, for subprocesses."""
-    db = connection.settings_dict
-    credentials = f"{quote(db['USER'] or '', safe='')}:{quote(db['PASSWORD'] or '', safe='')}@"
-    return f"postgres://{credentials}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def admin_connection() -> psycopg.Connection:
     """An autocommit connection to the test database, outside Django's."""
     db = connection.settings_dict
@@ -131,7 +112,12 @@ def admin_connection() -> psycopg.Connection:
 
 
 def process_env(**overrides: str) -> dict[str, str]:
-    env = {**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("BACKBONE_FAILPOINTS", None)
     return {**env, **overrides}
 
@@ -147,7 +133,7 @@ class RelayProcess:
 
     def wait_for_log(self, text: str, *, after: int = 0, timeout: float = 30.0) -> None:
         """Wait until the log (from character `after` on) contains `text`."""
-        wait_until(lambda: text in self.log()[after:], timeout=timeout, what=f"{self.name} to log {text!r}")
+        wait_for(lambda: text in self.log()[after:], timeout=timeout, what=f"{self.name} to log {text!r}")
 
     @property
     def running(self) -> bool:

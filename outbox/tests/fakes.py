@@ -9,23 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from backbone.envelope import Headers
+from backbone.testing import FakeMessage
 from outbox.publisher import DeliveryCallback
-
-
-@dataclass(frozen=True)
-class FakeMessage:
-    _topic: str
-    _partition: int
-    _offset: int
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
 
 
 @dataclass(frozen=True)

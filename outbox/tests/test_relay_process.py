@@ -9,15 +9,16 @@ from collections import Counter
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from backbone.failpoints import EXIT_CODE
+from backbone.testing import database_url
 from outbox.leader import AnotherLeader
 from outbox.models import OutboxRecord
 
 from .conftest import (
     RelayStarter,
     admin_connection,
-    database_url,
     emit_steps,
     process_env,
     publish_once,
@@ -102,7 +103,7 @@ def test_an_unmigrated_database_is_named_in_one_line(start_relay: RelayStarter):
     with admin_connection() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        env = process_env(DATABASE_URL=database_url().rsplit("/", 1)[0] + f"/{name}")
+        env = process_env(DATABASE_URL=database_url(connection.settings_dict).rsplit("/", 1)[0] + f"/{name}")
         once = start_relay("--once", name="unmigrated", env=env)
         assert once.process.wait(timeout=60) == 1
     finally:

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from backbone.testing import wait_for
 from outbox.backoff import StopFlag
 from outbox.leader import RELAY_LOCK_KEY, AnotherLeader
 from outbox.models import OutboxRecord
 from outbox.relay import database_connector
 
-from .conftest import admin_connection, emit_steps, make_relay, publish_once, wait_until
+from .conftest import admin_connection, emit_steps, make_relay, publish_once
 from .fakes import FakeProducer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,7 +116,7 @@ def test_the_relay_starts_while_kafka_is_down_and_says_so(probe, caplog, backgro
     caplog.set_level(logging.INFO, logger="outbox")
 
     stop = background(producer=FakeProducer(stalled=True, no_metadata=True), kafka_address="kafka:1")
-    wait_until(lambda: "Kafka unavailable" in caplog.text, what="the unavailability report")
+    wait_for(lambda: "Kafka unavailable" in caplog.text, what="the unavailability report")
     stop.set()
 
     assert "Kafka unavailable at kafka:1; 2 rows waiting; retrying in 1s" in caplog.text
@@ -149,9 +150,9 @@ def test_a_stalled_batch_is_reported_and_stays_unpublished_when_stopped(probe, c
     # Metadata answers, deliveries never come; a stopping relay waits 0.2 s for them.
     producer = FakeProducer(stalled=True)
     stop = background(producer=producer, shutdown_grace=0.2)
-    wait_until(lambda: "retrying in" in caplog.text, what="the stall report")
+    wait_for(lambda: "retrying in" in caplog.text, what="the stall report")
     stop.set()
-    wait_until(lambda: "relay stopped" in caplog.text, what="the relay to stop")
+    wait_for(lambda: "relay stopped" in caplog.text, what="the relay to stop")
     assert producer.purged == 3  # they will not go out behind the next leader's
 
     assert "has not confirmed 3 records yet; 3 rows waiting; retrying in 2s" in caplog.text
@@ -170,19 +171,19 @@ def test_with_another_leader_once_refuses_and_a_relay_stands_by_until_it_goes(pr
         with pytest.raises(AnotherLeader):
             publish_once(producer_factory=lambda: producer)
         background(producer=producer, standby_retry=0.1)
-        wait_until(lambda: "standing by" in caplog.text, what="the relay to stand by")
+        wait_for(lambda: "standing by" in caplog.text, what="the relay to stand by")
         assert producer.produced == []
     finally:
         other_leader.close()  # the other leader dies: its lock goes with its session
 
-    wait_until(lambda: not unpublished(key), what="the standby to take over and publish")
+    wait_for(lambda: not unpublished(key), what="the standby to take over and publish")
     assert len(producer.produced) == 2
 
 
 def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe, caplog, background):
     caplog.set_level(logging.INFO, logger="outbox")
     background(producer=FakeProducer(), standby_retry=0.1)
-    wait_until(lambda: "is now the leader" in caplog.text, what="leadership")
+    wait_for(lambda: "is now the leader" in caplog.text, what="leadership")
 
     with admin_connection() as admin:
         admin.execute(
@@ -193,6 +194,6 @@ def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe
     key = f"regained-{uuid.uuid4()}"
     emit_steps(probe, key, range(1))  # wakes the relay, which checks its lock before publishing
 
-    wait_until(lambda: not unpublished(key), what="the relay to lead again and publish")
+    wait_for(lambda: not unpublished(key), what="the relay to lead again and publish")
     assert "no longer the leader" in caplog.text
     assert caplog.text.count("is now the leader") == 2

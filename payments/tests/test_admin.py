@@ -4,20 +4,12 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from payments import services
 from payments.models import Payment
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser(username="admin", password="x" * 12))
-    return client
 
 
 def test_payments_and_attempts_are_shown_read_only(admin_client: Client) -> None:

@@ -1,6 +1,5 @@
 """Charging an order: once per order, whatever the deliveries; declined cards fail the payment."""
 
-import threading
 import uuid
 from decimal import Decimal
 
@@ -14,6 +13,7 @@ from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
 from orders.events import OrderValidated
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 from payments import handlers, services
 from payments.events import PaymentFailed, PaymentProcessed
 from payments.gateway import Charge, GatewayUnavailable, PaymentGateway, SimulatedGateway, get_gateway
@@ -37,12 +37,6 @@ class BrokenGateway(PaymentGateway):
         raise GatewayUnavailable("connection reset")
 
 
-def emitted(event_type: type[PaymentProcessed] | type[PaymentFailed]) -> list[dict[str, object]]:
-    return [
-        row.payload for row in OutboxRecord.objects.filter(event_type=event_type.type_name).order_by("id")
-    ]
-
-
 def validated(order_id: uuid.UUID, *, token: str = "tok_visa", total: str = "42.50") -> OrderValidated:
     return OrderValidated(order_id=order_id, customer_id=7, total=Decimal(total), payment_token=token)
 
@@ -63,7 +57,7 @@ def test_an_approved_charge_processes_the_payment() -> None:
     [attempt] = payment.attempts.all()
     assert (attempt.idempotency_key, attempt.outcome) == (str(order_id), PaymentAttempt.Outcome.APPROVED)
     assert emitted(PaymentProcessed) == [
-        {"order_id": str(order_id), "payment_id": str(payment.id), "amount": "42.50"}
+        PaymentProcessed(order_id=order_id, payment_id=payment.id, amount=Decimal("42.50"))
     ]
     assert emitted(PaymentFailed) == []
     assert OutboxRecord.objects.get().causation_id == envelope.id
@@ -79,12 +73,9 @@ def test_a_declined_card_fails_the_payment() -> None:
     assert (payment.state, payment.failure_reason) == (Payment.State.FAILED, "card_declined")
     assert payment.attempts.get().outcome == PaymentAttempt.Outcome.DECLINED
     assert emitted(PaymentFailed) == [
-        {
-            "order_id": str(order_id),
-            "payment_id": str(payment.id),
-            "amount": "42.50",
-            "reason": "card_declined",
-        }
+        PaymentFailed(
+            order_id=order_id, payment_id=payment.id, amount=Decimal("42.50"), reason="card_declined"
+        )
     ]
     assert emitted(PaymentProcessed) == []
 
@@ -165,27 +156,14 @@ def test_routing_table_is_what_the_consumer_runner_sees() -> None:
 def test_the_same_order_delivered_to_two_consumers_at_once_is_charged_once() -> None:
     gateway = RecordingGateway()
     order_id = uuid.uuid4()
-    start = threading.Barrier(6)
-    errors: list[BaseException] = []
 
-    def charge() -> None:
-        try:
-            start.wait(timeout=30)
-            services.charge_order(
-                order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=gateway
-            )
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    def charge() -> Payment:
+        return services.charge_order(
+            order_id=order_id, amount=Decimal("10.00"), payment_token="tok_visa", gateway=gateway
+        )
 
-    threads = [threading.Thread(target=charge) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    testing.run_together([charge] * 6, timeout=60)
 
-    assert errors == []
     assert gateway.calls == [str(order_id)]
     assert PaymentAttempt.objects.count() == 1
     assert len(emitted(PaymentProcessed)) == 1

@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
@@ -13,13 +12,6 @@ from shipments.events import ShipmentDispatched
 from shipments.models import Shipment
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser(username="admin", password="x" * 12))
-    return client
 
 
 def prepare() -> Shipment:

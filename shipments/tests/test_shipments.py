@@ -19,18 +19,13 @@ from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
 from orders.events import OrderConfirmed, OrderLine
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 from shipments import handlers, services
 from shipments.events import ShipmentDispatched, ShipmentPrepared
 from shipments.models import Shipment
 from shipments.tasks import dispatch_due_shipments
 
 pytestmark = pytest.mark.django_db
-
-
-def emitted(event_type: type[ShipmentPrepared] | type[ShipmentDispatched]) -> list[dict[str, object]]:
-    return [
-        row.payload for row in OutboxRecord.objects.filter(event_type=event_type.type_name).order_by("id")
-    ]
 
 
 def confirmed(order_id: uuid.UUID | None = None) -> OrderConfirmed:
@@ -77,7 +72,7 @@ def test_a_confirmed_order_gets_one_shipment_with_its_lines() -> None:
     shipment = Shipment.objects.get()
     assert (shipment.order_id, shipment.customer_id, shipment.state) == (event.order_id, 7, "prepared")
     assert list(shipment.lines.values_list("sku", "quantity")) == [("MUG-1", 2), ("TEE-2", 1)]
-    assert emitted(ShipmentPrepared) == [{"order_id": str(event.order_id), "shipment_id": str(shipment.id)}]
+    assert emitted(ShipmentPrepared) == [ShipmentPrepared(order_id=event.order_id, shipment_id=shipment.id)]
     assert OutboxRecord.objects.get().causation_id == envelope.id
 
 
@@ -119,9 +114,8 @@ def test_staff_dispatch_a_shipment() -> None:
     assert body["tracking_number"].startswith("TRK")
     assert body["lines"] == [{"sku": "MUG-1", "quantity": 2}, {"sku": "TEE-2", "quantity": 1}]
     [dispatched] = emitted(ShipmentDispatched)
-    assert dispatched["shipment_id"] == str(shipment.id)
-    assert dispatched["order_id"] == str(shipment.order_id)
-    assert dispatched["tracking_number"] == body["tracking_number"]
+    assert (dispatched.shipment_id, dispatched.order_id) == (shipment.id, shipment.order_id)
+    assert dispatched.tracking_number == body["tracking_number"]
     assert Shipment.objects.get().dispatched_at is not None
 
 
@@ -133,7 +127,7 @@ def test_staff_may_name_the_carrier() -> None:
     )
 
     assert response.status_code == 200
-    assert emitted(ShipmentDispatched)[0]["carrier"] == "Bike Courier"
+    assert emitted(ShipmentDispatched)[0].carrier == "Bike Courier"
 
 
 def test_dispatching_twice_is_409_and_keeps_the_first_tracking_number() -> None:
@@ -215,11 +209,7 @@ def test_the_periodic_task_dispatches_only_shipments_waiting_long_enough() -> No
         fresh.id: "prepared",
         staff_was_quicker.id: "dispatched",
     }
-    assert {e["shipment_id"] for e in emitted(ShipmentDispatched)} == {
-        str(due.id),
-        str(also_due.id),
-        str(staff_was_quicker.id),
-    }
+    assert {e.shipment_id for e in emitted(ShipmentDispatched)} == {due.id, also_due.id, staff_was_quicker.id}
 
 
 def test_the_periodic_task_is_scheduled_in_celery_beat() -> None:

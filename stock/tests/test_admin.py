@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from stock import services
@@ -16,13 +15,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client_with_rows() -> Client:
+def admin_client_with_rows(admin_client: Client) -> Client:
+    """pytest-django's client logged in as a superuser, with a product, a reservation and a receipt."""
     add_product("MUG-1", on_hand=5)
     services.reserve_for_order(order_id=uuid.uuid4(), lines=[ReservedLine(sku="MUG-1", quantity=2)])
     services.receive_stock(sku="MUG-1", quantity=3)
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser(username="admin", password="x" * 12))
-    return client
+    return admin_client
 
 
 @pytest.mark.parametrize("model", ["product", "stocklevel", "reservation", "stockreceipt"])

@@ -6,10 +6,11 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 from stock.events import StockLevelChanged
 from stock.models import StockReceipt
 
-from .helpers import add_product, emitted, forget_events, level
+from .helpers import add_product, forget_events, level
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def test_staff_books_a_receipt_and_gets_the_new_level() -> None:
     }
     assert level("MUG-1").on_hand == 7
     assert StockReceipt.objects.get().received_by.username == "staff"
-    assert [e["on_hand"] for e in emitted(StockLevelChanged)] == [7]
+    assert [e.on_hand for e in emitted(StockLevelChanged)] == [7]
 
 
 @pytest.mark.usefixtures("mug")

@@ -11,11 +11,12 @@ from backbone.subscriptions import subscriptions
 from backbone.testing import deliver, envelope_for
 from orders.events import OrderConfirmed, OrderLine, OrderRejected, OrderRequested
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 from stock import handlers
-from stock.events import StockLevelChanged, StockReserved
+from stock.events import ReservedLine, StockLevelChanged, StockReserved
 from stock.models import Reservation
 
-from .helpers import add_product, emitted, forget_events, level
+from .helpers import add_product, forget_events, level
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,9 @@ def test_an_order_story_reserves_then_commits_and_events_carry_its_correlation()
 
     envelope = deliver(handlers.on_order_requested, requested)
 
-    assert emitted(StockReserved) == [{"order_id": str(order_id), "lines": [{"sku": "MUG-1", "quantity": 2}]}]
+    assert emitted(StockReserved) == [
+        StockReserved(order_id=order_id, lines=(ReservedLine(sku="MUG-1", quantity=2),))
+    ]
     assert set(OutboxRecord.objects.values_list("correlation_id", "causation_id")) == {
         (envelope.correlation_id, envelope.id)
     }
@@ -73,7 +76,7 @@ def test_a_rejected_order_releases_what_was_reserved(reason: str) -> None:
     deliver(handlers.on_order_rejected, OrderRejected(order_id=order_id, reason=reason))
 
     assert level("MUG-1").available == 5
-    assert [e["available"] for e in emitted(StockLevelChanged)] == [5]
+    assert [e.available for e in emitted(StockLevelChanged)] == [5]
 
 
 def test_handlers_join_the_batch_transaction_without_savepoints() -> None:

@@ -9,9 +9,11 @@ from django.db import IntegrityError, transaction
 
 from backbone.contracts import registry
 from outbox.models import OutboxRecord
+from outbox.testing import emitted
 from stock import services
 from stock.events import (
     ReservedLine,
+    Shortage,
     StockLevelChanged,
     StockReorderRequested,
     StockReservationFailed,
@@ -19,7 +21,7 @@ from stock.events import (
 )
 from stock.models import Product, Reservation, StockLevel
 
-from .helpers import add_product, emitted, forget_events, level
+from .helpers import add_product, forget_events, level
 
 pytestmark = pytest.mark.django_db
 
@@ -39,15 +41,15 @@ def test_register_product_opens_a_level_and_emits_its_state() -> None:
     stock = level("MUG-1")
     assert (stock.on_hand, stock.reserved, stock.version) == (12, 0, 1)
     assert emitted(StockLevelChanged) == [
-        {
-            "sku": "MUG-1",
-            "name": "Product MUG-1",
-            "price": "9.50",
-            "on_hand": 12,
-            "reserved": 0,
-            "available": 12,
-            "version": 1,
-        }
+        StockLevelChanged(
+            sku="MUG-1",
+            name="Product MUG-1",
+            price=Decimal("9.50"),
+            on_hand=12,
+            reserved=0,
+            available=12,
+            version=1,
+        )
     ]
     assert emitted(StockReorderRequested) == []
 
@@ -73,9 +75,9 @@ def test_register_product_updates_the_catalog_but_keeps_the_level() -> None:
     assert (stock.on_hand, stock.reserved, stock.version) == (12, 5, 3)
     assert Product.objects.get(sku="MUG-1").name == "Big mug"
     [changed] = emitted(StockLevelChanged)
-    assert (changed["name"], changed["price"], changed["available"], changed["version"]) == (
+    assert (changed.name, changed.price, changed.available, changed.version) == (
         "Big mug",
-        "11.00",
+        Decimal("11.00"),
         7,
         3,
     )
@@ -85,7 +87,7 @@ def test_a_new_product_at_its_reorder_point_asks_for_more_at_once() -> None:
     add_product("MUG-1", on_hand=2, reorder_point=2, reorder_quantity=20)
 
     assert emitted(StockReorderRequested) == [
-        {"sku": "MUG-1", "available": 2, "reorder_point": 2, "reorder_quantity": 20}
+        StockReorderRequested(sku="MUG-1", available=2, reorder_point=2, reorder_quantity=20)
     ]
     assert level("MUG-1").reorder_requested is True
 
@@ -115,13 +117,8 @@ def test_reservation_takes_every_line_and_emits_one_level_per_sku() -> None:
     assert reservation.state == Reservation.State.RESERVED
     assert dict(reservation.lines.values_list("product_id", "quantity")) == {"MUG-1": 4, "TEE-2": 3}
     assert (level("MUG-1").reserved, level("MUG-1").on_hand, level("TEE-2").reserved) == (4, 10, 3)
-    assert emitted(StockReserved) == [
-        {
-            "order_id": str(order_id),
-            "lines": [{"sku": "MUG-1", "quantity": 4}, {"sku": "TEE-2", "quantity": 3}],
-        }
-    ]
-    assert [(e["sku"], e["reserved"], e["available"], e["version"]) for e in emitted(StockLevelChanged)] == [
+    assert emitted(StockReserved) == [StockReserved(order_id=order_id, lines=lines(MUG_1=4, TEE_2=3))]
+    assert [(e.sku, e.reserved, e.available, e.version) for e in emitted(StockLevelChanged)] == [
         ("MUG-1", 4, 6, 2),
         ("TEE-2", 3, 0, 2),
     ]
@@ -139,13 +136,13 @@ def test_reservation_is_all_or_nothing() -> None:
     assert not reservation.lines.exists()
     assert [(s.reserved, s.version) for s in StockLevel.objects.all()] == [(0, 1), (0, 1)]
     assert emitted(StockReservationFailed) == [
-        {
-            "order_id": str(order_id),
-            "shortages": [
-                {"sku": "CAP-9", "requested": 1, "available": 0},
-                {"sku": "TEE-2", "requested": 3, "available": 2},
-            ],
-        }
+        StockReservationFailed(
+            order_id=order_id,
+            shortages=(
+                Shortage(sku="CAP-9", requested=1, available=0),
+                Shortage(sku="TEE-2", requested=3, available=2),
+            ),
+        )
     ]
     assert emitted(StockReserved) == []
     assert emitted(StockLevelChanged) == []
@@ -158,9 +155,7 @@ def test_lines_of_the_same_sku_are_reserved_together() -> None:
     reserved = services.reserve_for_order(order_id=uuid.uuid4(), lines=lines(MUG_1=2) + lines(MUG_1=3))
 
     assert (failed.state, reserved.state) == (Reservation.State.FAILED, Reservation.State.RESERVED)
-    assert emitted(StockReservationFailed)[0]["shortages"] == [
-        {"sku": "MUG-1", "requested": 6, "available": 5}
-    ]
+    assert emitted(StockReservationFailed)[0].shortages == (Shortage(sku="MUG-1", requested=6, available=5),)
     assert level("MUG-1").available == 0
 
 
@@ -205,7 +200,7 @@ def test_commit_takes_the_goods_out_of_the_warehouse_once() -> None:
     stock = level("MUG-1")
     assert (stock.on_hand, stock.reserved, stock.available, stock.version) == (6, 0, 6, 3)
     assert Reservation.objects.get(order_id=order_id).state == Reservation.State.COMMITTED
-    assert [(e["on_hand"], e["reserved"], e["version"]) for e in emitted(StockLevelChanged)] == [(6, 0, 3)]
+    assert [(e.on_hand, e.reserved, e.version) for e in emitted(StockLevelChanged)] == [(6, 0, 3)]
 
 
 def test_release_makes_the_reserved_goods_available_again_once() -> None:
@@ -220,7 +215,7 @@ def test_release_makes_the_reserved_goods_available_again_once() -> None:
     stock = level("MUG-1")
     assert (stock.on_hand, stock.reserved, stock.version) == (10, 0, 3)
     assert Reservation.objects.get(order_id=order_id).state == Reservation.State.RELEASED
-    assert [(e["reserved"], e["available"]) for e in emitted(StockLevelChanged)] == [(0, 10)]
+    assert [(e.reserved, e.available) for e in emitted(StockLevelChanged)] == [(0, 10)]
 
 
 def test_release_after_a_failed_reservation_changes_nothing() -> None:
@@ -262,7 +257,7 @@ def test_reorder_is_requested_once_per_crossing_and_receipts_rearm_it() -> None:
     reserve(1)  # 3 available: crossing
     reserve(1)  # 2 available: still below, asked already
     assert emitted(StockReorderRequested) == [
-        {"sku": "MUG-1", "available": 3, "reorder_point": 3, "reorder_quantity": 25}
+        StockReorderRequested(sku="MUG-1", available=3, reorder_point=3, reorder_quantity=25)
     ]
 
     services.receive_stock(sku="MUG-1", quantity=5)  # 7 available: above again, re-armed
@@ -270,7 +265,7 @@ def test_reorder_is_requested_once_per_crossing_and_receipts_rearm_it() -> None:
     assert len(emitted(StockReorderRequested)) == 1
 
     reserve(4)  # 3 available: the next crossing
-    assert [e["available"] for e in emitted(StockReorderRequested)] == [3, 3]
+    assert [e.available for e in emitted(StockReorderRequested)] == [3, 3]
 
 
 def test_a_receipt_that_stays_at_or_below_the_point_does_not_rearm() -> None:
@@ -305,7 +300,7 @@ def test_receive_stock_adds_to_on_hand_and_records_the_receipt() -> None:
     stock = level("MUG-1")
     assert (stock.on_hand, stock.version) == (10, 2)
     assert list(stock.product.receipts.values_list("quantity", flat=True)) == [8]
-    assert [(e["on_hand"], e["version"]) for e in emitted(StockLevelChanged)] == [(10, 2)]
+    assert [(e.on_hand, e.version) for e in emitted(StockLevelChanged)] == [(10, 2)]
 
 
 def test_receive_stock_refuses_unknown_skus_and_non_positive_quantities() -> None:

@@ -1,0 +1,155 @@
+"""Kafka in a test: what reached the broker (`KafkaTail`), the consumer groups' lag, and a
+`FakeMessage` with the interface of confluent-kafka's `Message` for tests with a fake client.
+"""
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from django.conf import settings
+
+from backbone.envelope import Envelope
+from backbone.kafka import client_config, group_id, logical_topic, physical_topic
+from backbone.topics import TOPICS
+
+from .waiting import Timeout
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    envelope: Envelope
+    headers: dict[str, str]
+    value: bytes
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+
+class KafkaTail:
+    """Reads every record of the namespace's topics from the beginning, incrementally."""
+
+    def __init__(self, topics: Iterable[str] = tuple(TOPICS)) -> None:
+        config = {
+            **client_config(),
+            "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+        self.consumer = Consumer(config)
+        # Watermark queries on the assigned consumer wait for its fetcher (~0.5 s a partition).
+        self.watermarks = Consumer(config)
+        partitions = []
+        for topic in topics:
+            metadata = self.consumer.list_topics(physical_topic(topic), timeout=10).topics[
+                physical_topic(topic)
+            ]
+            partitions += [
+                TopicPartition(physical_topic(topic), p, OFFSET_BEGINNING) for p in metadata.partitions
+            ]
+        self.partitions = partitions
+        self.consumer.assign(partitions)
+        self.records: list[KafkaRecord] = []
+
+    def catch_up(self, timeout: float = 30.0) -> list[KafkaRecord]:
+        """Read up to the current end of every partition."""
+        ends = {
+            (tp.topic, tp.partition): self.watermarks.get_watermark_offsets(tp, timeout=10)[1]
+            for tp in self.partitions
+        }
+        seen: dict[tuple[str, int], int] = {}
+        for record in self.records:
+            key = (physical_topic(record.topic), record.partition)
+            seen[key] = max(seen.get(key, -1), record.offset)
+        deadline = time.monotonic() + timeout
+        while any(seen.get(key, -1) + 1 < end for key, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise Timeout("could not read the topics to their end")
+            for message in self.consumer.consume(num_messages=1000, timeout=0.1):
+                if message.error():
+                    continue
+                headers = {name: (value or b"").decode() for name, value in message.headers() or []}
+                self.records.append(
+                    KafkaRecord(
+                        topic=logical_topic(message.topic()),
+                        partition=message.partition(),
+                        offset=message.offset(),
+                        key=(message.key() or b"").decode(),
+                        envelope=Envelope.from_headers(message.headers()),
+                        headers=headers,
+                        value=message.value(),
+                    )
+                )
+                seen[(message.topic(), message.partition())] = message.offset()
+        return self.records
+
+    def story(self, correlation_id: str) -> list[KafkaRecord]:
+        return [record for record in self.catch_up() if record.envelope.correlation_id == correlation_id]
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.watermarks.close()
+
+
+def consumer_lag(topics_by_context: dict[str, set[str]]) -> int:
+    """Records the contexts' consumer groups have not committed yet on the topics they read."""
+    lag = 0
+    for context, topics in topics_by_context.items():
+        probe = Consumer(
+            {
+                **client_config(),
+                "group.id": group_id(context),
+                "log_level": 3,
+            }
+        )
+        try:
+            partitions = []
+            for topic in topics:
+                name = physical_topic(topic)
+                metadata = probe.list_topics(name, timeout=10).topics[name]
+                partitions += [TopicPartition(name, p) for p in metadata.partitions]
+            for committed in probe.committed(partitions, timeout=10):
+                end = probe.get_watermark_offsets(committed, timeout=10)[1]
+                lag += max(0, end - max(committed.offset, 0))
+        finally:
+            probe.close()
+    return lag
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    """A record as confluent-kafka hands it over (`Message`'s accessors), for fake clients:
+    a fake consumer's poll() result or a fake producer's delivery report."""
+
+    topic_: str
+    partition_: int
+    offset_: int
+    key_: bytes | None = None
+    value_: bytes | None = None
+    headers_: list[tuple[str, bytes]] | None = None
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self.headers_
+
+    def error(self) -> None:
+        return None

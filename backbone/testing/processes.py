@@ -1,0 +1,155 @@
+"""The shop's real processes in a test: started as subprocesses, logged, killed and restarted.
+
+`ShopProcesses` starts `manage.py relay`, `manage.py consume <context>`, a Celery worker and a
+gunicorn web server as subprocesses (each logging to its own file, shown when a test fails),
+and can SIGKILL and restart any of them. `LoggedProcess` is one subprocess whose log a test
+reads as it runs.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for the database a Django connection uses (the test database in tests)."""
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = quote(settings_dict["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host, port = settings_dict["HOST"] or "127.0.0.1", settings_dict["PORT"] or 5432
+    return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class ShopProcesses:
+    """The shop's processes for one test module, sharing one environment."""
+
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def add(self, name: str, argv: list[str]) -> None:
+        self.processes[name] = ManagedProcess(name=name, argv=argv, log_path=self.log_dir / f"{name}.log")
+
+    def start(self, *names: str) -> None:
+        for name in names or tuple(self.processes):
+            managed = self.processes[name]
+            if managed.running:
+                continue
+            managed.starts += 1
+            log = managed.log_path.open("ab")
+            log.write(f"\n===== start #{managed.starts}: {' '.join(managed.argv)}\n".encode())
+            log.flush()
+            managed.process = subprocess.Popen(
+                managed.argv,
+                cwd=settings.BASE_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: signals reach its children too
+            )
+            log.close()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no clean-up, no offset commit, like a machine that loses power."""
+        managed = self.processes[name]
+        if managed.process is not None and managed.running:
+            os.killpg(managed.process.pid, signal.SIGKILL)
+            managed.process.wait(timeout=30)
+
+    def stop(self, *names: str, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL for whatever has not exited in time."""
+        chosen = [self.processes[name] for name in (names or tuple(self.processes))]
+        for managed in chosen:
+            if managed.process is not None and managed.running:
+                os.killpg(managed.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for managed in chosen:
+            if managed.process is None:
+                continue
+            try:
+                managed.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(managed.process.pid, signal.SIGKILL)
+                managed.process.wait(timeout=10)
+
+    def assert_running(self) -> None:
+        dead = [managed for managed in self.processes.values() if not managed.running]
+        if dead:
+            details = "\n".join(f"{m.name} exited with {m.process and m.process.returncode}" for m in dead)
+            raise AssertionError(f"processes died:\n{details}\n{self.logs(*(m.name for m in dead))}")
+
+    def logs(self, *names: str, tail: int = 60) -> str:
+        parts = []
+        for name in names or tuple(self.processes):
+            path = self.processes[name].log_path
+            lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
+            parts.append(f"----- {name} (last {len(lines)} lines of {path})\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+class LoggedProcess:
+    """One subprocess whose stderr is collected as it runs, for tests that read its log lines."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        self.lines.extend(self.process.stderr)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+
+def python_argv(*args: str) -> list[str]:
+    return [sys.executable, *args]
