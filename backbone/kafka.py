@@ -62,7 +62,7 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
         "linger.ms": 5,
         "batch.num.messages": 10_000,
         "compression.type": "lz4",
-        "message.timeout.ms": 30_000,
+        "message.timeout.ms": settings.KAFKA_PRODUCER_TIMEOUT_MS,
         # Batches stay under the topics' max.message.bytes (librdkafka may overshoot by a record).
         "message.max.bytes": settings.KAFKA_PRODUCER_MAX_BYTES,
         "log_level": 3,

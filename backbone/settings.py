@@ -271,6 +271,10 @@ OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
 EVENT_MAX_BYTES = int(os.environ.get("EVENT_MAX_BYTES", str(256 * 1024)))
 KAFKA_TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024
 KAFKA_PRODUCER_MAX_BYTES = 1_000_000
+# How long a producer (dead-letter publisher, tools) tries to deliver a record before giving
+# up (`message.timeout.ms`). The relay never gives up (its own setting, 0); tests lower this to
+# prove that an outage longer than it loses and duplicates nothing.
+KAFKA_PRODUCER_TIMEOUT_MS = int(os.environ.get("KAFKA_PRODUCER_TIMEOUT_MS", "30000"))
 # Relay (`manage.py relay`; its options override these).
 RELAY_BATCH_SIZE = int(os.environ.get("RELAY_BATCH_SIZE", "2000"))
 RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS", "5"))

@@ -115,6 +115,9 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
     processes.add("relay", python_argv("manage.py", "relay"))
     for context in sorted(CONTEXTS):
         processes.add(f"consume-{context}", python_argv("manage.py", "consume", context))
+    # A second Stock consumer in the same group takes some of the three partitions, so that
+    # reservations for one sku are made by two processes at once and really race.
+    processes.add("consume-stock-2", python_argv("manage.py", "consume", "stock"))
     processes.add(
         "worker",
         python_argv(
