@@ -43,6 +43,7 @@ test: services tools  ## run the whole test suite against the real services
 lint: venv  ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .

@@ -71,7 +71,10 @@ class Offsets:
             TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()
         ]
         try:
-            self._consumer.commit(offsets=partitions, asynchronous=asynchronous)
+            if asynchronous:
+                self._consumer.commit(offsets=partitions, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as error:
             log.warning("%s: offset commit failed (records will be redelivered): %s", self.context, error)
 

@@ -21,7 +21,7 @@ class RunnerOptions:
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "RunnerOptions":
-        configured = {
+        configured: dict[str, Any] = {
             "batch_size": settings.CONSUMER_BATCH_SIZE,
             "max_attempts": settings.CONSUMER_MAX_ATTEMPTS,
             "retry_delay": settings.CONSUMER_RETRY_DELAY_SECONDS,
@@ -34,4 +34,4 @@ class RunnerOptions:
 
     def backoff(self, attempt: int) -> float:
         """The pause after failed attempt number `attempt` (1-based)."""
-        return min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay)
+        return min(self.retry_delay * 2.0 ** (attempt - 1), self.max_retry_delay)

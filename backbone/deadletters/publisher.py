@@ -13,6 +13,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
 
+from ..envelope import Headers
 from ..kafka import physical_topic, producer_config
 from ..records import ConsumedRecord
 from ..topics import TOPICS
@@ -96,8 +97,9 @@ class KafkaDeadLetterPublisher:
         error: str,
         attempts: int,
     ) -> None:
-        value, headers = copy_for_topic(record)
-        headers += [
+        value, copied = copy_for_topic(record)
+        headers: Headers = [
+            *copied,
             (f"{HEADER_PREFIX}error", summary(error)[:_MAX_HEADER_ERROR].encode()),
             (f"{HEADER_PREFIX}reason", reason.encode()),
             (f"{HEADER_PREFIX}attempts", str(attempts).encode()),
