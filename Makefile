@@ -47,6 +47,7 @@ lint: venv  ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import contracts in pyproject.toml
+	$(VENV)/bin/mypy
 
 format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .

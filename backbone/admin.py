@@ -16,7 +16,7 @@ from .records import decode_headers
 
 
 @admin.register(InboxEntry)
-class InboxEntryAdmin(ReadOnlyAdmin):
+class InboxEntryAdmin(ReadOnlyAdmin[InboxEntry]):
     list_display = [
         "handled_at",
         "consumer_group",
@@ -35,10 +35,9 @@ class InboxEntryAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-class ParkedRecordInline(admin.TabularInline):
+class ParkedRecordInline(admin.TabularInline[ParkedRecord, DeadLetter]):
     model = ParkedRecord
-    fields = ["topic", "partition", "offset", "key", "parked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("topic", "partition", "offset", "key", "parked_at")
     extra = 0
     can_delete = False
     ordering = ["partition", "offset"]
@@ -48,7 +47,7 @@ class ParkedRecordInline(admin.TabularInline):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
     list_display = [
         "id",
         "status",
@@ -66,7 +65,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     actions = ["replay_selected", "discard_selected"]
     inlines = [ParkedRecordInline]
-    fields = [
+    fields = readonly_fields = (
         "status",
         "reason",
         "context",
@@ -83,8 +82,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "headers_table",
         "value_text",
         "error_text",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         return super().get_queryset(request).annotate(parked_count=Count("parked"))
@@ -99,7 +97,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
     @admin.display(description="parked", ordering="parked_count")
     def parked_count(self, letter: DeadLetter) -> int:
-        return letter.parked_count  # type: ignore[attr-defined]
+        count: int = letter.parked_count  # type: ignore[attr-defined]  # annotated in get_queryset
+        return count
 
     @admin.display(description="error")
     def error_summary(self, letter: DeadLetter) -> str:
@@ -157,7 +156,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ParkedRecord)
-class ParkedRecordAdmin(ReadOnlyAdmin):
+class ParkedRecordAdmin(ReadOnlyAdmin[ParkedRecord]):
     list_display = ["id", "dead_letter", "consumer_group", "topic", "partition", "offset", "key", "parked_at"]
     list_filter = ["consumer_group", "topic"]
     search_fields = ["=key"]

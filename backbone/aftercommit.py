@@ -54,7 +54,7 @@ class Cooldown:
 _broker = Cooldown()
 
 
-def enqueue_on_commit(task: Task, *args: Any) -> None:
+def enqueue_on_commit(task: "Task[..., Any]", *args: Any) -> None:
     """Enqueue `task(*args)` after the current transaction commits; log a failure, never raise.
 
     Only for tasks whose lost enqueue something else recovers (a sweep of pending rows): when

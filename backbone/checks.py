@@ -12,7 +12,7 @@ from .topics import TOPICS
 @checks.register()
 def single_writer_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every registered contract lives in the context that owns its topic."""
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for cls in registry.all():
         spec = TOPICS.get(cls.topic)
         if spec is None or spec.owner != cls.context:

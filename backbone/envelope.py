@@ -23,7 +23,9 @@ REQUIRED_HEADERS = (
     "ce_dataversion",
 )
 
-Headers = list[tuple[str, bytes]]
+# Kafka record headers as confluent-kafka takes and gives them: values are bytes in our
+# records, but a hostile producer's may be missing (None) and the client also accepts text.
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class InvalidEnvelope(ContractError):
@@ -41,7 +43,7 @@ class Envelope:
     causation_id: str | None = None
 
     def headers(self) -> Headers:
-        headers = [
+        headers: Headers = [
             ("ce_specversion", SPEC_VERSION.encode()),
             ("ce_id", self.id.encode()),
             ("ce_source", self.source.encode()),

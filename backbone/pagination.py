@@ -21,7 +21,7 @@ _DIGITS = re.compile(r"[0-9]+")
 class PageNumberPagination(pagination.PageNumberPagination):
     last_page_strings = ()  # `page=last` is not an integer; the schema says integer
 
-    def get_page_number(self, request: Request, paginator: Paginator) -> int:
+    def get_page_number(self, request: Request, paginator: Paginator[Any]) -> int:
         return _positive_int(request.query_params.get(self.page_query_param) or "1", self.page_query_param)
 
     def get_page_size(self, request: Request) -> int | None:

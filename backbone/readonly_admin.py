@@ -3,8 +3,13 @@
 The same mixin serves model admins and inlines, so no context writes its own.
 """
 
+from typing import TypeVar
+
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
+
+M = TypeVar("M", bound=models.Model)
 
 
 class ReadOnlyMixin:
@@ -18,5 +23,5 @@ class ReadOnlyMixin:
         return False
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin[M]):
     pass

@@ -79,7 +79,8 @@ def clear_views(context: str, views: list[type[models.Model]]) -> int:
         cursor.execute(
             f"DELETE FROM {InboxEntry._meta.db_table} WHERE consumer_group = %s", [group_id(context)]
         )
-        return cursor.rowcount
+        deleted: int = cursor.rowcount
+        return deleted
 
 
 def rebuild(context: str) -> tuple[list[type[models.Model]], int]:

@@ -41,7 +41,18 @@ class KafkaMessage(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
-    def headers(self) -> Headers | None: ...
+    def headers(self) -> Headers | dict[str, str | bytes | None] | None: ...
+
+
+def _consumed_headers(
+    headers: Headers | dict[str, str | bytes | None] | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """Consumed headers are a list of (name, bytes or None); the client's types also allow the
+    text and dict forms that produce() accepts, so those are read too. A missing value is b""."""
+    if headers is None:
+        return ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return tuple((name, value.encode() if isinstance(value, str) else value or b"") for name, value in pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +76,7 @@ class ConsumedRecord:
             # Keys are aggregate ids (text); a stray byte must not stop the partition.
             key=raw_key.decode("utf-8", errors="replace") if raw_key is not None else None,
             value=message.value(),
-            headers=tuple((name, value or b"") for name, value in message.headers() or ()),
+            headers=_consumed_headers(message.headers()),
         )
 
     @classmethod
@@ -221,7 +232,7 @@ def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
     if single:
         with correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id):
             for subscription in single:
-                subscription.handler(routed.event, routed.envelope)
+                subscription.call(routed.event, routed.envelope)
     for subscription in routed.handlers:
         if not subscription.batch:
             continue
@@ -234,7 +245,7 @@ def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
 def handle_batch(subscription: Subscription, items: Sequence[tuple[Event, Envelope]]) -> None:
     """Run one batch handler over `items`, outside any story (it must not emit)."""
     with batch_scope(subscription.name):
-        subscription.handler(items)
+        subscription.call_batch(items)
 
 
 def encode_headers(headers: Iterable[tuple[str, bytes]]) -> StoredHeaders:

@@ -28,7 +28,7 @@ at once, so it has no correlation or causation id: it must not emit events (emit
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .contracts import Event
 from .envelope import Envelope
@@ -49,6 +49,14 @@ class Subscription:
     @property
     def name(self) -> str:
         return f"{self.handler.__module__}.{self.handler.__qualname__}"
+
+    def call(self, event: Event, envelope: Envelope) -> None:
+        """Run a per-event handler (`batch` is False)."""
+        cast(Handler, self.handler)(event, envelope)  # `batch` says which signature it has
+
+    def call_batch(self, items: Sequence[tuple[Event, Envelope]]) -> None:
+        """Run a batch handler (`batch` is True) over (event, envelope) items."""
+        cast(BatchHandler, self.handler)(items)  # `batch` says which signature it has
 
 
 class SubscriptionRegistry:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
@@ -30,7 +31,10 @@ class SettingsRateThrottle(SimpleRateThrottle):
     """A throttle whose rate is `settings.THROTTLE_RATES[scope]`, failing open on a cache outage."""
 
     def get_rate(self) -> str | None:
-        return settings.THROTTLE_RATES[self.scope]
+        if self.scope is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} names no throttle scope")
+        rate: str = settings.THROTTLE_RATES[self.scope]
+        return rate
 
     def allow_request(self, request: Any, view: Any) -> bool:
         try:

@@ -43,6 +43,7 @@ from typing import Any
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.options import Options
 from django.utils import timezone
 
 
@@ -74,7 +75,7 @@ def apply_if_newer(
         if field.name in values or field.name == version_field or getattr(field, "auto_now", False)
     ]
     table = quote(meta.db_table)
-    version_column = quote(meta.get_field(version_field).column)
+    version_column = quote(_column(meta, version_field))
     assignments = ", ".join(f"{quote(field.column)} = EXCLUDED.{quote(field.column)}" for field in updated)
     on_conflict = f"DO UPDATE SET {assignments} WHERE {table}.{version_column} < EXCLUDED.{version_column}"
     return _insert(instance, conflict_fields=lookup, on_conflict=on_conflict) is not None
@@ -118,7 +119,7 @@ def apply_all_if_newer(
     stamps = [field.get_db_prep_save(now, connection) for field in stamped]
 
     table = quote(meta.db_table)
-    version_column = quote(meta.get_field(version_field).column)
+    version_column = quote(_column(meta, version_field))
     updated = [
         field
         for field in fields
@@ -130,12 +131,13 @@ def apply_all_if_newer(
         f"INSERT INTO {table} ({', '.join(quote(field.column) for field in [*from_rows, *stamped])}) "
         f"SELECT {', '.join(['batch.*', *['%s'] * len(stamped)])} "
         f"FROM unnest({arrays}) AS batch ({', '.join(quote(field.column) for field in from_rows)}) "
-        f"ON CONFLICT ({quote(meta.get_field(key_field).column)}) "
+        f"ON CONFLICT ({quote(_column(meta, key_field))}) "
         f"DO UPDATE SET {assignments} WHERE {table}.{version_column} < EXCLUDED.{version_column}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*stamps, *columns])
-        return cursor.rowcount
+        written: int = cursor.rowcount
+        return written
 
 
 def _newest_per_key(
@@ -159,7 +161,7 @@ def _newest_per_key(
     return [newest[key] for key in sorted(newest)]
 
 
-def _is_stamp(field: models.Field) -> bool:
+def _is_stamp(field: models.Field[Any, Any]) -> bool:
     return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
 
 
@@ -193,7 +195,7 @@ def _insert(instance: models.Model, *, conflict_fields: Iterable[str], on_confli
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({', '.join(quote(meta.get_field(name).column) for name in conflict_fields)}) "
+        f"ON CONFLICT ({', '.join(quote(_column(meta, name)) for name in conflict_fields)}) "
         f"{on_conflict} RETURNING {quote(meta.pk.column)}"
     )
     with connection.cursor() as cursor:
@@ -202,11 +204,21 @@ def _insert(instance: models.Model, *, conflict_fields: Iterable[str], on_confli
     return None if row is None else row[0]
 
 
+def _column(meta: Options[Any], name: str) -> str:
+    """The column of a concrete field; reverse relations and generic keys have none."""
+    field = meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{meta.label}.{name} is not a column")
+    return field.column
+
+
 def _connection_for(model: type[models.Model]) -> BaseDatabaseWrapper:
     return connections[router.db_for_write(model)]
 
 
-def _inserted_fields(fields: Iterable[models.Field], explicit: Iterable[str]) -> list[models.Field]:
+def _inserted_fields(
+    fields: Iterable[models.Field[Any, Any]], explicit: Iterable[str]
+) -> list[models.Field[Any, Any]]:
     """All columns but those the database generates (an auto primary key, generated fields)."""
     named = set(explicit)
     return [

@@ -15,7 +15,9 @@ class PublishedFilter(admin.SimpleListFilter):
     title = "published"
     parameter_name = "published"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[OutboxRecord]
+    ) -> list[tuple[str, str]]:
         return [("yes", "Yes"), ("no", "No (waiting for the relay)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxRecord]) -> QuerySet[OutboxRecord]:
@@ -28,7 +30,7 @@ class PublishedFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxRecord)
-class OutboxRecordAdmin(admin.ModelAdmin):
+class OutboxRecordAdmin(admin.ModelAdmin[OutboxRecord]):
     list_display = [
         "id",
         "event_type",

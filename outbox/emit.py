@@ -2,6 +2,7 @@
 
 import sys
 import uuid
+from types import FrameType
 
 from django.conf import settings
 from django.db import connection
@@ -81,9 +82,9 @@ def emit(event: Event) -> Envelope:
 
 def _calling_context(default: str) -> str:
     """The context whose code called emit(): the first caller frame inside a context app."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
-        package = frame.f_globals.get("__name__", "").split(".")[0]
+        package: str = frame.f_globals.get("__name__", "").split(".")[0]
         if package in CONTEXTS:
             return package
         frame = frame.f_back

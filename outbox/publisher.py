@@ -263,6 +263,10 @@ def _record_delivery(
     outcome: BatchOutcome, row: PendingRow, error: KafkaError | None, message: Message
 ) -> None:
     if error is None:
-        outcome.placements[row.id] = Placement(row.id, message.partition(), message.offset())
+        partition, offset = message.partition(), message.offset()
+        # A delivered record always has both; only the client's types allow None.
+        assert partition is not None
+        assert offset is not None
+        outcome.placements[row.id] = Placement(row.id, partition, offset)
     else:
         outcome.fail(row, error, partition=message.partition())

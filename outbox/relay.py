@@ -12,7 +12,7 @@ run it against fakes; `manage.py relay` wires the real ones.
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from typing import Any
 
@@ -144,7 +144,7 @@ class Relay:
 _DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool"}
 
 
-def database_connector(database: dict[str, Any]) -> Connect:
+def database_connector(database: Mapping[str, Any]) -> Connect:
     """Connections for the relay from a Django DATABASES entry: autocommit, named, with
     TCP keepalives so a vanished peer is noticed (and a dead leader's lock freed) quickly."""
     options = {k: v for k, v in database.get("OPTIONS", {}).items() if k not in _DJANGO_ONLY_OPTIONS}

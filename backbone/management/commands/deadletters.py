@@ -92,8 +92,8 @@ class Command(BaseCommand):
         for name, value in fields:
             self.stdout.write(f"{name:12} {value}")
         self.stdout.write("headers")
-        for name, value in decode_headers(letter.headers):
-            self.stdout.write(f"  {name}: {value.decode('utf-8', errors='replace')}")
+        for name, content in decode_headers(letter.headers):
+            self.stdout.write(f"  {name}: {content.decode('utf-8', errors='replace')}")
         raw = bytes(letter.value) if letter.value is not None else b""
         self.stdout.write(f"value        {raw.decode('utf-8', errors='replace') or '(none)'}")
         self.stdout.write(f"error\n{letter.error}")

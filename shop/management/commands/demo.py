@@ -58,7 +58,8 @@ class ShopClient:
         return self.http.get(f"/api/orders/{order_id}/", params={"wait": wait} if wait else None)
 
     def story(self, order_id: str) -> Json:
-        return self.http.get(f"/api/orders/{order_id}/events/").raise_for_status().json()
+        story: Json = self.http.get(f"/api/orders/{order_id}/events/").raise_for_status().json()
+        return story
 
     def receive(self, sku: str, quantity: int) -> httpx.Response:
         return self.http.post(f"/api/stock/{sku}/receipts/", json={"quantity": quantity})
@@ -141,8 +142,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"   order {order['id']}: {outcome}, total {order['total']}, decided in {attempt.seconds:.2f} s"
         )
-        self.print_story(client, order["id"])
-        return order["id"]
+        order_id: str = order["id"]
+        self.print_story(client, order_id)
+        return order_id
 
     # --- output ------------------------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class Command(BaseCommand):
             if time.monotonic() > deadline:
                 raise CommandError(f"{sku} still shows no stock: are the relay and consumers running?")
             time.sleep(0.3)
-        return available
+        return int(available)
 
     def heading(self, text: str) -> None:
         self.stdout.write("")

@@ -84,4 +84,5 @@ def ensure_user(demo: DemoUser) -> str:
         user.set_password(demo.password)
     user.save()
     token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    key: str = token.key
+    return key

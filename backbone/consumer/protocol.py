@@ -1,0 +1,36 @@
+"""The part of confluent_kafka.Consumer the runner uses, so tests can pass a fake."""
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, overload
+
+from confluent_kafka import Message, TopicPartition
+
+# (consumer, partitions): called on a rebalance, inside poll()
+RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
+
+
+class KafkaConsumer(Protocol):
+    """The part of confluent_kafka.Consumer the runner uses (fakes implement it in tests)."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: RebalanceCallback | None = ...,
+        on_revoke: RebalanceCallback | None = ...,
+        on_lost: RebalanceCallback | None = ...,
+    ) -> None: ...
+    def poll(self, timeout: float) -> Message | None: ...
+    def consume(self, num_messages: int, timeout: float) -> list[Message]: ...
+    @overload
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = ...) -> None: ...
+    @overload
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
+    ) -> list[TopicPartition]: ...
+    def assignment(self) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,99 @@
+"""What an end-to-end phase cost: CPU per confirmed order by process, and the latency of each
+hop of the event chain, read from the database's own timestamps."""
+
+import os
+from datetime import datetime
+
+from bench.e2e_load import Shop
+from bench.environment import connect, kafka_broker_cpu_seconds, machine_cpu, postgres_cpu_seconds
+from bench.run import BenchContext
+
+
+class CpuMeter:
+    """CPU seconds each process (and PostgreSQL's bench backends, the broker, this load
+    client, the whole machine) spends during a phase, to divide by the orders it confirmed."""
+
+    def __init__(self, context: BenchContext, shop: Shop) -> None:
+        self._context = context
+        self._shop = shop
+        self._database = context.database_url.rsplit("/", 1)[-1]
+        self._started = self._snapshot()
+
+    def _snapshot(self) -> dict[str, float]:
+        own = os.times()
+        busy, total = machine_cpu()
+        return {
+            "db commits": database_commits(self._context.database_url),
+            "http requests": self._shop.requests,
+            **self._context.processes.cpu_snapshot(),
+            "postgres": postgres_cpu_seconds(self._database),
+            "kafka broker": kafka_broker_cpu_seconds(),
+            "load client": own.user + own.system,
+            "machine busy": busy,
+            "machine total": total,
+        }
+
+    def per_order(self, orders: int) -> dict[str, float]:
+        """Milliseconds of CPU per order by process; `machine busy %` over the phase."""
+        ended = self._snapshot()
+        spent = {name: ended[name] - self._started.get(name, 0.0) for name in ended}
+        wall = spent.pop("machine total")
+        busy = spent.pop("machine busy")
+        counts = {name: spent.pop(name) / max(orders, 1) for name in ("db commits", "http requests")}
+        per_order = {name: 1000 * seconds / max(orders, 1) for name, seconds in spent.items()}
+        per_order["machine busy %"] = 100 * busy / wall if wall > 0 else 0.0
+        return {**per_order, **counts}
+
+
+def database_commits(database_url: str) -> float:
+    """Transactions committed in the bench database so far (PostgreSQL's statistics)."""
+    with connect(database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+# Each hop of the event chain, from the database's own records: the relay's (outbox row
+# written -> published) and each consumer group's (published -> its batch transaction began).
+_HOPS = """
+    SELECT 'relay' AS hop, EXTRACT(EPOCH FROM published_at - occurred_at) AS seconds
+    FROM outbox WHERE occurred_at BETWEEN %(since)s AND %(until)s AND published_at IS NOT NULL
+    UNION ALL
+    SELECT inbox.consumer_group, EXTRACT(EPOCH FROM inbox.handled_at - outbox.published_at)
+    FROM inbox JOIN outbox ON outbox.event_id = inbox.event_id
+    WHERE outbox.occurred_at BETWEEN %(since)s AND %(until)s
+"""
+_HOP_PERCENTILES = f"""
+    SELECT hop, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds)
+    FROM ({_HOPS}) AS hops GROUP BY hop ORDER BY hop
+"""
+
+
+def hop_latencies(database_url: str, *, since: datetime, until: datetime) -> dict[str, dict[str, float]]:
+    """p50/p99 of every hop of the events written during a phase."""
+    with connect(database_url, autocommit=True) as connection:
+        rows = connection.execute(_HOP_PERCENTILES, {"since": since, "until": until}).fetchall()
+    return {
+        # Consumer groups carry the namespace prefix; the context is the last part.
+        hop.rsplit(".", 1)[-1]: {"events": count, "p50_ms": 1000 * p50, "p99_ms": 1000 * p99}
+        for hop, count, p50, p99 in rows
+    }
+
+
+def describe_hops(hops: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{hop} {stats['p50_ms']:.0f}/{stats['p99_ms']:.0f}" for hop, stats in hops.items())
+
+
+NOT_CPU = ("machine busy %", "db commits", "http requests")
+
+
+def describe_cpu(cpu: dict[str, float]) -> str:
+    parts = sorted(((name, ms) for name, ms in cpu.items() if name not in NOT_CPU), key=lambda p: -p[1])
+    total = sum(ms for name, ms in parts if name != "kafka broker")
+    listed = ", ".join(f"{name} {ms:.1f}" for name, ms in parts)
+    return (
+        f"{total:.0f} ms in all ({listed}); machine {cpu['machine busy %']:.0f}% busy; "
+        f"{cpu['db commits']:.1f} database commits and {cpu['http requests']:.1f} HTTP requests per order"
+    )
