@@ -228,6 +228,15 @@ kafka_fetch() {
   mv "$libs.partial" "$libs"
 }
 
+# The JDK and the Kafka jars: for the local broker, and for the tests' disposable brokers (also
+# when the shop's Kafka runs elsewhere).
+kafka_install() {
+  java_ok || apt_install "Java 17 or newer not found (Apache Kafka runs on the JDK)" openjdk-17-jre-headless
+  java_ok || fail "Java 17 or newer is required: install openjdk-17-jre-headless or set JAVA_HOME/PATH."
+  mkdir -p "$1"
+  kafka_fetch "$1/libs-$KAFKA_VERSION"
+}
+
 kafka_configure() {
   local dir=$1
   cat >"$dir/server.properties" <<EOF
@@ -288,10 +297,7 @@ kafka_up() {
     say "Kafka: already running on $bootstrap"
     return
   fi
-  java_ok || apt_install "Java 17 or newer not found (Apache Kafka runs on the JDK)" openjdk-17-jre-headless
-  java_ok || fail "Java 17 or newer is required: install openjdk-17-jre-headless or set JAVA_HOME/PATH."
-  mkdir -p "$dir"
-  kafka_fetch "$dir/libs-$KAFKA_VERSION"
+  kafka_install "$dir"
   kafka_configure "$dir"
   kafka_jvm_args "$dir"
   if [ ! -f "$dir/data/meta.properties" ]; then
@@ -352,6 +358,7 @@ main() {
       else
         apt_install "docker-compose not found (the tests validate docker-compose.yml with it)" docker-compose
       fi
+      kafka_install "$STATE/kafka"
       ;;
     -h|--help|help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" ;;
     *) fail "unknown command '$command' (use up, down, status or tools)" ;;
