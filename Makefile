@@ -34,7 +34,7 @@ services-status:  ## say which local services run
 migrate: services  ## apply database migrations
 	$(MANAGE) migrate --noinput
 
-tools:  ## install docker-compose, which validates docker-compose.yml (idempotent)
+tools:  ## install docker-compose (validates docker-compose.yml) and chromium + chromium-driver (browser tests); idempotent
 	@$(SERVICES) tools
 
 test: services tools  ## run the whole test suite against the real services
