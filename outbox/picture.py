@@ -15,13 +15,13 @@ from backbone.models import DeadLetter, DeadLetterStatus
 
 from .story import StoryEntry, story
 
-LABEL_WIDTH = 110  # the lane names, left of the first column
-COLUMN_WIDTH = 250
-BOX_WIDTH = 220
-BOX_TOP = 24  # room above the boxes for arrows that jump over a box of their own lane
+LABEL_WIDTH = 90  # the lane names, left of the first column
+COLUMN_WIDTH = 200
+BOX_WIDTH = 184
+BOX_TOP = 22  # room above the boxes for arrows that jump over a box of their own lane
 BOX_TEXT_HEIGHT = 54  # type, place and time since the previous step
 MARK_HEIGHT = 16  # one line per consumer group's mark below them
-LANE_HEIGHT = 150
+LANE_HEIGHT = 122
 TOP = 10
 
 

@@ -1,27 +1,21 @@
 """The story picture in a real browser: headless Chromium (Debian's chromium and chromium-driver)
 opens the admin page of a story that the real consumer runner handled, one handler failing.
 
-Screenshots go to test-artifacts/ (gitignored); the path is printed. `STORY_SCREENSHOT=path`
-also writes the screenshot there (how docs/images/story.png was made).
+The screenshot goes to test-artifacts/ (gitignored); the path is printed.
 """
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from backbone.correlation import correlation_scope
 from backbone.models import DeadLetter
+from backbone.testing.browser import chromium, log_in, screenshot
 from backbone.tests.consumer_probe import (
     ProbeBroken,
     ProbeContextFactory,
@@ -35,25 +29,13 @@ from outbox.tests.test_story import _publish_like_the_relay
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 pytest_plugins = ["backbone.tests.consumer_fixtures"]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "staff-test-password"
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("chromium or chromium-driver is missing: run `scripts/services.sh tools` (as root)")
-    options = Options()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,640"):
-        options.add_argument(argument)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    browser.implicitly_wait(5)
-    try:
+    with chromium() as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 def _story_handled_by_two_groups(first: str, second: str) -> str:
@@ -70,23 +52,6 @@ def _story_handled_by_two_groups(first: str, second: str) -> str:
     return correlation_id
 
 
-def _log_in(browser: WebDriver, base_url: str, next_path: str) -> None:
-    get_user_model().objects.create_user("picture-staff", password=PASSWORD, is_staff=True)
-    browser.get(f"{base_url}/admin/login/?next={next_path}")
-    browser.find_element(By.NAME, "username").send_keys("picture-staff")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-
-
-def _screenshot(browser: WebDriver, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    browser.save_screenshot(str(path))
-    print(f"screenshot: {path}")
-    if os.environ.get("STORY_SCREENSHOT"):
-        browser.save_screenshot(os.environ["STORY_SCREENSHOT"])
-
-
 def test_a_staff_member_sees_the_story_with_its_dead_letters_in_warning_colour(
     make_probe_context: ProbeContextFactory, live_server, browser: WebDriver
 ) -> None:
@@ -94,9 +59,10 @@ def test_a_staff_member_sees_the_story_with_its_dead_letters_in_warning_colour(
     correlation_id = _story_handled_by_two_groups(first, second)
     assert DeadLetter.objects.filter(correlation_id=correlation_id).count() == 2
 
-    _log_in(browser, live_server.url, f"/admin/story/{correlation_id}/")
+    get_user_model().objects.create_user("picture-staff", password=PASSWORD, is_staff=True)
+    log_in(browser, live_server.url, "picture-staff", PASSWORD, f"/admin/story/{correlation_id}/")
     browser.find_element(By.CSS_SELECTOR, ".story svg")
-    _screenshot(browser, "story-picture.png")
+    screenshot(browser, "story-picture.png")
 
     lanes = [lane.get_attribute("data-lane") for lane in browser.find_elements(By.CSS_SELECTOR, "g.lane")]
     assert lanes == ["orders", "shipments"]
