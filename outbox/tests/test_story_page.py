@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from backbone.correlation import correlation_scope
-from backbone.models import DeadLetter, DeadLetterReason
+from backbone.models import DeadLetter, DeadLetterReason, DeadLetterStatus
 from outbox.models import OutboxRecord
 
 from .conftest import emit_steps
@@ -77,3 +77,8 @@ def test_outbox_rows_and_dead_letters_link_to_their_story(admin_client, story_ur
     picture = admin_client.get(story_url).content.decode()
     assert 'class="event warning"' in picture
     assert f"stock: dead letter #{letter.pk}, 1 tries" in picture
+    # Replayed, it stays in warning colour and says so: the event did not go through first time.
+    DeadLetter.objects.filter(pk=letter.pk).update(status=DeadLetterStatus.REPLAYED)
+    picture = admin_client.get(story_url).content.decode()
+    assert 'class="event warning"' in picture
+    assert f"stock: dead letter #{letter.pk} replayed" in picture
