@@ -130,7 +130,7 @@ def _box(
         marks=tuple(
             replace(mark, y=y + BOX_TEXT_HEIGHT + (i + 1) * MARK_HEIGHT - 4) for i, mark in enumerate(marks)
         ),
-        # A box grows with its marks up to two; more marks run on below its edge, still in the lane.
+        # A box grows with its marks up to two; a third runs just below its edge, more into the next lane.
         height=min(BOX_TEXT_HEIGHT + max(len(marks), 1) * MARK_HEIGHT + 4, LANE_HEIGHT - BOX_TOP - 6),
     )
 
