@@ -7,6 +7,9 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from .models import OutboxRecord
 
@@ -41,6 +44,7 @@ class OutboxRecordAdmin(admin.ModelAdmin[OutboxRecord]):
         "published",
         "kafka_partition",
         "kafka_offset",
+        "story",
     ]
     list_filter = ["event_type", "topic", PublishedFilter]
     date_hierarchy = "occurred_at"
@@ -50,6 +54,10 @@ class OutboxRecordAdmin(admin.ModelAdmin[OutboxRecord]):
 
     # Declared so the search box appears; get_search_results does the matching.
     search_fields = ["=correlation_id", "=key"]
+
+    @admin.display(description="story")
+    def story(self, record: OutboxRecord) -> SafeString:
+        return format_html('<a href="{}">picture</a>', reverse("outbox-story", args=[record.correlation_id]))
 
     @admin.display(boolean=True, description="published", ordering="published_at")
     def published(self, record: OutboxRecord) -> bool:

@@ -5,7 +5,8 @@
 #                                                        is stopped (idempotent; all by default)
 #   scripts/services.sh down [postgres|redis|kafka ...]  stop what `up` started
 #   scripts/services.sh status   one line per service
-#   scripts/services.sh tools    install docker-compose (validates docker-compose.yml) if missing
+#   scripts/services.sh tools    install docker-compose (validates docker-compose.yml) and
+#                                chromium + chromium-driver (the browser tests) if missing
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
@@ -357,6 +358,12 @@ main() {
         say "docker-compose: installed ($(docker-compose version --short 2>/dev/null || echo 'version unknown'))"
       else
         apt_install "docker-compose not found (the tests validate docker-compose.yml with it)" docker-compose
+      fi
+      # Debian's build and its matching driver: the browser tests cannot download one.
+      if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        say "chromium: installed ($(chromium --version 2>/dev/null || echo 'version unknown'))"
+      else
+        apt_install "chromium or chromedriver not found (the browser tests drive them)" chromium chromium-driver
       fi
       kafka_install "$STATE/kafka"
       ;;

@@ -20,6 +20,9 @@ def test_an_order_page_shows_its_lines_and_links_to_its_events(admin_client) -> 
     assert "Keyboard" in html
     assert f"/admin/outbox/outboxrecord/?correlation_id={order.correlation_id}" in html
     assert f"/admin/backbone/inboxentry/?correlation_id={order.correlation_id}" in html
+    story = f"/admin/story/{order.correlation_id}/?subject={order.id}"
+    assert story in html
+    assert "OrderRequested" in admin_client.get(story).content.decode()
     assert (
         admin_client.get(f"/admin/outbox/outboxrecord/?correlation_id={order.correlation_id}").status_code
         == 200

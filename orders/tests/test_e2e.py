@@ -8,6 +8,8 @@ the public API.
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,16 +21,19 @@ from decimal import Decimal
 import httpx
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from rest_framework.authtoken.models import Token
+from selenium.webdriver.common.by import By
 
 from backbone.contracts import registry
 from backbone.testing import KafkaRecord, wait_for
+from backbone.testing.browser import chromium, log_in, screenshot
 from orders.models import Notification
 from orders.tasks import send_notification_email
 from orders.tests.conftest import Shop
-from orders.tests.factories import make_user
+from orders.tests.factories import PASSWORD, make_user
 from stock.services import register_product
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
@@ -468,3 +473,45 @@ def test_make_demo_tells_the_three_outcomes(live_shop: Shop) -> None:
     assert "orders.OrderRequested" in output
     assert "payments.PaymentFailed" in output
     assert "as bob -> 404" in output
+
+
+# --- The story picture, in a real browser -------------------------------------------------------------
+
+
+def test_staff_see_an_order_story_as_a_picture_in_chromium(live_shop: Shop) -> None:
+    alice = Customer(live_shop, "alice")
+    sku = new_product(alice, on_hand=10)
+    order_id = alice.place_ok((sku, 2))
+    assert alice.final(order_id)["state"] == "CONFIRMED"
+    live_shop.wait_until_quiet()  # every event handled by every group that subscribes to it
+    staff = make_user("staffer", staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_order"))
+
+    with chromium(width=1600, height=800) as browser:
+        log_in(browser, live_shop.base_url, "staffer", PASSWORD, f"/admin/orders/order/{order_id}/change/")
+        browser.find_element(By.LINK_TEXT, "its story as a picture").click()
+        browser.find_element(By.CSS_SELECTOR, ".story svg")
+        shot = screenshot(browser, "order-story.png")
+        if os.environ.get("STORY_SCREENSHOT"):  # how docs/images/story.png is made
+            shutil.copy(shot, os.environ["STORY_SCREENSHOT"])
+        lanes = [lane.get_attribute("data-lane") for lane in browser.find_elements(By.CSS_SELECTOR, "g.lane")]
+        boxes = browser.find_elements(By.CSS_SELECTOR, "g.event")
+        types = [box.find_element(By.CSS_SELECTOR, ".type").text.split(". ", 1)[1] for box in boxes]
+        arrows = browser.find_elements(By.CSS_SELECTOR, "path.arrow")
+        warnings = browser.find_elements(By.CSS_SELECTOR, ".warning")
+        first_marks = [mark.text for mark in boxes[0].find_elements(By.CSS_SELECTOR, ".mark")]
+
+    assert lanes == ["orders", "stock", "payments", "shipments"]
+    assert types[0] == "OrderRequested"
+    assert Counter(types) == {
+        "OrderRequested": 1,
+        "StockReserved": 1,
+        "StockLevelChanged": 2,
+        "OrderValidated": 1,
+        "PaymentProcessed": 1,
+        "OrderConfirmed": 1,
+        "ShipmentPrepared": 1,
+    }
+    assert len(arrows) == len(boxes) - 1  # every event but the request has its cause in the story
+    assert first_marks == ["✓ stock"]
+    assert warnings == []
