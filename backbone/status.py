@@ -143,7 +143,8 @@ def dead_letter_counts() -> tuple[dict[str, int], dict[str, int]]:
 def kafka_view(contexts: Iterable[str]) -> KafkaView:
     """Committed offsets and high watermarks of the contexts' groups, in three requests."""
     view = KafkaView()
-    admin = AdminClient(admin_config(**{"socket.connection.setup.timeout.ms": 1000}))
+    # log_level 0: an unreachable broker is reported once below, not as a log line per retry.
+    admin = AdminClient(admin_config(log_level=0, **{"socket.connection.setup.timeout.ms": 1000}))
     topics = {context: sorted(subscriptions.topics_for(context)) for context in contexts}
     try:
         metadata = admin.list_topics(timeout=KAFKA_TIMEOUT * 2)

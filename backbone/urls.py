@@ -14,6 +14,8 @@ handler500 = "backbone.api_errors.server_error"
 urlpatterns = [
     # Before the admin's own routes, so its login form is rate-limited like the API's.
     path("admin/login/", throttle_logins(admin.site.login)),
+    # The operations console's pages (outbox/overview.py), staff only, before the admin's routes.
+    path("admin/", include("outbox.overview")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
