@@ -66,6 +66,7 @@ def group(data: dict[str, Any], context: str) -> dict[str, Any]:
 def processes(kafka_topics: list[str], tmp_path: Any) -> Iterator[ShopProcesses]:
     shop = ShopProcesses(env=_env(), log_dir=tmp_path)
     shop.add("relay", python_argv("manage.py", "relay"))
+    shop.add("relay-2", python_argv("manage.py", "relay"))  # stands by
     shop.add("consume-orders", python_argv("manage.py", "consume", "orders"))
     shop.start()
     try:
@@ -95,13 +96,16 @@ def test_status_shows_the_leader_the_members_and_zero_lag_then_names_a_stopped_c
         data = status_json()
         orders = group(data, "orders")
         leader = data["relay"]["leader"]
-        if leader and orders["members"] and orders["lag"] == 0 and orders["last_handled_at"]:
+        ready = leader and data["relay"]["standbys"] and orders["members"]
+        if ready and orders["lag"] == 0 and orders["last_handled_at"]:
             return data
         return None
 
     data = wait_for(healthy, timeout=60, interval=0.5, what="status to show the relay and orders caught up")
     leader, member = data["relay"]["leader"], group(data, "orders")["members"][0]
-    assert leader["pid"] == processes.processes["relay"].process.pid
+    relays = {processes.processes[name].process.pid for name in ("relay", "relay-2")}
+    assert {leader["pid"], *(standby["pid"] for standby in data["relay"]["standbys"])} == relays
+    assert data["relay"]["standbys"][0]["state"] == "standby"
     assert data["relay"]["rows_waiting"] == 0
     assert member["pid"] == processes.processes["consume-orders"].process.pid
     assert "stock.levels/0" in member["facts"]["partitions"]
