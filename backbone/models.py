@@ -129,3 +129,34 @@ class ParkedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset} behind dead letter #{self.dead_letter_id}"
+
+
+class ProcessHeartbeat(models.Model):
+    """A running relay or consumer says it is alive, and what it does, every few seconds.
+
+    Kafka and PostgreSQL alone cannot say which relay leads since when, or which host and pid
+    holds a group's partitions; `manage.py status` reads these rows and shows a row whose
+    `beat_at` is older than STATUS_HEARTBEAT_STALE_SECONDS as dead. A process that stops
+    cleanly deletes its row; one that is killed leaves it to go stale.
+    """
+
+    role = models.CharField(max_length=20, help_text="relay or consumer")
+    name = models.CharField(max_length=100, help_text="'relay', or the consumer's context")
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    state = models.CharField(max_length=20, help_text="leader or standby (relay), consuming (consumer)")
+    started_at = models.DateTimeField(db_default=Now())
+    since = models.DateTimeField(null=True, blank=True, help_text="in this state since")
+    beat_at = models.DateTimeField(db_default=Now())
+    facts = models.JSONField(default=dict, help_text="partitions, rate, last handled time...")
+
+    class Meta:
+        db_table = "process_heartbeat"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["role", "name", "host", "pid"], name="heartbeat_once_per_process"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name} on {self.host} pid {self.pid} ({self.state})"

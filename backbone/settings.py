@@ -295,6 +295,14 @@ CONSUMER_RETRY_DELAY_SECONDS = float(os.environ.get("CONSUMER_RETRY_DELAY_SECOND
 CONSUMER_DEAD_LETTER_LIMIT = int(os.environ.get("CONSUMER_DEAD_LETTER_LIMIT", "50"))
 CONSUMER_DEAD_LETTER_WINDOW_SECONDS = float(os.environ.get("CONSUMER_DEAD_LETTER_WINDOW_SECONDS", "600"))
 CONSUMER_STATUS_INTERVAL_SECONDS = float(os.environ.get("CONSUMER_STATUS_INTERVAL_SECONDS", "30"))
+# `manage.py status` (docs/operations-console.md): relay and consumers refresh a heartbeat row
+# this often; one older than the stale limit counts as a dead process. `status --check` reports
+# a problem past each threshold.
+HEARTBEAT_INTERVAL_SECONDS = float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "5"))
+STATUS_HEARTBEAT_STALE_SECONDS = float(os.environ.get("STATUS_HEARTBEAT_STALE_SECONDS", "30"))
+STATUS_MAX_BACKLOG_AGE_SECONDS = float(os.environ.get("STATUS_MAX_BACKLOG_AGE_SECONDS", "60"))
+STATUS_MAX_LAG = int(os.environ.get("STATUS_MAX_LAG", "10000"))
+STATUS_MAX_PENDING_DEAD_LETTERS = int(os.environ.get("STATUS_MAX_PENDING_DEAD_LETTERS", "0"))
 # Handler modules to load besides each context's handlers.py (tests, plug-ins).
 BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
 

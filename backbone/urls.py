@@ -16,6 +16,8 @@ urlpatterns = [
     path("admin/login/", throttle_logins(admin.site.login)),
     # The story picture, in the admin's look and behind its login (a string: backbone imports no outbox).
     path("admin/story/", include("outbox.urls")),
+    # The operations console's pages (outbox/overview.py), staff only, before the admin's routes.
+    path("admin/", include("outbox.overview")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from backbone.heartbeat import Heartbeat
+
 from .backoff import Backoff, StopFlag
 from .leader import AnotherLeader, LeaderLock, LeadershipLost
 from .listener import OutboxListener
@@ -42,12 +44,14 @@ class Relay:
         clock: Clock,
         stop: StopFlag,
         options: RelayOptions | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._connect = connect
         self._producer_factory = producer_factory
         self._clock = clock
         self._stop = stop
         self._options = options or RelayOptions()
+        self._heartbeat = heartbeat
         self.published = 0
 
     def run(self, *, once: bool = False) -> None:
@@ -73,6 +77,8 @@ class Relay:
                 delay = database_backoff.next_delay()
                 log.warning("PostgreSQL unavailable (%s); retrying in %gs", _first_line(error), delay)
                 self._stop.wait(delay)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         log.info("relay stopped; published %d rows", self.published)
 
     def _become_leader(self, *, wait: bool) -> LeaderLock | None:
@@ -101,6 +107,8 @@ class Relay:
                     self._options.standby_retry,
                 )
                 announced = True
+            if self._heartbeat is not None:
+                self._heartbeat.beat(state="standby")
             self._stop.wait(self._options.standby_retry)
         return False
 
@@ -135,6 +143,7 @@ class Relay:
                 clock=self._clock,
                 stop=self._stop,
                 options=self._options,
+                heartbeat=self._heartbeat,
             )
             stack.callback(term.close)
             yield term

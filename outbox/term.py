@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 
 from backbone.failpoints import failpoint
+from backbone.heartbeat import Heartbeat
 from backbone.kafka import physical_topic
 
 from .backoff import Backoff, StopFlag
@@ -50,8 +51,10 @@ class LeaderTerm:
         clock: Clock,
         stop: StopFlag,
         options: RelayOptions,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._store = store
+        self._heartbeat = heartbeat
         self._marker = marker
         self._listener = listener
         self._lock = lock
@@ -77,6 +80,7 @@ class LeaderTerm:
             if once:
                 return
             self._housekeeping()
+            self._beat()
             self._listener.wait(self._options.poll_interval)
 
     # --- publishing ------------------------------------------------------------------------
@@ -159,6 +163,7 @@ class LeaderTerm:
                 self._producer.list_topics(timeout=KAFKA_PROBE_TIMEOUT)
                 return
             except KafkaException:
+                self._beat(kafka="unreachable")
                 delay = backoff.next_delay()
                 self._log_unavailable(f"Kafka unavailable at {self._options.kafka_address}", delay)
                 self._stop.wait(delay)
@@ -166,7 +171,9 @@ class LeaderTerm:
     def _on_stall(self, stall: Stall) -> None:
         """Called while a batch waits for Kafka; the records stay queued in the producer."""
         self._lock.verify()
-        self._log_unavailable(self._diagnose(stall), stall.retry_in)
+        reason = self._diagnose(stall)
+        self._beat(kafka=reason)
+        self._log_unavailable(reason, stall.retry_in)
 
     def _diagnose(self, stall: Stall) -> str:
         address = self._options.kafka_address
@@ -200,6 +207,11 @@ class LeaderTerm:
         self._publisher = self._new_publisher()
 
     # --- housekeeping ----------------------------------------------------------------------
+
+    def _beat(self, **facts: str) -> None:
+        """Refresh the leader's heartbeat row (throttled), with what it published this term."""
+        if self._heartbeat is not None:
+            self._heartbeat.beat(state="leader", count=self.published, facts=facts)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -28,12 +28,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from confluent_kafka import KafkaError, KafkaException
 
 from ..correlation import correlation_scope
 from ..deadletters import DeadLetterPublisher, DeadLetterPublishError, describe_failure
-from ..kafka import physical_topic
+from ..heartbeat import Heartbeat
+from ..kafka import logical_topic, physical_topic
 from ..outages import DATABASE_UNAVAILABLE, DatabaseOutage
 from ..records import ConsumedRecord, Routes
 from ..subscriptions import subscriptions
@@ -62,6 +64,7 @@ class ConsumerRunner:
         routes: Routes | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.context = context
         self.group = group
@@ -79,6 +82,8 @@ class ConsumerRunner:
         )
         self._offsets = Offsets(context=context, consumer=consumer)
         self._stopping = False
+        self._heartbeat = heartbeat
+        self._last_handled_at: str | None = None  # wall clock, for `manage.py status`
         self._outage = DatabaseOutage(context, pause=self._pause, clock=clock)
 
     # --- The loop ---------------------------------------------------------------------------
@@ -111,8 +116,10 @@ class ConsumerRunner:
                 if records:
                     self._process_until_applied(records)
                     last_record = now
+                    self._last_handled_at = datetime.now(UTC).isoformat()
                 elif self._should_exit_idle(now - last_record):
                     break
+                self._beat()
                 if now - last_status >= self.options.status_interval:
                     self._log_status(self.stats.records - status_records, now - last_status)
                     last_status, status_records = now, self.stats.records
@@ -120,6 +127,8 @@ class ConsumerRunner:
             pass
         finally:
             self._offsets.close()
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
         log.info(
             "%s: stopped after %.0f s: %s records; %s",
             self.context,
@@ -296,6 +305,17 @@ class ConsumerRunner:
         raise Stopped
 
     # --- Status -----------------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        """Refresh this member's heartbeat row (throttled): its partitions and last handled time."""
+        if self._heartbeat is None:
+            return
+        partitions = sorted(f"{logical_topic(tp.topic)}/{tp.partition}" for tp in self._consumer.assignment())
+        self._heartbeat.beat(
+            state="consuming",
+            count=self.stats.records,
+            facts={"partitions": partitions, "last_handled_at": self._last_handled_at},
+        )
 
     def _log_status(self, records: int, seconds: float) -> None:
         lag = self._offsets.lag(fresh=False)

@@ -7,6 +7,7 @@ from confluent_kafka import Consumer
 from django.conf import settings
 
 from ..deadletters import KafkaDeadLetterPublisher
+from ..heartbeat import Heartbeat
 from ..kafka import consumer_config, group_id
 from .options import RunnerOptions
 from .runner import ConsumerRunner
@@ -28,4 +29,5 @@ def create_runner(*, context: str, options: RunnerOptions) -> ConsumerRunner:
         consumer=consumer,
         publisher=KafkaDeadLetterPublisher.create(),
         options=options,
+        heartbeat=Heartbeat(role="consumer", name=context),
     )

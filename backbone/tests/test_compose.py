@@ -178,6 +178,13 @@ def test_app_commands() -> None:
     assert services["migrate"].get("restart", "no") == "no", "migrate is one-shot"
 
 
+def test_relay_and_consumers_are_checked_by_manage_py_status() -> None:
+    services = _services()
+    for name, only in {"relay": "relay", **CONSUMERS}.items():
+        test = services[name]["healthcheck"]["test"]
+        assert test == ["CMD", "python", "manage.py", "status", "--check", "--only", only], name
+
+
 def test_long_running_services_are_restarted() -> None:
     """Compose restarts a service that dies, as scripts/supervise.py does for `make run`."""
     services = _services()

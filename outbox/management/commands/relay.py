@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from backbone.heartbeat import Heartbeat
 from backbone.preflight import ServiceUnavailable, check_postgres
 from outbox.backoff import StopFlag
 from outbox.leader import AnotherLeader
@@ -70,6 +71,7 @@ class Command(BaseCommand):
             clock=timezone.now,
             stop=stop,
             options=relay_options,
+            heartbeat=Heartbeat(role="relay", name="relay"),
         )
         try:
             relay.run(once=options["once"])
