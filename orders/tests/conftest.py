@@ -105,6 +105,8 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         "CONSUMER_STATUS_INTERVAL_SECONDS": "5",
+        # Heartbeats (manage.py status, the backbone overview) fresh within a second.
+        "HEARTBEAT_INTERVAL_SECONDS": "1",
         # Beat re-enqueues emails whose task died with a SIGKILLed consumer, quickly here.
         "ORDER_NOTIFICATION_SWEEP_SECONDS": "2",
         "ORDER_NOTIFICATION_GRACE_SECONDS": "3",

@@ -515,3 +515,32 @@ def test_staff_see_an_order_story_as_a_picture_in_chromium(live_shop: Shop) -> N
     assert len(arrows) == len(boxes) - 1  # every event but the request has its cause in the story
     assert first_marks == ["✓ stock"]
     assert warnings == []
+
+
+def test_staff_see_every_process_of_the_shop_on_the_backbone_overview_in_chromium(live_shop: Shop) -> None:
+    alice = Customer(live_shop, "alice")
+    order_id = alice.place_ok((new_product(alice, on_hand=10), 1))
+    assert alice.final(order_id)["state"] == "CONFIRMED"
+    live_shop.wait_until_quiet()
+    make_user("overseer", staff=True)
+
+    with chromium(width=1400, height=1000) as browser:
+        log_in(browser, live_shop.base_url, "overseer", PASSWORD, "/admin/backbone-overview/")
+
+        def every_group_handled_something() -> bool:  # the heartbeats after the order
+            browser.refresh()
+            return "last handled -" not in browser.find_element(By.ID, "backbone-overview").text
+
+        wait_for(every_group_handled_something, timeout=15, what="heartbeats naming the last handled events")
+        page = browser.find_element(By.ID, "backbone-overview")
+        shot = screenshot(browser, "backbone-overview.png")
+        if os.environ.get("OVERVIEW_SCREENSHOT"):  # how docs/images/overview.png is made
+            shutil.copy(shot, os.environ["OVERVIEW_SCREENSHOT"])
+        headings = [heading.text for heading in page.find_elements(By.TAG_NAME, "h2")]
+        text = page.text
+
+    for context in ("orders", "stock", "payments", "shipments"):
+        assert any(heading.startswith(f"consumer {context}") for heading in headings), headings
+    assert "none alive" not in text  # a relay leads
+    assert "no live member" not in text  # every consumer has a live member
+    assert "dead letters pending" in text
