@@ -34,9 +34,9 @@ PENDING_IDS_IN_COMMIT_ORDER = """
     LIMIT %s
 """
 PENDING_IDS_IN_ID_ORDER = "SELECT id FROM outbox_pending ORDER BY id LIMIT %s"
-ROWS_BY_ID = f"SELECT {_COLUMNS} FROM outbox WHERE id = ANY(%s::bigint[])"
-# With the commit time too, for the publish latency metric (outbox/metrics.py); without
-# track_commit_timestamp, pg_xact_commit_timestamp() raises, so ROWS_BY_ID reads no such column.
+# Without track_commit_timestamp, pg_xact_commit_timestamp() raises: no commit time then.
+ROWS_BY_ID = f"SELECT {_COLUMNS}, NULL::timestamptz FROM outbox WHERE id = ANY(%s::bigint[])"
+# With the commit time, for the publish latency metric (outbox/metrics.py).
 ROWS_BY_ID_WITH_COMMIT_TIME = (
     f"SELECT {_COLUMNS}, pg_xact_commit_timestamp(xmin) FROM outbox WHERE id = ANY(%s::bigint[])"
 )
