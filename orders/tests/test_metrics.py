@@ -1,8 +1,11 @@
 """Prometheus metrics of the real processes: gunicorn's /metrics (two workers, multiprocess
 mode), the relay's and each consumer's --metrics-port, scraped while orders flow."""
 
+import os
+import signal
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,6 +112,43 @@ def test_each_endpoint_reports_values_that_move_as_orders_flow(live_shop: Shop) 
     assert delta("consume-orders", "orders_decision_seconds_count", outcome="confirmed") == 1
     assert delta("consume-orders", "orders_decision_seconds_count", outcome="rejected") == 1
     assert delta("consume-orders", "orders_decision_seconds_sum") > 0
+
+
+def gunicorn_workers(shop: Shop) -> set[int]:
+    """The pids of the web process's workers: the children of gunicorn's master."""
+    master = shop.processes.processes["web"].process
+    assert master is not None
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[1]) == master.pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_web_metrics_add_up_every_worker_and_outlive_a_worker_restart(live_shop: Shop) -> None:
+    """Each worker counts what it served; /metrics, answered by any one worker, reports the sum,
+    and what a worker counted is still there after gunicorn replaced it."""
+    alice = Customer(live_shop, f"metrics-{uuid.uuid4().hex[:6]}")
+    sku = new_product(alice, on_hand=10)
+    before = total(scrape(endpoint(live_shop, "web")), "orders_placed_total")
+    order_id = alice.place_ok((sku, 1))
+    assert total(scrape(endpoint(live_shop, "web")), "orders_placed_total") == before + 1
+    old_workers = gunicorn_workers(live_shop)
+    assert len(old_workers) == 2
+    for pid in old_workers:
+        os.kill(pid, signal.SIGTERM)  # gunicorn starts a new worker for each
+    wait_for(
+        lambda: len(workers := gunicorn_workers(live_shop)) == 2 and not workers & old_workers,
+        timeout=30,
+        what="gunicorn to replace both workers",
+    )
+    scrapes = [total(scrape(endpoint(live_shop, "web")), "orders_placed_total") for _ in range(3)]
+    assert scrapes == [before + 1] * 3
+    assert alice.final(order_id)["state"] == "CONFIRMED"
 
 
 def test_rows_waiting_and_their_age_show_while_the_relay_is_down(live_shop: Shop) -> None:
