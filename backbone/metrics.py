@@ -95,8 +95,7 @@ def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
     """Serve the process's metrics on `port` from a background thread (relay and consume)."""
     from prometheus_client import start_http_server
 
-    for collector in collectors:
-        REGISTRY.register(collector)
+    REGISTRY.register(_ClosingConnection(list(collectors)))
     start_http_server(port, addr=settings.METRICS_ADDRESS)
     log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
 
@@ -119,3 +118,21 @@ class _ProcessRegistry(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
+
+
+class _ClosingConnection(Collector):
+    """Database collectors of a metrics port: its server runs each scrape in a new thread, which
+    opens a Django connection of its own; closed here, or each scrape would leave one behind."""
+
+    def __init__(self, collectors: list[Collector]) -> None:
+        self._collectors = collectors
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not query PostgreSQL; the names never clash
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            for collector in self._collectors:
+                yield from collector.collect()
+        finally:
+            connection.close()
