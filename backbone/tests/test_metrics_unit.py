@@ -112,3 +112,31 @@ def test_the_relay_counts_confirmed_rows_per_topic_and_latency_from_the_commit()
     assert value("outbox_records_published_total", topic=f"{topic}-unconfirmed") is None
     assert value("outbox_publish_latency_seconds_count") == count_before + 2
     assert value("outbox_publish_latency_seconds_sum") == pytest.approx(sum_before + 6)
+
+
+def test_a_scrape_leaves_database_values_out_while_postgresql_is_unreachable(
+    django_db_blocker, monkeypatch, caplog
+) -> None:
+    """The scrape answers with everything else, and says in the log why values are missing."""
+    from django.db import connection
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from backbone.metrics import DeadLetterCollector, query_rows
+    from backbone.testing import free_port
+    from outbox.metrics import OutboxBacklogCollector
+
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(free_port()))  # nothing listens
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DeadLetterCollector())
+    registry.register(OutboxBacklogCollector())
+    try:
+        with django_db_blocker.unblock():
+            assert query_rows("SELECT 1") is None
+            text = generate_latest(registry).decode()
+    finally:
+        connection.close()
+    assert "outbox_rows_waiting" not in text
+    assert "backbone_dead_letters_pending{" not in text
+    assert "metrics: PostgreSQL query failed" in caplog.text
