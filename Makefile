@@ -65,6 +65,7 @@ run: migrate  ## start the whole shop (web, relay, consumers, Celery), restartin
 	@echo "  API docs:  http://$(SHOP_BIND)/api/docs/"
 	@echo "  Admin:     http://$(SHOP_BIND)/admin/          (staff / staff-demo-password)"
 	@echo "  Health:    http://$(SHOP_BIND)/health/"
+	@echo "  Metrics:   http://$(SHOP_BIND)/metrics   (relay :9191, consumers :9192-9195; docs/metrics.md)"
 	@echo "  Customer:  alice / alice-demo-password        (tokens above; POST /api/auth/token/)"
 	@echo "  Then, in another terminal: make demo"
 	@echo ""

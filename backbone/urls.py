@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import health
+from .metrics import metrics_view
 from .throttling import throttle_logins
 
 # Under /api/, Django's own error pages are JSON too: a path that matches no route (a
@@ -20,6 +21,7 @@ urlpatterns = [
     path("admin/", include("outbox.overview")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus scrapes /metrics (docs/metrics.md)
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Each context mounts its own routes; none knows the others'.

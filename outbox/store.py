@@ -34,7 +34,12 @@ PENDING_IDS_IN_COMMIT_ORDER = """
     LIMIT %s
 """
 PENDING_IDS_IN_ID_ORDER = "SELECT id FROM outbox_pending ORDER BY id LIMIT %s"
-ROWS_BY_ID = f"SELECT {_COLUMNS} FROM outbox WHERE id = ANY(%s::bigint[])"
+# Without track_commit_timestamp, pg_xact_commit_timestamp() raises: no commit time then.
+ROWS_BY_ID = f"SELECT {_COLUMNS}, NULL::timestamptz FROM outbox WHERE id = ANY(%s::bigint[])"
+# With the commit time, for the publish latency metric (outbox/metrics.py).
+ROWS_BY_ID_WITH_COMMIT_TIME = (
+    f"SELECT {_COLUMNS}, pg_xact_commit_timestamp(xmin) FROM outbox WHERE id = ANY(%s::bigint[])"
+)
 # No index of `outbox` covers these three columns, and the table leaves half of every page
 # free (fillfactor 50), so a mark is a HOT update: a new row version on the same page and no
 # new index entry. The UPDATE trigger takes the ids off `outbox_pending`.
@@ -66,6 +71,7 @@ class PendingRow(NamedTuple):
     causation_id: str
     occurred_at: datetime
     payload: str
+    committed_at: datetime | None = None  # when its transaction committed, if PostgreSQL tracks it
 
     def headers(self) -> Headers:
         return headers_of(self)
@@ -136,6 +142,7 @@ class OutboxStore:
     def __init__(self, connection: psycopg.Connection, *, in_commit_order: bool = True) -> None:
         self._connection = connection
         self._pending_ids = PENDING_IDS_IN_COMMIT_ORDER if in_commit_order else PENDING_IDS_IN_ID_ORDER
+        self._rows_by_id = ROWS_BY_ID_WITH_COMMIT_TIME if in_commit_order else ROWS_BY_ID
         # Marking need not wait for the WAL flush: should a crash lose a mark, the row is
         # simply published again, a duplicate consumers drop by ce_id. Only this session.
         connection.execute("SET synchronous_commit = off")
@@ -161,7 +168,7 @@ class OutboxStore:
     def fetch_rows(self, ids: list[int]) -> list[PendingRow]:
         """The rows with these ids, in the order given."""
         with self._connection.cursor(row_factory=_pending_row_maker) as cursor:
-            cursor.execute(ROWS_BY_ID, (ids,), prepare=True)
+            cursor.execute(self._rows_by_id, (ids,), prepare=True)
             by_id = {row.id: row for row in cursor}
         return [by_id[row_id] for row_id in ids if row_id in by_id]
 

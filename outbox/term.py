@@ -14,6 +14,7 @@ from .backoff import Backoff, StopFlag
 from .leader import LeaderLock
 from .listener import OutboxListener
 from .marker import BackgroundMarker
+from .metrics import count_published
 from .options import Clock, ProducerFactory, RelayOptions
 from .publisher import DeliveryFailure, OrderGuard, Publisher, Stall
 from .store import OutboxStore
@@ -120,7 +121,9 @@ class LeaderTerm:
             # The crash window that matters: on Kafka, not yet marked. A restart republishes.
             failpoint("relay.after-delivery")
             placements = guard.safe_to_mark(rows, outcome)
-            self._marker.submit(placements, published_at=self._clock())
+            delivered = self._clock()
+            self._marker.submit(placements, published_at=delivered)
+            count_published(rows, placements, delivered)
             self._count(len(placements))
             total, marked, failures = (
                 total + len(rows),

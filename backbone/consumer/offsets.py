@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from ..failpoints import failpoint
-from ..kafka import physical_topic
+from ..kafka import logical_topic, physical_topic
 from ..records import ConsumedRecord
 from .protocol import KafkaConsumer
 
@@ -125,6 +125,20 @@ class Offsets:
             offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
             total += max(0, high - (offset if offset >= 0 else low))
         return total
+
+    def partition_lags(self) -> dict[tuple[str, int], int]:
+        """Lag per assigned (logical topic, partition) whose position and cached high watermark
+        are known; no broker round trip, so the loop can ask every second."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return {}
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.position(assignment):
+            watermarks = self._consumer.get_watermark_offsets(tp, timeout=1, cached=True)
+            if tp.offset < 0 or watermarks is None or watermarks[1] < 0:
+                continue  # nothing fetched yet: unknown, rather than a made-up zero
+            lags[(logical_topic(tp.topic), tp.partition)] = max(0, watermarks[1] - tp.offset)
+        return lags
 
 
 def _describe_partitions(partitions: list[TopicPartition]) -> str:

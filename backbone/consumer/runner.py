@@ -42,6 +42,7 @@ from ..subscriptions import subscriptions
 from .batch import BatchApplier
 from .budget import DeadLetterBudget
 from .interruptions import BatchHandlerFailed, HandlerFailed, Interrupted, LimitReached, Stopped
+from .metrics import ConsumerMetrics
 from .offsets import Offsets
 from .options import RunnerOptions
 from .protocol import KafkaConsumer
@@ -71,6 +72,7 @@ class ConsumerRunner:
         self.options = options
         self.routes = routes if routes is not None else subscriptions.for_context(context)
         self.stats = RunStats()
+        self.metrics = ConsumerMetrics(group)
         self._consumer = consumer
         self._clock = clock
         self._sleep = sleep
@@ -120,6 +122,8 @@ class ConsumerRunner:
                 elif self._should_exit_idle(now - last_record):
                     break
                 self._beat()
+                if self.metrics.lag_due():
+                    self.metrics.set_lag(self._offsets.partition_lags())
                 if now - last_status >= self.options.status_interval:
                     self._log_status(self.stats.records - status_records, now - last_status)
                     last_status, status_records = now, self.stats.records
@@ -250,7 +254,10 @@ class ConsumerRunner:
         exhausted: tuple[str, int] | None = None,
     ) -> None:
         """Apply `records` in one transaction (see batch.py) and count what it did."""
-        self.stats.add(self._batch.apply(records, batched=batched, exhausted=exhausted))
+        started = time.perf_counter()
+        stats = self._batch.apply(records, batched=batched, exhausted=exhausted)
+        self.metrics.batch_applied(stats, time.perf_counter() - started)
+        self.stats.add(stats)
 
     def _settle(self, record: ConsumedRecord, error: Exception) -> None:
         """Retry a failing record alone with backoff; dead-letter it after the last attempt.
@@ -270,6 +277,7 @@ class ConsumerRunner:
                 )
             self._pause(delay)
             self.stats.retries += 1
+            self.metrics.count(RunStats(retries=1))
             try:
                 self._apply([record], batched=False)
             except HandlerFailed as failed:

@@ -167,12 +167,17 @@ def test_app_commands() -> None:
         return value if isinstance(value, str) else " ".join(value)
 
     assert "python manage.py migrate --noinput && python manage.py topics" in command("migrate")
-    assert command("web").startswith("gunicorn backbone.wsgi")
+    # Prometheus multiprocess mode: the gunicorn config empties this directory at start.
+    assert command("web").startswith("gunicorn -c backbone/gunicorn_config.py backbone.wsgi")
+    assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus-web"
     assert "0.0.0.0:8000" in command("web")
     assert (8000, 8000) in _published(services["web"])
-    assert command("relay") == "python manage.py relay"
-    for name, context in CONSUMERS.items():
-        assert command(name) == f"python manage.py consume {context}"
+    # Metrics on the fixed ports of docs/metrics.md, published on loopback.
+    assert command("relay") == "python manage.py relay --metrics-port 9191"
+    assert (9191, 9191) in _published(services["relay"])
+    for port, (name, context) in enumerate(CONSUMERS.items(), 9192):
+        assert command(name) == f"python manage.py consume {context} --metrics-port {port}"
+        assert (port, port) in _published(services[name])
     assert command("celery-worker").startswith("celery -A backbone worker")
     assert command("celery-beat").startswith("celery -A backbone beat")
     assert services["migrate"].get("restart", "no") == "no", "migrate is one-shot"

@@ -12,10 +12,12 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from backbone.aftercommit import call_on_commit
 from backbone.correlation import correlation_scope, current_causation_id, current_correlation_id
 from outbox.emit import emit
 
 from .. import events
+from ..metrics import count_placed
 from ..models import Order, OrderLine, StockLevelView
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,7 @@ def _create_order(
                 total=order.total,
             )
         )
+        call_on_commit(count_placed, description="orders placed metric")
     return order
 
 

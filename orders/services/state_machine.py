@@ -10,6 +10,7 @@ from backbone.aftercommit import call_on_commit
 from outbox.emit import emit
 
 from .. import events
+from ..metrics import observe_decision
 from ..models import NotificationKind, Order, OrderState, RejectionReason
 from ..wakeups import publish_change
 from .notifying import notify
@@ -94,5 +95,7 @@ def _transition(
     order.reason = reason
     order.save(update_fields=["state", "reason", "updated_at"])
     call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
+    if target in (OrderState.CONFIRMED, OrderState.REJECTED):
+        call_on_commit(observe_decision, target.value, order.created_at, description="decision metric")
     log.info("order %s is %s%s", order.id, target, f" ({reason})" if reason else "")
     return order

@@ -53,6 +53,8 @@ class Shop:
     base_url: str
     email_dir: Path
     kafka: KafkaTail
+    metrics_ports: dict[str, int]  # process name -> its --metrics-port (web: base_url/metrics)
+    namespace: str = ""  # the Kafka namespace: consumer groups are named <namespace><context>
 
     def emails(self) -> list[str]:
         return [path.read_text(errors="replace") for path in sorted(self.email_dir.glob("*.log"))]
@@ -114,9 +116,13 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         "SHIPMENT_AUTO_DISPATCH_SECONDS": "3600",
     }
     processes = ShopProcesses(env=env, log_dir=work)
-    processes.add("relay", python_argv("manage.py", "relay"))
+    metrics_ports = {name: free_port() for name in ["relay", *(f"consume-{c}" for c in sorted(CONTEXTS))]}
+    processes.add("relay", python_argv("manage.py", "relay", "--metrics-port", str(metrics_ports["relay"])))
     for context in sorted(CONTEXTS):
-        processes.add(f"consume-{context}", python_argv("manage.py", "consume", context))
+        name = f"consume-{context}"
+        processes.add(
+            name, python_argv("manage.py", "consume", context, "--metrics-port", str(metrics_ports[name]))
+        )
     # A second Stock consumer in the same group takes some of the three partitions, so that
     # reservations for one sku are made by two processes at once and really race.
     processes.add("consume-stock-2", python_argv("manage.py", "consume", "stock"))
@@ -137,7 +143,8 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
     processes.add(
         "web",
         python_argv(
-            "-m", "gunicorn", "backbone.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.wsgi:application",
+            "--bind", f"127.0.0.1:{port}",
             "--worker-class", "gthread", "--workers", "2", "--threads", str(WEB_THREADS),
             "--timeout", "60", "--access-logfile", "-",
         ),
@@ -145,7 +152,14 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
     processes.start()
     base_url = f"http://127.0.0.1:{port}"
     kafka = KafkaTail()
-    shop = Shop(processes=processes, base_url=base_url, email_dir=email_dir, kafka=kafka)
+    shop = Shop(
+        processes=processes,
+        base_url=base_url,
+        email_dir=email_dir,
+        kafka=kafka,
+        metrics_ports=metrics_ports,
+        namespace=shop_namespace,
+    )
     try:
         wait_for(lambda: _answers(f"{base_url}/health/"), timeout=60, interval=0.3, what="gunicorn to answer")
         yield shop

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
 
@@ -14,6 +15,7 @@ from backbone.consumer import (
     create_runner,
     load_handler_modules,
 )
+from backbone.metrics import DeadLetterCollector, serve
 from backbone.preflight import ServiceUnavailable, check_kafka, check_postgres, check_topics
 from backbone.subscriptions import subscriptions
 
@@ -38,6 +40,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--once", action="store_true", help="exit once the assigned partitions are caught up"
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="serve Prometheus metrics on PORT (METRICS_ADDRESS); off by default",
         )
         parser.add_argument(
             "--handlers",
@@ -74,6 +82,8 @@ class Command(BaseCommand):
             check_topics(runner.topics())
         except ServiceUnavailable as error:
             raise CommandError(str(error)) from None
+        if options["metrics_port"]:
+            _serve_metrics(context, options["metrics_port"])
         # What start-up created (Django, contracts, handlers) lives as long as the process:
         # frozen, the cyclic garbage collector never walks it again.
         gc.freeze()
@@ -87,6 +97,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"consumer {context} stopped: PostgreSQL connection failed ({first_line})"
             ) from None
+
+
+def _serve_metrics(context: str, port: int) -> None:
+    """The runner's counters, and its context's pending dead letters and parked records."""
+    try:
+        serve(port, collectors=[DeadLetterCollector(context)])
+    except OSError as error:
+        raise CommandError(f"cannot serve metrics on {settings.METRICS_ADDRESS}:{port}: {error}") from None
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from backbone.heartbeat import Heartbeat
+from backbone.metrics import database_collectors, serve
 from backbone.preflight import ServiceUnavailable, check_postgres
 from outbox.backoff import StopFlag
 from outbox.leader import AnotherLeader
@@ -55,12 +56,19 @@ class Command(BaseCommand):
             default=settings.RELAY_POLL_INTERVAL_SECONDS,
             help="seconds between safety-net polls (commits wake the relay at once via NOTIFY)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=positive_int,
+            help="serve Prometheus metrics on this port (METRICS_ADDRESS); off by default",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             check_postgres()  # Kafka may be down: the relay starts anyway and waits for it
         except ServiceUnavailable as error:
             raise CommandError(str(error)) from None
+        if options["metrics_port"]:
+            serve_metrics(options["metrics_port"])
         stop = StopFlag()
         _stop_on_signals(stop)
         relay_options = _relay_options(options)
@@ -110,6 +118,14 @@ def _log_start(options: RelayOptions, *, once: bool) -> None:
         options.poll_interval,
         options.retention.total_seconds() / 3600,
     )
+
+
+def serve_metrics(port: int) -> None:
+    """Counters of this process, and what waits in the outbox and the dead letters."""
+    try:
+        serve(port, collectors=database_collectors())
+    except OSError as error:
+        raise CommandError(f"cannot serve metrics on {settings.METRICS_ADDRESS}:{port}: {error}") from None
 
 
 def _kafka_producer() -> Producer:

@@ -1,0 +1,37 @@
+"""gunicorn settings for the web process: Prometheus multiprocess mode (`-c backbone/gunicorn_config.py`).
+
+Each worker keeps its metric values in files under PROMETHEUS_MULTIPROC_DIR, which `GET /metrics`
+adds up. The directory is emptied when the server starts (files of an earlier run would be added
+in) and a dead worker's live gauges are dropped. Without the variable, a fresh temporary
+directory is used and removed at exit. Loaded as a file by gunicorn's master, before any worker
+imports prometheus-client, which reads the variable at import.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_owned = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _owned:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-web-")
+_directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_starting(server: Any) -> None:
+    """Start with no values: counters of a previous run must not be added to this one's."""
+    shutil.rmtree(_directory, ignore_errors=True)
+    _directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Imported here, after the variable is set: prometheus-client picks its storage at import.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if _owned:
+        shutil.rmtree(_directory, ignore_errors=True)

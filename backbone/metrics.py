@@ -1,0 +1,138 @@
+"""Prometheus metrics: the web process's `GET /metrics`, the ports of `relay` and `consume`.
+
+Counters and histograms are kept in the processes that do the work (the relay, the consumer
+runner, the Orders services). Values that live in PostgreSQL (rows waiting, dead letters
+pending) are read when scraped, by collectors: they stay true while the process that would
+otherwise report them is down, and cost nothing between scrapes.
+
+Under gunicorn each worker is a process of its own: `PROMETHEUS_MULTIPROC_DIR` (set by
+backbone/gunicorn_config.py) makes prometheus-client keep their values in files that
+`/metrics` adds up, whichever worker answers. See docs/metrics.md for every name.
+"""
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from .topics import CONTEXTS
+
+log = logging.getLogger(__name__)
+
+# Each query runs inside a scrape: it must answer quickly or give up, never hold the scrape.
+SCRAPE_STATEMENT_TIMEOUT_MS = 2000
+
+
+def query_rows(sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]] | None:
+    """Rows of `sql` on Django's connection of this thread; None (logged) while PostgreSQL is
+    unreachable, so a scrape reports what it can instead of failing."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}")
+            cursor.execute(sql, list(params))
+            rows = [tuple(row) for row in cursor.fetchall()]
+            cursor.execute("SET statement_timeout = DEFAULT")
+            return rows
+    except DatabaseError as error:
+        log.warning("metrics: PostgreSQL query failed, value left out of this scrape: %s", error)
+        connection.close()  # the next scrape connects afresh
+        return None
+
+
+class DeadLetterCollector(Collector):
+    """Dead letters pending per context and records parked per consumer group, from the tables."""
+
+    def __init__(self, context: str | None = None) -> None:
+        self.context = context  # a consumer reports its own context; the web process every one
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "backbone_dead_letters_pending",
+            "Dead letters waiting to be replayed or discarded, per context.",
+            labels=["context"],
+        )
+        parked = GaugeMetricFamily(
+            "backbone_parked_records",
+            "Records parked behind a pending dead letter of their key, per consumer group.",
+            labels=["group"],
+        )
+        where, params = ("AND context = %s", [self.context]) if self.context else ("", [])
+        rows = query_rows(
+            f"SELECT context, count(*) FROM dead_letter WHERE status = 'pending' {where} GROUP BY context",
+            params,
+        )
+        if rows is not None:
+            # Zero is a value, not a missing series: every known context is reported.
+            counts = dict.fromkeys([self.context] if self.context else CONTEXTS, 0.0)
+            counts.update({str(context): float(str(count)) for context, count in rows})
+            for context, pending_count in sorted(counts.items()):
+                pending.add_metric([context], pending_count)
+        for group, parked_count in (
+            query_rows("SELECT consumer_group, count(*) FROM parked_record GROUP BY consumer_group") or []
+        ):
+            parked.add_metric([str(group)], float(str(parked_count)))
+        yield pending
+        yield parked
+
+
+def database_collectors(context: str | None = None) -> list[Collector]:
+    """The collectors of METRICS_DATABASE_COLLECTORS (dotted paths: backbone imports no outbox)."""
+    collectors: list[Collector] = [DeadLetterCollector(context)]
+    collectors.extend(import_string(path)() for path in settings.METRICS_DATABASE_COLLECTORS)
+    return collectors
+
+
+def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
+    """Serve the process's metrics on `port` from a background thread (relay and consume)."""
+    from prometheus_client import start_http_server
+
+    REGISTRY.register(_ClosingConnection(list(collectors)))
+    start_http_server(port, addr=settings.METRICS_ADDRESS)
+    log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics` of the web process: every worker's values, and the database collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:  # one process (runserver, tests): its own values
+        registry.register(_ProcessRegistry())
+    for collector in database_collectors():
+        registry.register(collector)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class _ProcessRegistry(Collector):
+    """The process's global registry, as one collector of the per-scrape registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class _ClosingConnection(Collector):
+    """Database collectors of a metrics port: its server runs each scrape in a new thread, which
+    opens a Django connection of its own; closed here, or each scrape would leave one behind."""
+
+    def __init__(self, collectors: list[Collector]) -> None:
+        self._collectors = collectors
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not query PostgreSQL; the names never clash
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            for collector in self._collectors:
+                yield from collector.collect()
+        finally:
+            connection.close()
