@@ -28,6 +28,7 @@ class Offsets:
         self.context = context
         self._consumer = consumer
         self._done: dict[tuple[str, int], int] = {}  # (physical topic, partition) -> next offset
+        self._unconfirmed = False  # asynchronous commits sent since the last confirmed one
 
     def is_done(self, record: ConsumedRecord) -> bool:
         return record.offset < self._done.get((physical_topic(record.topic), record.partition), -1)
@@ -63,13 +64,32 @@ class Offsets:
         self._done.update(batch)
         # Asynchronous: a lost commit only means a redelivery, which the inbox absorbs.
         self._commit(batch, asynchronous=True)
+        self._unconfirmed = True
+
+    def confirm_when_idle(self) -> None:
+        """Once traffic pauses, commit the applied offsets once more, synchronously.
+
+        An asynchronous commit can fail unseen (during a rebalance, say); with no later record
+        on that partition, the group's offset would stay behind for good, and `status`, the
+        metrics and every lag check would report records that were handled long ago.
+        """
+        if not self._unconfirmed:
+            return
+        try:
+            self._consumer.commit(offsets=self._partitions(self._done), asynchronous=False)
+        except KafkaException as error:
+            log.info("%s: offset commit failed, trying again when idle: %s", self.context, error)
+            return
+        self._unconfirmed = False
+
+    @staticmethod
+    def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
     def _commit(self, offsets: dict[tuple[str, int], int], *, asynchronous: bool) -> None:
         if not offsets:
             return
-        partitions = [
-            TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()
-        ]
+        partitions = self._partitions(offsets)
         try:
             if asynchronous:
                 self._consumer.commit(offsets=partitions, asynchronous=True)

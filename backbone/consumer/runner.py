@@ -121,6 +121,8 @@ class ConsumerRunner:
                     self._last_handled_at = datetime.now(UTC).isoformat()
                 elif self._should_exit_idle(now - last_record):
                     break
+                else:
+                    self._offsets.confirm_when_idle()
                 self._beat()
                 if self.metrics.lag_due():
                     self.metrics.set_lag(self._offsets.partition_lags())

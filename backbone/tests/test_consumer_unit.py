@@ -130,7 +130,7 @@ def _runner(
         group="unit-group",
         consumer=consumer,
         publisher=publisher,
-        options=RunnerOptions(idle_exit=0.0, retry_delay=0.2, **options),
+        options=RunnerOptions(**{"idle_exit": 0.0, "retry_delay": 0.2, **options}),
         routes=routes,
         clock=clock,
         sleep=clock.sleep,
@@ -293,3 +293,26 @@ def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_ap
     assert DeadLetter.objects.filter(key="bad").count() == 1
     assert publisher.flushed_in_transaction == [True, True, True]
     assert consumer.commits[-1]["offsets"] == {0: 4}
+
+
+def test_once_traffic_pauses_the_applied_offsets_are_committed_again_synchronously(
+    probe_tables: None,
+) -> None:
+    """An asynchronous commit may fail unseen; the idle commit makes the group's offset true."""
+    clock = FakeClock()
+    runner, consumer, _ = _runner(
+        [_message(0, 7, "a", 1), _message(0, 8, "a", 2)], _record, clock=clock, idle_exit=1.0
+    )
+
+    def pass_time(consumer: FakeConsumer) -> None:
+        clock.now += 2.0  # the idle poll after this one ends the run
+
+    consumer.before_poll = [lambda consumer: None, lambda consumer: None, pass_time]
+
+    runner.run()
+
+    assert [(commit["offsets"], commit["asynchronous"]) for commit in consumer.commits] == [
+        ({0: 9}, True),  # after the database commit
+        ({0: 9}, False),  # the first idle poll: confirmed
+        ({0: 9}, False),  # on close
+    ]

@@ -116,7 +116,8 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         "SHIPMENT_AUTO_DISPATCH_SECONDS": "3600",
     }
     processes = ShopProcesses(env=env, log_dir=work)
-    metrics_ports = {name: free_port() for name in ["relay", *(f"consume-{c}" for c in sorted(CONTEXTS))]}
+    consumers = [*(f"consume-{c}" for c in sorted(CONTEXTS)), "consume-stock-2"]
+    metrics_ports = {name: free_port() for name in ["relay", *consumers]}
     processes.add("relay", python_argv("manage.py", "relay", "--metrics-port", str(metrics_ports["relay"])))
     for context in sorted(CONTEXTS):
         name = f"consume-{context}"
@@ -125,7 +126,10 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         )
     # A second Stock consumer in the same group takes some of the three partitions, so that
     # reservations for one sku are made by two processes at once and really race.
-    processes.add("consume-stock-2", python_argv("manage.py", "consume", "stock"))
+    processes.add(
+        "consume-stock-2",
+        python_argv("manage.py", "consume", "stock", "--metrics-port", str(metrics_ports["consume-stock-2"])),
+    )
     processes.add(
         "worker",
         python_argv(
