@@ -21,7 +21,7 @@ are skipped (logged) without trying.
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 from celery import Task
@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .correlation import NoSingleStoryError, correlation_scope, current_causation_id, current_correlation_id
+from .tracing import continued, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def call_on_commit(function: Callable[..., object], *args: Any, description: str
 
 
 def _story_scope() -> AbstractContextManager[object]:
-    """The caller's story, to log in after commit (a consumer commits after the handler's
+    """The caller's story and trace context, to log in after commit (a consumer commits after the handler's
     scope ended; inside a batch handler there is no single story)."""
     try:
         correlation_id, causation_id = current_correlation_id(), current_causation_id()
@@ -104,7 +105,10 @@ def _story_scope() -> AbstractContextManager[object]:
         return nullcontext()
     if correlation_id is None:
         return nullcontext()
-    return correlation_scope(correlation_id, causation_id=causation_id)
+    story = ExitStack()
+    story.enter_context(correlation_scope(correlation_id, causation_id=causation_id))
+    story.enter_context(continued(current_traceparent()))
+    return story
 
 
 def _arguments(args: tuple[Any, ...]) -> str:

@@ -16,7 +16,7 @@ from backbone.envelope import Envelope, Headers, format_time
 
 _COLUMNS = """
     id, topic, key, event_id::text, event_type, data_version, source, correlation_id,
-    causation_id, occurred_at, payload::text
+    causation_id, occurred_at, payload::text, traceparent
 """
 
 # Rows commit out of id order (a long transaction takes its id early and commits late), so
@@ -66,6 +66,7 @@ class PendingRow(NamedTuple):
     causation_id: str
     occurred_at: datetime
     payload: str
+    traceparent: str | None = None  # rows written before the column existed have none
 
     def headers(self) -> Headers:
         return headers_of(self)
@@ -88,6 +89,8 @@ class StoredEvent(Protocol):
     def correlation_id(self) -> str: ...
     @property
     def causation_id(self) -> str: ...
+    @property
+    def traceparent(self) -> str | None: ...
 
 
 def headers_of(row: StoredEvent) -> Headers:
@@ -100,6 +103,7 @@ def headers_of(row: StoredEvent) -> Headers:
         data_version=row.data_version,
         correlation_id=row.correlation_id,
         causation_id=row.causation_id or None,
+        traceparent=row.traceparent,
     ).headers()
 
 
