@@ -20,8 +20,8 @@ are skipped (logged) without trying.
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from celery import Task
@@ -105,10 +105,14 @@ def _story_scope() -> AbstractContextManager[object]:
         return nullcontext()
     if correlation_id is None:
         return nullcontext()
-    story = ExitStack()
-    story.enter_context(correlation_scope(correlation_id, causation_id=causation_id))
-    story.enter_context(continued(current_traceparent()))
-    return story
+    return _in_story(correlation_id, causation_id, current_traceparent())
+
+
+@contextmanager
+def _in_story(correlation_id: str, causation_id: str | None, traceparent: str | None) -> Iterator[None]:
+    # Entered only when the side effect runs, after commit: not at on_commit() time.
+    with correlation_scope(correlation_id, causation_id=causation_id), continued(traceparent):
+        yield
 
 
 def _arguments(args: tuple[Any, ...]) -> str:
