@@ -97,8 +97,8 @@ def call_on_commit(function: Callable[..., object], *args: Any, description: str
 
 
 def _story_scope() -> AbstractContextManager[object]:
-    """The caller's story and trace context, to log in after commit (a consumer commits after the handler's
-    scope ended; inside a batch handler there is no single story)."""
+    """The caller's story and trace context, to log in after commit (a consumer commits after
+    the handler's scope ended; inside a batch handler there is no single story)."""
     try:
         correlation_id, causation_id = current_correlation_id(), current_causation_id()
     except NoSingleStoryError:

@@ -221,8 +221,8 @@ class Publisher:
 
     def _produce(self, row: PendingRow, outcome: BatchOutcome) -> bool:
         """Hand one row to the producer; False when the relay is stopping meanwhile."""
-        # A span from produce to delivery report, in the event's trace (None, and no call at
-        # all, when tracing is off).
+        # A span from produce to delivery report, in the event's trace (None, and no
+        # OpenTelemetry call at all, when tracing is off).
         span = start_span(f"publish {row.topic}", row.traceparent, kind="producer")
         while True:
             try:
