@@ -8,8 +8,8 @@ order's story is one trace. Log lines show the current traceparent next to the c
 
 Spans go to a backend only when OpenTelemetry is configured by its standard environment
 variables (OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, ...): see
-docs/tracing.md. Without OTEL_TRACES_EXPORTER (or with `none`) the SDK is never imported:
-span ids are drawn here from random bytes, and a hop costs a context variable and a regex.
+docs/tracing.md. Without OTEL_TRACES_EXPORTER (or with `none`) the tracing SDK is never loaded
+nor called: span ids are drawn here at random, and a hop costs a context variable and a regex.
 """
 
 import logging

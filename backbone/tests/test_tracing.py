@@ -2,9 +2,13 @@
 continue a parent with and without OpenTelemetry, and the traceparent in log lines."""
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -123,3 +127,41 @@ def test_the_exporters_come_from_the_standard_environment_variables(monkeypatch:
     assert tracing.service_name(["manage.py", "consume", "stock"]) == "shop-stock"
     assert tracing.service_name(["/app/.venv/bin/gunicorn", "backbone.wsgi"]) == "shop-web"
     assert tracing.service_name(["manage.py", "relay", "--once"]) == "shop-relay"
+
+
+OFF_PROBE = """
+import sys
+from datetime import UTC, datetime
+
+import django
+
+django.setup()
+from backbone import tracing
+from backbone.envelope import Envelope
+from outbox.store import PendingRow
+
+TRACECONTEXT = "opentelemetry.trace.propagation.tracecontext"
+now = datetime.now(UTC)
+row = PendingRow(1, "orders", "k", "e1", "orders.X", 1, "/orders", "c", "", now, "{}", sys.argv[1])
+parent = Envelope.from_headers(row.headers()).traceparent
+with tracing.span_scope("process orders.X", parent, kind="consumer"):
+    assert tracing.current_traceparent()[:35] == sys.argv[1][:35]
+assert tracing.start_span("publish orders", sys.argv[1], kind="producer") is None
+# redis-py imports parts of OpenTelemetry's API and metrics SDK when installed; tracing's are ours.
+print(sorted(name for name in sys.modules if name.startswith(("opentelemetry.sdk.trace", TRACECONTEXT))))
+"""
+
+
+def test_without_otel_variables_no_tracing_sdk_is_loaded_or_called() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", OFF_PROBE, PARENT],
+        cwd=settings.BASE_DIR,
+        env={**env, "DJANGO_SETTINGS_MODULE": "backbone.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
