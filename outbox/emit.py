@@ -12,7 +12,7 @@ from backbone.contracts import Event
 from backbone.correlation import current_causation_id, current_correlation_id, new_id
 from backbone.envelope import Envelope, format_time
 from backbone.topics import CONTEXTS, ensure_writer
-from backbone.tracing import current_traceparent
+from backbone.tracing import child_of, current_traceparent
 
 
 class OutsideTransactionError(RuntimeError):
@@ -61,8 +61,9 @@ def emit(event: Event) -> Envelope:
         data_version=event.contract_version,
         correlation_id=current_correlation_id() or new_id(),
         causation_id=current_causation_id(),
-        # The emitting request's or handler's span: consumers continue it (ce_traceparent).
-        traceparent=current_traceparent(),
+        # The emitting request's or handler's span, which consumers continue (ce_traceparent);
+        # outside both (a Celery task, a command), the root of a new trace.
+        traceparent=current_traceparent() or child_of(None),
     )
     with connection.cursor() as cursor:
         cursor.execute(
