@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from rest_framework.authtoken.models import Token
 
+from backbone import tracing
 from backbone.contracts import registry
 from backbone.testing import KafkaRecord, wait_for
 from orders.models import Notification
@@ -122,6 +123,9 @@ def chain(shop: Shop, order_id: str, expected: Counter[str]) -> list[KafkaRecord
     # One correlation id per order: every record about this order on its topics carries it.
     about_order = [r for r in shop.kafka.catch_up() if r.key == order_id]
     assert {r.envelope.correlation_id for r in about_order} == {records[0].envelope.correlation_id}
+    # One trace per order (ce_traceparent), across gunicorn and every consumer, tracing off.
+    assert all(r.envelope.traceparent for r in records)
+    assert len({tracing.trace_id_of(r.envelope.traceparent or "") for r in records}) == 1
     return records
 
 
