@@ -20,8 +20,8 @@ are skipped (logged) without trying.
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from celery import Task
@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .correlation import NoSingleStoryError, correlation_scope, current_causation_id, current_correlation_id
+from .tracing import continued, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,22 @@ def call_on_commit(function: Callable[..., object], *args: Any, description: str
 
 
 def _story_scope() -> AbstractContextManager[object]:
-    """The caller's story, to log in after commit (a consumer commits after the handler's
-    scope ended; inside a batch handler there is no single story)."""
+    """The caller's story and trace context, to log in after commit (a consumer commits after
+    the handler's scope ended; inside a batch handler there is no single story)."""
     try:
         correlation_id, causation_id = current_correlation_id(), current_causation_id()
     except NoSingleStoryError:
         return nullcontext()
     if correlation_id is None:
         return nullcontext()
-    return correlation_scope(correlation_id, causation_id=causation_id)
+    return _in_story(correlation_id, causation_id, current_traceparent())
+
+
+@contextmanager
+def _in_story(correlation_id: str, causation_id: str | None, traceparent: str | None) -> Iterator[None]:
+    # Entered only when the side effect runs, after commit: not at on_commit() time.
+    with correlation_scope(correlation_id, causation_id=causation_id), continued(traceparent):
+        yield
 
 
 def _arguments(args: tuple[Any, ...]) -> str:

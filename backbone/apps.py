@@ -11,7 +11,11 @@ class BackboneConfig(AppConfig):
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             openapi,  # noqa: F401  (registers the schema extension)
+            tracing,
         )
+
+        # Spans to OpenTelemetry only when its OTEL_* variables ask for them (docs/tracing.md).
+        tracing.configure()
 
         # Contracts and handlers register themselves on import; load every context's.
         for app_config in apps.get_app_configs():

@@ -21,6 +21,8 @@ from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
+from .tracing import current_traceparent
+
 HEADER = "X-Correlation-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -104,11 +106,14 @@ class CorrelationIdMiddleware:
 
 
 class CorrelationIdFilter(logging.Filter):
-    """Adds `correlation_id` (`-` outside a story) and `client_trace` (` client=<id>` when the
-    client sent an `X-Correlation-ID`, else empty) to every log record."""
+    """Adds `correlation_id` (`-` outside a story), `traceparent` (` traceparent=<W3C trace
+    context>` inside a request or handler, else empty) and `client_trace` (` client=<id>` when
+    the client sent an `X-Correlation-ID`, else empty) to every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = _correlation_id.get() or "-"
+        traceparent = current_traceparent()
+        record.traceparent = f" traceparent={traceparent}" if traceparent else ""
         client_trace_id = _client_trace_id.get()
         record.client_trace = f" client={client_trace_id}" if client_trace_id else ""
         return True

@@ -3,13 +3,15 @@
 The record value is the event's JSON; the headers carry the context attributes:
 `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `content-type`, and the
 extensions `ce_correlationid`, `ce_causationid` (absent for the first event of a story)
-and `ce_dataversion`. The record key is the aggregate id.
+and `ce_dataversion`, and the distributed tracing extension `ce_traceparent` (the W3C trace
+context of the code that emitted the event; see tracing.py). The record key is the aggregate id.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .contracts import ContractError
+from .tracing import parse as parse_traceparent
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -41,6 +43,7 @@ class Envelope:
     data_version: int
     correlation_id: str
     causation_id: str | None = None
+    traceparent: str | None = None
 
     def headers(self) -> Headers:
         headers: Headers = [
@@ -55,6 +58,8 @@ class Envelope:
         ]
         if self.causation_id:
             headers.append(("ce_causationid", self.causation_id.encode()))
+        if self.traceparent:
+            headers.append(("ce_traceparent", self.traceparent.encode()))
         return headers
 
     @classmethod
@@ -80,6 +85,8 @@ class Envelope:
             data_version=data_version,
             correlation_id=values["ce_correlationid"],
             causation_id=values.get("ce_causationid") or None,
+            # Optional: a missing or malformed one only means the handler starts a new trace.
+            traceparent=parse_traceparent(values.get("ce_traceparent")),
         )
 
 

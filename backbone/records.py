@@ -28,6 +28,7 @@ from .envelope import Envelope, Headers, InvalidEnvelope
 from .kafka import logical_topic
 from .subscriptions import Subscription
 from .topics import TOPICS
+from .tracing import span_scope
 
 Routes = dict[str, list[Subscription]]
 StoredHeaders = list[list[str]]
@@ -223,14 +224,23 @@ def _canonical_uuid(value: str) -> str | None:
 
 def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
     """Run the handlers as part of the event's story: what they emit inherits its correlation id
-    and takes its ce_id as causation id, and their log lines carry the correlation id.
+    and takes its ce_id as causation id, and their log lines carry the correlation id. They run
+    in a span that continues the event's trace, so what they emit carries a child traceparent.
 
     Batch handlers get the event added to `batches`, for `handle_batch` to run later; without
     `batches` they are called at once with this one item.
     """
     single = [subscription for subscription in routed.handlers if not subscription.batch]
     if single:
-        with correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id):
+        with (
+            correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id),
+            span_scope(
+                f"process {routed.envelope.type}", routed.envelope.traceparent, kind="consumer"
+            ) as span,
+        ):
+            if span is not None:
+                span.set_attribute("messaging.message.id", routed.envelope.id)
+                span.set_attribute("messaging.message.conversation_id", routed.envelope.correlation_id)
             for subscription in single:
                 subscription.call(routed.event, routed.envelope)
     for subscription in routed.handlers:

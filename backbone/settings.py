@@ -75,6 +75,8 @@ MIDDLEWARE = [
     # Static files (admin, API docs) straight from gunicorn: `make run` needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
+    # W3C trace context: continues the client's `traceparent` (docs/tracing.md).
+    "backbone.tracing.TraceContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -244,7 +246,8 @@ LOGGING = {
     "filters": {"correlation": {"()": "backbone.correlation.CorrelationIdFilter"}},
     "formatters": {
         "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s%(client_trace)s] %(message)s"
+            "format": "%(asctime)s %(levelname)s %(name)s "
+            "[%(correlation_id)s%(traceparent)s%(client_trace)s] %(message)s"
         },
     },
     "handlers": {

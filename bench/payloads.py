@@ -24,6 +24,7 @@ OUTBOX_COLUMNS = (
     "causation_id",
     "occurred_at",
     "payload",
+    "traceparent",
 )
 
 
@@ -41,6 +42,7 @@ class OutboxRow:
     causation_id: str
     occurred_at: datetime
     payload: str
+    traceparent: str | None
 
     def as_copy_row(self) -> tuple[object, ...]:
         return tuple(getattr(self, column) for column in OUTBOX_COLUMNS)
@@ -90,6 +92,8 @@ def order_rows(count: int, *, events_per_order: int = 4, seed: int = 7) -> list[
                 causation_id="",
                 occurred_at=now,
                 payload=payloads[order_id],
+                # Every event carries one (ce_traceparent), so its cost is in the numbers.
+                traceparent=f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01",
             )
         )
     return rows

@@ -12,6 +12,7 @@ from backbone.contracts import Event
 from backbone.correlation import current_causation_id, current_correlation_id, new_id
 from backbone.envelope import Envelope, format_time
 from backbone.topics import CONTEXTS, ensure_writer
+from backbone.tracing import child_of, current_traceparent
 
 
 class OutsideTransactionError(RuntimeError):
@@ -24,8 +25,8 @@ class EventTooLarge(ValueError):
 
 _INSERT = """
     INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
-                        correlation_id, causation_id, occurred_at, payload)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+                        correlation_id, causation_id, occurred_at, payload, traceparent)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
 """
 
 
@@ -60,6 +61,9 @@ def emit(event: Event) -> Envelope:
         data_version=event.contract_version,
         correlation_id=current_correlation_id() or new_id(),
         causation_id=current_causation_id(),
+        # The emitting request's or handler's span, which consumers continue (ce_traceparent);
+        # outside both (a Celery task, a command), the root of a new trace.
+        traceparent=current_traceparent() or child_of(None),
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -75,6 +79,7 @@ def emit(event: Event) -> Envelope:
                 envelope.causation_id or "",
                 now,
                 payload.decode(),
+                envelope.traceparent,
             ],
         )
     return envelope

@@ -21,6 +21,14 @@ class OutboxRecord(models.Model):
     causation_id = models.CharField(max_length=128, blank=True, default="")
     occurred_at = models.DateTimeField(help_text="ce_time")
     payload = models.JSONField()
+    # NULL, not "": rows written before the column existed have none, and adding a nullable
+    # column without a default to a large outbox is a catalog change only.
+    traceparent = models.CharField(  # noqa: DJ001
+        max_length=55,
+        null=True,
+        blank=True,
+        help_text="ce_traceparent: the W3C trace context it was emitted in",
+    )
     published_at = models.DateTimeField(null=True, blank=True)
     kafka_partition = models.IntegerField(null=True, blank=True)
     kafka_offset = models.BigIntegerField(null=True, blank=True)

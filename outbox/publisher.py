@@ -12,15 +12,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from backbone.envelope import Headers
 from backbone.kafka import physical_topic, producer_config
+from backbone.tracing import end_span, start_span
 
 from .backoff import Backoff, StopFlag
 from .store import PendingRow, Placement
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +221,9 @@ class Publisher:
 
     def _produce(self, row: PendingRow, outcome: BatchOutcome) -> bool:
         """Hand one row to the producer; False when the relay is stopping meanwhile."""
+        # A span from produce to delivery report, in the event's trace (None, and no
+        # OpenTelemetry call at all, when tracing is off).
+        span = start_span(f"publish {row.topic}", row.traceparent, kind="producer")
         while True:
             try:
                 self._producer.produce(
@@ -224,16 +231,20 @@ class Publisher:
                     row.payload,
                     row.key,
                     headers=row.headers(),
-                    on_delivery=partial(_record_delivery, outcome, row),
+                    on_delivery=partial(_record_delivery, outcome, row, span),
                 )
                 break
             except BufferError:
                 # The producer's queue is full: serve delivery reports until there is room.
                 self._poll(0.1, outcome)
                 if self._stop.is_set():
+                    if span is not None:
+                        end_span(span, "relay stopped before producing")
                     return False
             except KafkaException as error:  # refused at once, e.g. larger than message.max.bytes
                 outcome.fail(row, error.args[0], partition=None)
+                if span is not None:
+                    end_span(span, error.args[0])
                 break
         self._poll(0, outcome)
         return True
@@ -260,8 +271,10 @@ class Publisher:
 
 
 def _record_delivery(
-    outcome: BatchOutcome, row: PendingRow, error: KafkaError | None, message: Message
+    outcome: BatchOutcome, row: PendingRow, span: "Span | None", error: KafkaError | None, message: Message
 ) -> None:
+    if span is not None:
+        _describe_delivery(span, row, error, message)
     if error is None:
         partition, offset = message.partition(), message.offset()
         # A delivered record always has both; only the client's types allow None.
@@ -270,3 +283,14 @@ def _record_delivery(
         outcome.placements[row.id] = Placement(row.id, partition, offset)
     else:
         outcome.fail(row, error, partition=message.partition())
+
+
+def _describe_delivery(span: "Span", row: PendingRow, error: KafkaError | None, message: Message) -> None:
+    span.set_attribute("messaging.system", "kafka")
+    span.set_attribute("messaging.destination.name", row.topic)
+    span.set_attribute("messaging.message.id", row.event_id)
+    span.set_attribute("messaging.message.conversation_id", row.correlation_id)
+    if error is None:
+        span.set_attribute("messaging.destination.partition.id", str(message.partition()))
+        span.set_attribute("messaging.kafka.offset", message.offset() or 0)
+    end_span(span, error)

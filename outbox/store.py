@@ -16,7 +16,7 @@ from backbone.envelope import Envelope, Headers, format_time
 
 _COLUMNS = """
     id, topic, key, event_id::text, event_type, data_version, source, correlation_id,
-    causation_id, occurred_at, payload::text
+    causation_id, occurred_at, payload::text, traceparent
 """
 
 # Rows commit out of id order (a long transaction takes its id early and commits late), so
@@ -71,7 +71,9 @@ class PendingRow(NamedTuple):
     causation_id: str
     occurred_at: datetime
     payload: str
-    committed_at: datetime | None = None  # when its transaction committed, if PostgreSQL tracks it
+    traceparent: str | None = None  # rows written before the column existed have none
+    # Selected after the columns above (ROWS_BY_ID...): when its transaction committed, if known.
+    committed_at: datetime | None = None
 
     def headers(self) -> Headers:
         return headers_of(self)
@@ -94,6 +96,8 @@ class StoredEvent(Protocol):
     def correlation_id(self) -> str: ...
     @property
     def causation_id(self) -> str: ...
+    @property
+    def traceparent(self) -> str | None: ...
 
 
 def headers_of(row: StoredEvent) -> Headers:
@@ -106,6 +110,7 @@ def headers_of(row: StoredEvent) -> Headers:
         data_version=row.data_version,
         correlation_id=row.correlation_id,
         causation_id=row.causation_id or None,
+        traceparent=row.traceparent,
     ).headers()
 
 

@@ -24,6 +24,10 @@ class Shipment(models.Model):
     prepared_event_id = models.CharField(
         max_length=64, blank=True, default="", help_text="ce_id of ShipmentPrepared"
     )
+    # ...and its trace: a dispatch by staff or the periodic task is a span of the order's trace.
+    prepared_traceparent = models.CharField(
+        max_length=55, blank=True, default="", help_text="ce_traceparent of ShipmentPrepared"
+    )
 
     class Meta:
         ordering = ["-prepared_at"]

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backbone import tracing
 from backbone.correlation import correlation_scope, current_correlation_id
 from backbone.versioned import insert_if_absent
 from outbox.emit import emit
@@ -74,7 +75,8 @@ def prepare_shipment(*, order_id: UUID, customer_id: int, lines: Iterable[Shippe
         prepared = emit(ShipmentPrepared(order_id=order_id, shipment_id=shipment.id))
         shipment.correlation_id = prepared.correlation_id
         shipment.prepared_event_id = prepared.id
-        shipment.save(update_fields=["correlation_id", "prepared_event_id"])
+        shipment.prepared_traceparent = prepared.traceparent or ""
+        shipment.save(update_fields=["correlation_id", "prepared_event_id", "prepared_traceparent"])
     log.info("order %s: shipment %s prepared", order_id, shipment.id)
     return shipment
 
@@ -99,8 +101,15 @@ def dispatch_shipment(*, shipment_id: UUID, carrier: str | None = None) -> Shipm
         shipment.save(update_fields=["state", "carrier", "tracking_number", "dispatched_at"])
         # A staff request or the periodic task triggers it, but the dispatch belongs to the
         # order's story: it continues the shipment's correlation, caused by its preparation.
-        with correlation_scope(
-            shipment.correlation_id or None, causation_id=shipment.prepared_event_id or None
+        with (
+            correlation_scope(
+                shipment.correlation_id or None, causation_id=shipment.prepared_event_id or None
+            ),
+            tracing.span_scope(
+                "dispatch shipment",
+                tracing.parse(shipment.prepared_traceparent) or tracing.current_traceparent(),
+                kind="internal",
+            ),
         ):
             emit(
                 ShipmentDispatched(

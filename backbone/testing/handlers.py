@@ -10,6 +10,7 @@ from django.utils import timezone
 from backbone.contracts import Event
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope, format_time
+from backbone.tracing import span_scope
 
 
 def envelope_for(
@@ -43,6 +44,10 @@ def deliver(
     """Run a handler as the consumer runner does: in a transaction, in the event's story
     (`correlation_id`'s, or a new one, unless a whole `envelope` is given)."""
     envelope = envelope or envelope_for(event, correlation_id=correlation_id)
-    with transaction.atomic(), correlation_scope(envelope.correlation_id, causation_id=envelope.id):
+    with (
+        transaction.atomic(),
+        correlation_scope(envelope.correlation_id, causation_id=envelope.id),
+        span_scope(f"process {envelope.type}", envelope.traceparent, kind="consumer"),
+    ):
         handler(event, envelope)
     return envelope

@@ -27,6 +27,7 @@ from django.db import IntegrityError, connection, transaction
 from rest_framework.authtoken.models import Token
 from selenium.webdriver.common.by import By
 
+from backbone import tracing
 from backbone.contracts import registry
 from backbone.testing import KafkaRecord, wait_for
 from backbone.testing.browser import chromium, log_in, screenshot
@@ -127,6 +128,9 @@ def chain(shop: Shop, order_id: str, expected: Counter[str]) -> list[KafkaRecord
     # One correlation id per order: every record about this order on its topics carries it.
     about_order = [r for r in shop.kafka.catch_up() if r.key == order_id]
     assert {r.envelope.correlation_id for r in about_order} == {records[0].envelope.correlation_id}
+    # One trace per order (ce_traceparent), across gunicorn and every consumer, tracing off.
+    assert all(r.envelope.traceparent for r in records)
+    assert len({tracing.trace_id_of(r.envelope.traceparent or "") for r in records}) == 1
     return records
 
 

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.db import transaction
 
+from backbone import tracing
 from backbone.checks import single_writer_check
 from backbone.topics import TopicOwnershipError, ensure_writer
 from outbox.emit import EventTooLarge, OutsideTransactionError, emit
@@ -91,3 +92,18 @@ def test_the_system_check_reports_a_contract_declared_outside_its_topics_owner(c
     assert len(errors) == 1
     assert "stock.StockTouchesOrders is declared in context 'stock'" in errors[0].msg
     assert "owned by orders" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_an_event_carries_the_trace_context_it_was_emitted_in_or_starts_a_trace(probe):
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with transaction.atomic():
+        with tracing.span_scope("process orders.X", parent, kind="consumer"):
+            traced = emit(probe(order_id=str(uuid.uuid4()), step=1))
+            current = tracing.current_traceparent()
+        untraced = emit(probe(order_id=str(uuid.uuid4()), step=1))  # e.g. from a Celery task
+
+    assert OutboxRecord.objects.get(event_id=traced.id).traceparent == traced.traceparent == current
+    assert untraced.traceparent is not None
+    assert tracing.parse(untraced.traceparent) == untraced.traceparent
+    assert tracing.trace_id_of(untraced.traceparent) != tracing.trace_id_of(parent)

@@ -17,7 +17,10 @@ from .fakes import FakeProducer
 OCCURRED = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
 
 
-def row(row_id: int, key: str, *, causation_id: str = "") -> PendingRow:
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def row(row_id: int, key: str, *, causation_id: str = "", traceparent: str | None = None) -> PendingRow:
     return PendingRow(
         id=row_id,
         topic="orders",
@@ -30,6 +33,7 @@ def row(row_id: int, key: str, *, causation_id: str = "") -> PendingRow:
         causation_id=causation_id,
         occurred_at=OCCURRED,
         payload=f'{{"order_id": "{key}", "step": {row_id}}}',
+        traceparent=traceparent,
     )
 
 
@@ -39,7 +43,7 @@ def publisher(producer: FakeProducer) -> Publisher:
 
 def test_records_carry_the_rows_topic_key_value_and_cloudevents_headers():
     producer = FakeProducer()
-    rows = [row(1, "a"), row(2, "a", causation_id="cause-1")]
+    rows = [row(1, "a"), row(2, "a", causation_id="cause-1", traceparent=TRACEPARENT)]
 
     outcome = publisher(producer).publish(rows, OrderGuard())
 
@@ -58,6 +62,8 @@ def test_records_carry_the_rows_topic_key_value_and_cloudevents_headers():
     }
     assert "ce_causationid" not in first.headers  # absent for the first event of a story
     assert second.headers["ce_causationid"] == "cause-1"
+    assert "ce_traceparent" not in first.headers  # a row written before trace context was kept
+    assert second.headers["ce_traceparent"] == TRACEPARENT  # the CloudEvents tracing extension
     envelope = Envelope.from_headers([(name, value.encode()) for name, value in second.headers.items()])
     assert envelope.causation_id == "cause-1"
 

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from backbone import testing
+from backbone import testing, tracing
 from backbone.celery import app
 from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
@@ -186,6 +186,11 @@ def test_a_dispatch_continues_the_orders_story() -> None:
     dispatched = OutboxRecord.objects.get(event_type=ShipmentDispatched.type_name)
     assert dispatched.correlation_id == envelope.correlation_id == prepared.correlation_id
     assert dispatched.causation_id == str(prepared.event_id)
+    # ...and its trace: a span under the preparation's.
+    assert prepared.traceparent is not None
+    assert dispatched.traceparent is not None
+    assert tracing.trace_id_of(dispatched.traceparent) == tracing.trace_id_of(prepared.traceparent)
+    assert dispatched.traceparent != prepared.traceparent
 
 
 # --- dispatch by the periodic task --------------------------------------------------------------
