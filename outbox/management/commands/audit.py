@@ -8,6 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import ProgrammingError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -67,6 +68,8 @@ class Command(BaseCommand):
     def _audit(self, scope: Scope, reader: KafkaReader, contexts: list[str] | None) -> AuditReport:
         try:
             return audit(scope, reader, contexts=contexts)
+        except ProgrammingError as error:  # a database the event log's migration has not reached
+            raise CommandError(f"{_first_line(error)}: run `manage.py migrate`") from None
         except (KafkaException, TimeoutError, RuntimeError) as error:
             where = settings.KAFKA_BOOTSTRAP_SERVERS
             raise CommandError(f"Kafka at {where} could not be read ({error}); nothing was audited") from None
@@ -86,6 +89,10 @@ class Command(BaseCommand):
             self.stdout.write(f"   what to do: {finding.fix}")
         if report.ok:
             self.stdout.write("no discrepancy: every event is on Kafka and took effect exactly once")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _scope(options: dict[str, Any]) -> Scope:
