@@ -63,12 +63,10 @@ COUNT_PENDING = "SELECT count(*) FROM outbox_pending"
 # too new to go; unpublished rows never expire and are stepped over.
 OLDEST_ROWS_AFTER = "SELECT id, published_at, occurred_at FROM outbox WHERE id > %s ORDER BY id LIMIT %s"
 DELETE_PUBLISHED_BEFORE = "DELETE FROM outbox WHERE id = ANY(%s::bigint[]) AND published_at < %s"
-# The event log is insert-only, so it can have an index on published_at; a chunk at a time.
-DELETE_EVENT_LOG_BEFORE = """
-    DELETE FROM outbox_event_log WHERE id = ANY(ARRAY(
-        SELECT id FROM outbox_event_log WHERE published_at < %s ORDER BY published_at LIMIT %s
-    ))
-"""
+# The event log's retention walks its primary key too (its ids are the outbox's, so they follow
+# publication closely enough), stopping at the first record published after the cutoff.
+OLDEST_LOG_RECORDS_AFTER = "SELECT id, published_at FROM outbox_event_log WHERE id > %s ORDER BY id LIMIT %s"
+DELETE_EVENT_LOG_BEFORE = "DELETE FROM outbox_event_log WHERE id = ANY(%s::bigint[]) AND published_at < %s"
 
 
 class PendingRow(NamedTuple):
@@ -212,9 +210,24 @@ class OutboxStore:
         last_id = page[-1][0] if page else after_id
         return CleanupStep(self._delete(expired, cutoff), last_id, done=len(page) < chunk_size)
 
-    def delete_event_log_before(self, cutoff: datetime, *, chunk_size: int) -> int:
-        """Delete up to `chunk_size` records of events published before `cutoff`, oldest first."""
-        return self._connection.execute(DELETE_EVENT_LOG_BEFORE, (cutoff, chunk_size), prepare=True).rowcount
+    def delete_event_log_before(self, cutoff: datetime, *, chunk_size: int, after_id: int = 0) -> CleanupStep:
+        """Delete the event records published before `cutoff` among the next `chunk_size`
+        records after `after_id`, oldest first."""
+        page = self._connection.execute(
+            OLDEST_LOG_RECORDS_AFTER, (after_id, chunk_size), prepare=True
+        ).fetchall()
+        expired: list[int] = []
+        for record_id, published_at in page:
+            if published_at >= cutoff:
+                return CleanupStep(self._delete_records(expired, cutoff), record_id, done=True)
+            expired.append(record_id)
+        last_id = page[-1][0] if page else after_id
+        return CleanupStep(self._delete_records(expired, cutoff), last_id, done=len(page) < chunk_size)
+
+    def _delete_records(self, ids: list[int], cutoff: datetime) -> int:
+        if not ids:
+            return 0
+        return self._connection.execute(DELETE_EVENT_LOG_BEFORE, (ids, cutoff), prepare=True).rowcount
 
     def _delete(self, ids: list[int], cutoff: datetime) -> int:
         if not ids:

@@ -4,6 +4,7 @@ The relay writes it in the statement that marks rows published (`store.MARK_PUBL
 published before this migration are copied once.
 """
 
+import django.contrib.postgres.indexes
 from django.db import migrations, models
 
 BACKFILL = """
@@ -41,7 +42,7 @@ class Migration(migrations.Migration):
                 "db_table": "outbox_event_log",
                 "indexes": [
                     models.Index(fields=["correlation_id"], name="event_log_correlation"),
-                    models.Index(fields=["published_at"], name="event_log_published"),
+                    django.contrib.postgres.indexes.BrinIndex(fields=["published_at"], name="event_log_published"),
                 ],
             },
         ),

@@ -169,3 +169,18 @@ def test_kafka_out_of_reach_is_an_error_not_a_pass(story: Story, settings) -> No
 
     with pytest.raises(CommandError, match=r"could not be read .* nothing was audited"):
         call_command("audit", "--correlation-id", story.correlation_id, "--context", story.context)
+
+
+def test_a_time_window_audits_the_events_published_in_it(
+    story: Story, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second, third = story.records()
+    InboxEntry.objects.filter(event_id=third.event_id).delete()
+    since = min(record.published_at for record in (first, second, third)).isoformat()
+
+    with pytest.raises(CommandError, match="1 discrepancies"):
+        call_command("audit", "--since", since, "--context", story.context)
+
+    out = capsys.readouterr().out
+    assert "3 events" in out
+    assert f"offset {third.kafka_offset} ({third.event_type} {third.event_id})" in out
