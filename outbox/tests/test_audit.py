@@ -12,8 +12,9 @@ from django.db import transaction
 
 from backbone.correlation import correlation_scope
 from backbone.kafka import group_id
-from backbone.models import InboxEntry
+from backbone.models import DeadLetter, InboxEntry, ParkedRecord
 from backbone.tests.consumer_probe import (
+    ProbeBroken,
     ProbeContextFactory,
     ProbeFollowedUp,
     ProbeRecorded,
@@ -184,3 +185,20 @@ def test_a_time_window_audits_the_events_published_in_it(
     out = capsys.readouterr().out
     assert "3 events" in out
     assert f"offset {third.kafka_offset} ({third.event_type} {third.event_id})" in out
+
+
+def test_dead_lettered_and_parked_events_are_accounted_for(make_probe_context: ProbeContextFactory) -> None:
+    context = make_probe_context()
+    correlation_id = f"audit-{uuid.uuid4().hex[:8]}"
+    ProbeBroken.objects.create(probe_key=correlation_id)  # the handler fails for this aggregate
+    emit_story(correlation_id, range(1, 3))
+    publish_once()
+    consume_until_caught_up(context, max_attempts=2)
+    group = group_id(context)
+    assert DeadLetter.objects.filter(consumer_group=group).count() == 1  # the first event
+    assert ParkedRecord.objects.filter(consumer_group=group).count() == 1  # the second, behind it
+
+    report = Story(correlation_id, context).audit()
+
+    assert report.checks == 2
+    assert report.discrepancies == []
