@@ -272,6 +272,8 @@ KAFKA_NAMESPACE = os.environ.get("KAFKA_NAMESPACE", "")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
 KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
+# The compact record of each published event (no payload): stories and `manage.py audit`.
+EVENT_LOG_RETENTION_DAYS = float(os.environ.get("EVENT_LOG_RETENTION_DAYS", "400"))
 # Sizes end to end (docs/design.md, "Event size"): emit() refuses an event whose JSON is larger
 # and consumers dead-letter such a record at once; a dead letter's `.dlq` copy carries at most
 # this much of the value (the table keeps it all). Topics accept record batches of up to

@@ -20,6 +20,7 @@ class RelayOptions:
     mark_connections: int = 2  # batches marked in parallel, while later ones are published
     poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
     retention: timedelta = timedelta(hours=72)
+    event_log_retention: timedelta = timedelta(days=400)  # the compact records of published events
     cleanup_interval: float = 300.0
     cleanup_chunk: int = 5000
     status_interval: float = 60.0

@@ -43,11 +43,24 @@ ROWS_BY_ID_WITH_COMMIT_TIME = (
 # No index of `outbox` covers these three columns, and the table leaves half of every page
 # free (fillfactor 50), so a mark is a HOT update: a new row version on the same page and no
 # new index entry. The UPDATE trigger takes the ids off `outbox_pending`.
+# The same statement copies the marked rows, without payload, to `outbox_event_log`, which
+# outlives the outbox's retention (the story of an older order, `manage.py audit`): one round
+# trip, and the mark and its record commit together. A row published again (reset by hand)
+# keeps one record, at its latest place. The rowcount is the INSERT's: one per marked row.
 MARK_PUBLISHED = """
-    UPDATE outbox AS o
-    SET published_at = %s, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
-    FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, kafka_partition, kafka_offset)
-    WHERE o.id = d.id AND o.published_at IS NULL
+    WITH marked AS (
+        UPDATE outbox AS o
+        SET published_at = %s, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
+        FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, kafka_partition, kafka_offset)
+        WHERE o.id = d.id AND o.published_at IS NULL
+        RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.correlation_id, o.causation_id,
+            o.occurred_at, o.published_at, o.kafka_partition, o.kafka_offset
+    )
+    INSERT INTO outbox_event_log (id, event_id, event_type, topic, key, correlation_id,
+        causation_id, occurred_at, published_at, kafka_partition, kafka_offset)
+    SELECT * FROM marked
+    ON CONFLICT (id) DO UPDATE SET published_at = excluded.published_at,
+        kafka_partition = excluded.kafka_partition, kafka_offset = excluded.kafka_offset
 """
 COUNT_PENDING = "SELECT count(*) FROM outbox_pending"
 # Retention walks the primary key from the oldest row (an index on published_at would make
@@ -55,6 +68,10 @@ COUNT_PENDING = "SELECT count(*) FROM outbox_pending"
 # too new to go; unpublished rows never expire and are stepped over.
 OLDEST_ROWS_AFTER = "SELECT id, published_at, occurred_at FROM outbox WHERE id > %s ORDER BY id LIMIT %s"
 DELETE_PUBLISHED_BEFORE = "DELETE FROM outbox WHERE id = ANY(%s::bigint[]) AND published_at < %s"
+# The event log's retention walks its primary key too (its ids are the outbox's, so they follow
+# publication closely enough), stopping at the first record published after the cutoff.
+OLDEST_LOG_RECORDS_AFTER = "SELECT id, published_at FROM outbox_event_log WHERE id > %s ORDER BY id LIMIT %s"
+DELETE_EVENT_LOG_BEFORE = "DELETE FROM outbox_event_log WHERE id = ANY(%s::bigint[]) AND published_at < %s"
 
 
 class PendingRow(NamedTuple):
@@ -204,6 +221,25 @@ class OutboxStore:
                 return CleanupStep(self._delete(expired, cutoff), row_id, done=True)
         last_id = page[-1][0] if page else after_id
         return CleanupStep(self._delete(expired, cutoff), last_id, done=len(page) < chunk_size)
+
+    def delete_event_log_before(self, cutoff: datetime, *, chunk_size: int, after_id: int = 0) -> CleanupStep:
+        """Delete the event records published before `cutoff` among the next `chunk_size`
+        records after `after_id`, oldest first."""
+        page = self._connection.execute(
+            OLDEST_LOG_RECORDS_AFTER, (after_id, chunk_size), prepare=True
+        ).fetchall()
+        expired: list[int] = []
+        for record_id, published_at in page:
+            if published_at >= cutoff:
+                return CleanupStep(self._delete_records(expired, cutoff), record_id, done=True)
+            expired.append(record_id)
+        last_id = page[-1][0] if page else after_id
+        return CleanupStep(self._delete_records(expired, cutoff), last_id, done=len(page) < chunk_size)
+
+    def _delete_records(self, ids: list[int], cutoff: datetime) -> int:
+        if not ids:
+            return 0
+        return self._connection.execute(DELETE_EVENT_LOG_BEFORE, (ids, cutoff), prepare=True).rowcount
 
     def _delete(self, ids: list[int], cutoff: datetime) -> int:
         if not ids:

@@ -1,8 +1,9 @@
 """The story of one correlation (an order): every event in it, and who handled each.
 
-Events come from the outbox (type, ids, where Kafka stored them, payload), the handling from
-the consumer groups' inbox rows. The outbox keeps published rows for OUTBOX_RETENTION_HOURS,
-so an older story shows only what is still kept.
+Events come from the event log (`PublishedEvent`: ids, type, where Kafka stored them; kept for
+EVENT_LOG_RETENTION_DAYS) and the outbox (unpublished events, and the payloads, for
+OUTBOX_RETENTION_HOURS), the handling from the consumer groups' inbox rows. So an order older
+than the outbox's retention still shows its chain, without payloads.
 
 A correlation id alone is not proof that an event belongs to an aggregate's story (it travels
 in headers, and older orders took it from the client), so `story(..., subject=order_id)` keeps
@@ -16,7 +17,7 @@ from typing import Any
 from backbone.kafka import logical_topic
 from backbone.models import InboxEntry
 
-from .models import OutboxRecord
+from .models import OutboxRecord, PublishedEvent
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def story(correlation_id: str, *, subject: str | None = None) -> list[StoryEntry
     aggregate and those caused by them: other aggregates' events sharing the correlation id are
     left out.
     """
-    events = list(OutboxRecord.objects.filter(correlation_id=correlation_id).order_by("id"))
+    events = _events_of(correlation_id)
     if subject is not None:
         events = _belonging_to(events, subject)
     handled: dict[str, list[Handling]] = {}
@@ -81,18 +82,32 @@ def story(correlation_id: str, *, subject: str | None = None) -> list[StoryEntry
             offset=event.kafka_offset,
             occurred_at=event.occurred_at,
             published_at=event.published_at,
-            payload=event.payload,
+            payload=event.payload if isinstance(event, OutboxRecord) else {},
             handled_by=tuple(handled.get(str(event.event_id), ())),
         )
         for event in events
     ]
 
 
-def _belonging_to(events: list[OutboxRecord], subject: str) -> list[OutboxRecord]:
+def _events_of(correlation_id: str) -> list["OutboxRecord | PublishedEvent"]:
+    """The outbox rows of the story, and the records of its events whose rows retention deleted,
+    in id (write) order: a record's id is its outbox row's."""
+    rows = {row.id: row for row in OutboxRecord.objects.filter(correlation_id=correlation_id)}
+    by_id: dict[int, OutboxRecord | PublishedEvent] = {
+        record.id: record
+        for record in PublishedEvent.objects.filter(correlation_id=correlation_id).exclude(id__in=list(rows))
+    }
+    by_id.update(rows)
+    return [by_id[row_id] for row_id in sorted(by_id)]
+
+
+def _belonging_to(
+    events: list["OutboxRecord | PublishedEvent"], subject: str
+) -> list["OutboxRecord | PublishedEvent"]:
     """The subject's own events and their effects. An effect is emitted by a handler of its
     cause, after the cause was committed and published, so it comes later in `id` order and one
     pass finds the whole causation chain."""
-    kept: list[OutboxRecord] = []
+    kept: list[OutboxRecord | PublishedEvent] = []
     kept_ids: set[str] = set()
     for event in events:
         if event.key == subject or (event.causation_id and event.causation_id in kept_ids):

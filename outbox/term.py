@@ -251,7 +251,23 @@ class LeaderTerm:
                 break
         if deleted:
             log.info("deleted %d outbox rows published before %s", deleted, cutoff.isoformat())
+        self._clean_up_event_log()
         return deleted
+
+    def _clean_up_event_log(self) -> None:
+        """Delete the event records older than their (longer) retention, a chunk at a time."""
+        cutoff = self._clock() - self._options.event_log_retention
+        deleted = last_id = 0
+        while not self._stop.is_set():
+            self._lock.verify()
+            step = self._store.delete_event_log_before(
+                cutoff, chunk_size=self._options.cleanup_chunk, after_id=last_id
+            )
+            deleted, last_id = deleted + step.deleted, step.last_id
+            if step.done:
+                break
+        if deleted:
+            log.info("deleted %d event log records published before %s", deleted, cutoff.isoformat())
 
     def close(self) -> None:
         """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""

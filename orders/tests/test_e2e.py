@@ -477,6 +477,10 @@ def test_make_demo_tells_the_three_outcomes(live_shop: Shop) -> None:
     assert "orders.OrderRequested" in output
     assert "payments.PaymentFailed" in output
     assert "as bob -> 404" in output
+    # It ends with an audit of every story it told, none with a discrepancy.
+    stories = output.count("   story ")
+    assert stories >= 3
+    assert output.count("no discrepancy: every event is on Kafka and took effect exactly once") == stories
 
 
 # --- The story picture, in a real browser -------------------------------------------------------------

@@ -95,6 +95,7 @@ def _relay_options(options: dict[str, Any]) -> RelayOptions:
         batch_size=options["batch_size"],
         poll_interval=options["poll_interval"],
         retention=timedelta(hours=settings.OUTBOX_RETENTION_HOURS),
+        event_log_retention=timedelta(days=settings.EVENT_LOG_RETENTION_DAYS),
         cleanup_interval=settings.RELAY_CLEANUP_INTERVAL_SECONDS,
         status_interval=settings.RELAY_STATUS_INTERVAL_SECONDS,
         max_backoff=settings.RELAY_MAX_BACKOFF_SECONDS,

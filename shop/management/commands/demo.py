@@ -2,7 +2,9 @@
 
 Places orders as the seeded customers - one confirmed, one declined by the payment gateway,
 and two customers racing for the last unit of a scarce product - waits for each outcome with
-a long-poll, and prints the story of events behind it. Run `make run` first.
+a long-poll, and prints the story of events behind it; then audits those stories
+(`manage.py audit`: on Kafka where recorded, handled exactly once by every subscribed group).
+Run `make run` first.
 """
 
 import logging
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .seed_demo import CUSTOMER, OTHER_CUSTOMER, PRODUCTS, SCARCE_SKU, STAFF, DemoUser
@@ -73,6 +76,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = options["url"].rstrip("/")
+        self.correlation_ids: list[str] = []  # of the stories told, for the audit at the end
         logging.getLogger("httpx").setLevel(logging.WARNING)  # the stories are the output, not each request
         try:
             httpx.get(f"{base_url}/health/", timeout=5).raise_for_status()
@@ -100,6 +104,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"   GET /api/orders/{confirmed}/ as bob -> {status} (customers see only their own)"
             )
+
+        self.heading("5. the audit of these stories: on Kafka where recorded, handled exactly once")
+        self.audit_stories()
 
     # --- the scenes ---------------------------------------------------------------------------------
 
@@ -146,11 +153,20 @@ class Command(BaseCommand):
         self.print_story(client, order_id)
         return order_id
 
+    def audit_stories(self) -> None:
+        # Consumers may still be handling the last events of a story: the audit waits for them.
+        for correlation_id in self.correlation_ids:
+            try:
+                call_command("audit", "--correlation-id", correlation_id, "--wait", "30", stdout=self.stdout)
+            except CommandError as error:
+                raise CommandError(f"the audit of story {correlation_id} failed: {error}") from None
+
     # --- output ------------------------------------------------------------------------------------
 
     def print_story(self, client: ShopClient, order_id: str) -> None:
         story = self.settled_story(client, order_id)
         self.stdout.write(f"   story {story['correlation_id']}:")
+        self.correlation_ids.append(story["correlation_id"])
         numbers = {event["id"]: index for index, event in enumerate(story["events"], start=1)}
         for index, event in enumerate(story["events"], start=1):
             where = (

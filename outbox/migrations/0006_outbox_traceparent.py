@@ -5,7 +5,7 @@ class Migration(migrations.Migration):
     """ce_traceparent of each event. Nullable without a default, so adding it to a large
     outbox only changes the catalog; rows written before it simply have no trace context."""
 
-    dependencies = [("outbox", "0004_one_insert_trigger")]
+    dependencies = [("outbox", "0005_event_log")]
 
     operations = [
         migrations.AddField(
