@@ -16,6 +16,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -48,6 +49,8 @@ def log_in(browser: WebDriver, base_url: str, username: str, password: str, next
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The click returns before the browser has left the form: wait for the page asked for.
+    WebDriverWait(browser, 15).until(lambda browser: "/admin/login/" not in browser.current_url)
 
 
 def screenshot(browser: WebDriver, name: str) -> Path:

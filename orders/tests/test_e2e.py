@@ -534,6 +534,7 @@ def test_staff_see_every_process_of_the_shop_on_the_backbone_overview_in_chromiu
 
     with chromium(width=1400, height=1000) as browser:
         log_in(browser, live_shop.base_url, "overseer", PASSWORD, "/admin/backbone-overview/")
+        browser.find_element(By.ID, "backbone-overview")  # logged in: the page is there
 
         def every_group_handled_something() -> bool:  # the heartbeats after the order
             browser.refresh()
