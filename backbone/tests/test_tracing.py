@@ -9,14 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from backbone import tracing
 from backbone.correlation import CorrelationIdFilter, correlation_scope
 from backbone.envelope import Envelope
+from backbone.testing.spans import spans_in_memory
 
 ATTRIBUTES = {"id": "e1", "type": "orders.X", "source": "/orders", "time": "t", "data_version": 1}
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -26,14 +25,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Tracing on, through an SDK provider of the test's own, exporting to memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    try:
+    with spans_in_memory() as exporter:
         yield exporter
-    finally:
-        tracing.use(None)
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
 
-from backbone import tracing
 from backbone.kafka import group_id
+from backbone.testing.spans import spans_in_memory
 from backbone.tests.consumer_probe import start_group_at_end, subprocess_env
 from orders.models import Order
 from orders.tests.factories import make_user, stock_level
@@ -34,14 +32,8 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 
 @pytest.fixture
 def web_spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    try:
+    with spans_in_memory() as exporter:
         yield exporter
-    finally:
-        tracing.use(None)
 
 
 def run_traced(*command: str) -> list[dict[str, Any]]:
