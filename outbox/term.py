@@ -2,7 +2,9 @@
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from confluent_kafka import KafkaException
 
@@ -17,9 +19,12 @@ from .marker import BackgroundMarker
 from .metrics import count_published
 from .options import Clock, ProducerFactory, RelayOptions
 from .publisher import DeliveryFailure, OrderGuard, Publisher, Stall
-from .store import OutboxStore
+from .store import CleanupStep, OutboxStore
 
 log = logging.getLogger("outbox.relay")  # one logger for every line the relay writes
+
+# OutboxStore.delete_published_before or delete_event_log_before: one chunk past a cutoff.
+ChunkDeleter = Callable[..., CleanupStep]
 
 # A metadata request answers in milliseconds when Kafka is up; while it is down, it takes
 # this long to fail, on top of the back-off.
@@ -237,37 +242,29 @@ class LeaderTerm:
         self._last_status = now
 
     def clean_up(self) -> int:
-        """Delete rows published longer ago than the retention, a chunk at a time."""
+        """Delete rows published longer ago than the retention, then event records past theirs."""
         self._last_cleanup = time.monotonic()
-        cutoff = self._clock() - self._options.retention
-        deleted = last_id = 0
-        while not self._stop.is_set():
-            self._lock.verify()
-            step = self._store.delete_published_before(
-                cutoff, chunk_size=self._options.cleanup_chunk, after_id=last_id
-            )
-            deleted, last_id = deleted + step.deleted, step.last_id
-            if step.done:
-                break
-        if deleted:
-            log.info("deleted %d outbox rows published before %s", deleted, cutoff.isoformat())
-        self._clean_up_event_log()
+        deleted = self._delete_in_chunks(
+            self._store.delete_published_before, self._options.retention, "outbox rows"
+        )
+        self._delete_in_chunks(
+            self._store.delete_event_log_before, self._options.event_log_retention, "event log records"
+        )
         return deleted
 
-    def _clean_up_event_log(self) -> None:
-        """Delete the event records older than their (longer) retention, a chunk at a time."""
-        cutoff = self._clock() - self._options.event_log_retention
+    def _delete_in_chunks(self, delete: ChunkDeleter, retention: timedelta, what: str) -> int:
+        """Walk the primary key a chunk at a time, re-checking leadership before each one."""
+        cutoff = self._clock() - retention
         deleted = last_id = 0
         while not self._stop.is_set():
             self._lock.verify()
-            step = self._store.delete_event_log_before(
-                cutoff, chunk_size=self._options.cleanup_chunk, after_id=last_id
-            )
+            step = delete(cutoff, chunk_size=self._options.cleanup_chunk, after_id=last_id)
             deleted, last_id = deleted + step.deleted, step.last_id
             if step.done:
                 break
         if deleted:
-            log.info("deleted %d event log records published before %s", deleted, cutoff.isoformat())
+            log.info("deleted %d %s published before %s", deleted, what, cutoff.isoformat())
+        return deleted
 
     def close(self) -> None:
         """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""
