@@ -30,5 +30,5 @@ USER shop
 
 EXPOSE 8000
 
-CMD ["gunicorn", "backbone.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application", \
+     "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

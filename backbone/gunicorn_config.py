@@ -5,9 +5,13 @@ adds up. The directory is emptied when the server starts (files of an earlier ru
 in) and a dead worker's live gauges are dropped. Without the variable, a fresh temporary
 directory is used and removed at exit. Loaded as a file by gunicorn's master, before any worker
 imports prometheus-client, which reads the variable at import.
+
+Each held long-poll is an open socket: the soft limit on open files is raised to the hard one
+here, in the master, so that its workers (which inherit it) can hold thousands of waiters.
 """
 
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +21,18 @@ _owned = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _owned:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-web-")
 _directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+# ASGI (backbone.asgi:application) in uvicorn workers: a long-poll is a coroutine, not a thread.
+worker_class = "uvicorn_worker.UvicornWorker"
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+_raise_open_files_limit()
 
 
 def on_starting(server: Any) -> None:

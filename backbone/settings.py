@@ -107,6 +107,20 @@ TEMPLATES = [
 # Defaults match scripts/services.sh (`make services`); set the variables to use others.
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://shop:shop@127.0.0.1:55432/shop")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# The web process (ASGI, backbone/asgi.py sets DATABASE_POOL_MAX_SIZE) runs each request's sync
+# code in a thread of its own, where a persistent connection would never be used again: it takes
+# connections from a psycopg pool instead, and returns them when a request (or a wait) lets go.
+# The relay, consumers and Celery keep one persistent connection each.
+if DATABASE_POOL_MAX_SIZE := int(os.environ.get("DATABASE_POOL_MAX_SIZE", "0")):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": min(2, DATABASE_POOL_MAX_SIZE),
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": 10,
+        },  # CONN_HEALTH_CHECKS makes Django check each connection as it leaves the pool
+    }
 # Two test runs on one server need two test databases: unset, each run gets its own,
 # test_shop_<run id> (see conftest.py).
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
@@ -318,8 +332,11 @@ METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "127.0.0.1")
 METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 
 # --- Orders ---------------------------------------------------------------------------------
-# GET /api/orders/{id}/?wait=N waits at most this long (gunicorn runs threads, so waits are cheap).
+# GET /api/orders/{id}/?wait=N waits at most this long. A wait is a coroutine of the ASGI worker
+# (orders/bells.py), not a thread; one customer may hold at most ORDER_WAITS_PER_CUSTOMER at once
+# across all workers (more are answered 429 with Retry-After).
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
+ORDER_WAITS_PER_CUSTOMER = int(os.environ.get("ORDER_WAITS_PER_CUSTOMER", "20"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))
 # A notification still pending after this long lost its task (the process died right after the
 # commit): the periodic sweep enqueues it again. Sending stays once per order and kind.

@@ -2,25 +2,29 @@
 
 import uuid
 
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.throttling import BaseThrottle
+from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
 from backbone.pagination import PageNumberPagination
 from backbone.throttling import OrderPlacementThrottle
 
-from . import selectors, services, wakeups
+from . import bells, selectors, services, wait_slots
 from .models import Order, StockLevelView
 from .serializers import (
     InsufficientStockSerializer,
@@ -67,6 +71,13 @@ REPLAYED = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     response=[202],
     description="present when an Idempotency-Key retry returned the order placed before",
+)
+RETRY_AFTER = OpenApiParameter(
+    name="Retry-After",
+    type=OpenApiTypes.INT,
+    location=OpenApiParameter.HEADER,
+    response=[429],
+    description="seconds until one of your waits ends at the latest",
 )
 NOT_FOUND = OpenApiResponse(OrderErrorSerializer, description="no such order among those you may see")
 
@@ -154,24 +165,49 @@ class OrderListCreateView(ListAPIView):
         return Response(OrderSerializer(placement.order).data, status.HTTP_202_ACCEPTED, headers=headers)
 
 
-class OrderDetailView(APIView):
+class OrderDetailView(AsyncAPIView):
+    """Async (adrf), so that a wait is a coroutine of the ASGI worker and holds no thread."""
+
     @extend_schema(
         summary="Show an order, optionally waiting for its outcome",
         tags=["orders"],
-        parameters=[WAIT],
-        responses={200: OrderSerializer, 400: OpenApiResponse(description="bad `wait`"), 404: NOT_FOUND},
+        parameters=[WAIT, RETRY_AFTER],
+        responses={
+            200: OrderSerializer,
+            400: OpenApiResponse(description="bad `wait`"),
+            404: NOT_FOUND,
+            429: OpenApiResponse(
+                OrderErrorSerializer,
+                description=(
+                    "too many waits of yours at once (ORDER_WAITS_PER_CUSTOMER, across the server): "
+                    "retry after `Retry-After` seconds, or ask without `wait`"
+                ),
+            ),
+        },
     )
-    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+    async def get(self, request: Request, order_id: uuid.UUID) -> Response:
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        # The first read answers 404 for others' orders before any wait.
-        order = wakeups.wait_until(
-            order_id,
-            read=lambda: _order_or_404(request, order_id),
-            done=lambda order: order.is_final,
-            timeout=min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS),
-        )
-        return Response(OrderSerializer(order).data)
+        timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
+        read = sync_to_async(_read_order)
+        # The first read answers 404 for others' orders before any wait, and a decided order at once.
+        final, data = await read(request, order_id)
+        if final or timeout <= 0:
+            return Response(data)
+        try:
+            async with wait_slots.slot(request.user.pk, seconds=timeout):
+                _, data = await bells.wait_until(
+                    order_id,
+                    read=lambda: read(request, order_id),
+                    done=lambda outcome: outcome[0],
+                    timeout=timeout,
+                )
+        except wait_slots.TooManyWaits as refused:
+            raise Throttled(
+                wait=refused.retry_after,
+                detail=f"Too many waits at once: at most {settings.ORDER_WAITS_PER_CUSTOMER} per customer.",
+            ) from None
+        return Response(data)
 
 
 class OrderEventsView(APIView):
@@ -188,6 +224,18 @@ class OrderEventsView(APIView):
             "events": selectors.order_story(order),
         }
         return Response(OrderStorySerializer(story).data)
+
+
+def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
+    """Whether the order is decided, and its representation: one short use of the database."""
+    try:
+        order = _order_or_404(request, order_id)
+        return order.is_final, OrderSerializer(order).data
+    finally:
+        # A waiting request must not hold a connection of the web worker's pool between reads
+        # (a persistent connection, outside the web process, stays with its thread).
+        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            connection.close()
 
 
 def _order_or_404(request: Request, order_id: uuid.UUID) -> Order:

@@ -168,7 +168,7 @@ def test_app_commands() -> None:
 
     assert "python manage.py migrate --noinput && python manage.py topics" in command("migrate")
     # Prometheus multiprocess mode: the gunicorn config empties this directory at start.
-    assert command("web").startswith("gunicorn -c backbone/gunicorn_config.py backbone.wsgi")
+    assert command("web").startswith("gunicorn -c backbone/gunicorn_config.py backbone.asgi")
     assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus-web"
     assert "0.0.0.0:8000" in command("web")
     assert (8000, 8000) in _published(services["web"])

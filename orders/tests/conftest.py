@@ -32,8 +32,6 @@ from backbone.testing import (
 )
 from backbone.topics import CONTEXTS
 
-WEB_THREADS = 16
-
 # One INFO line per request would bury the processes' logs in a failure report.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -147,10 +145,8 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
     processes.add(
         "web",
         python_argv(
-            "-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.wsgi:application",
-            "--bind", f"127.0.0.1:{port}",
-            "--worker-class", "gthread", "--workers", "2", "--threads", str(WEB_THREADS),
-            "--timeout", "60", "--access-logfile", "-",
+            "-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60", "--access-logfile", "-",
         ),
     )  # fmt: skip
     processes.start()

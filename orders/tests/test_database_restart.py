@@ -65,8 +65,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def web(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     name, port, log = f"web-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "web.log"
     process = start(
-        ["-m", "gunicorn", "backbone.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "1", "--threads", "2"],
+        ["-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
+         "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         application_name=name,
         log=log,
     )  # fmt: skip

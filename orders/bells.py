@@ -1,0 +1,161 @@
+"""Long-poll wake-ups in the ASGI web process: one Redis subscription per worker, not per waiter.
+
+Each worker process (each event loop) keeps one redis.asyncio pub/sub connection subscribed to
+the pattern `orders.changed.*`, the channels `wakeups.publish_change` rings after a commit, and
+wakes the waiters of that order through asyncio events: a thousand waiters cost a thousand
+events, not a thousand connections or threads. A waiter registers its event *before* it
+re-reads the order, so a change that commits between the read and the wait still wakes it.
+Redis is only a doorbell: the state is always read from the database.
+
+While Redis is away there are no wake-ups: when the subscription drops, every waiter is woken
+(it re-reads and answers with the current state), a new wait answers at once, and the listener
+reconnects with a backoff, logging once when the outage starts and once when it ends. No waiter
+ever hangs past its timeout.
+"""
+
+import asyncio
+import logging
+import uuid
+import weakref
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TypeVar
+
+import redis.asyncio
+from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .wakeups import channel
+
+log = logging.getLogger(__name__)
+
+PATTERN = channel("*")
+PREFIX = channel("")
+CONNECT_TIMEOUT = 2.0  # also how long the first wait of a new worker waits for the subscription
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+
+T = TypeVar("T")
+
+
+class Bells:
+    """The doorbells of one event loop: a listener task and the waiting events by order id."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._subscribed = asyncio.Event()
+        self._first_attempt = asyncio.Event()  # set once the first connection succeeded or failed
+        self._task = asyncio.get_running_loop().create_task(self._listen(), name="order-bells")
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def ready(self) -> bool:
+        """Whether wake-ups work now; a listener just started gets one chance to connect."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), CONNECT_TIMEOUT * 2)
+        return self.subscribed
+
+    @contextmanager
+    def bell(self, order_id: uuid.UUID | str) -> Iterator[asyncio.Event]:
+        """An event set whenever the order's doorbell rings, for as long as the block runs."""
+        key, event = str(order_id), asyncio.Event()
+        self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiters.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiters[key]
+
+    def waiting(self) -> int:
+        return sum(len(events) for events in self._waiters.values())
+
+    async def _listen(self) -> None:
+        backoff, failing = BACKOFF_START, False
+        while True:
+            # No retries inside redis-py: a lost subscription must be noticed at once (waiters
+            # answer), and this loop reconnects and subscribes again itself.
+            client = redis.asyncio.Redis.from_url(
+                self._url,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                health_check_interval=30,
+                retry=Retry(NoBackoff(), 0),
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(PATTERN)
+                self._subscribed.set()
+                self._first_attempt.set()
+                if failing:
+                    log.info("order wake-ups are back: subscribed to %s again", PATTERN)
+                backoff, failing = BACKOFF_START, False
+                async for message in pubsub.listen():
+                    self._ring(message["channel"])
+            except (RedisError, OSError) as error:
+                if not failing:
+                    log.warning("order wake-ups stopped, retrying with a backoff (Redis: %s)", error)
+                failing = True
+            finally:
+                self._subscribed.clear()
+                self._first_attempt.set()
+                self._ring_everyone()  # they re-read and answer: no wake-up can reach them now
+                await _close(pubsub, client)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _ring(self, name: bytes | str) -> None:
+        key = (name.decode() if isinstance(name, bytes) else name).removeprefix(PREFIX)
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    def _ring_everyone(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+
+async def _close(pubsub: redis.asyncio.client.PubSub, client: redis.asyncio.Redis) -> None:
+    try:
+        await pubsub.aclose()
+        await client.aclose()
+    except (RedisError, OSError):
+        pass  # the connection is gone already
+
+
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bells]" = weakref.WeakKeyDictionary()
+
+
+def bells() -> Bells:
+    """This event loop's doorbells (a worker has one loop; started on the first wait)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _by_loop:
+        _by_loop[loop] = Bells(settings.REDIS_URL)
+    return _by_loop[loop]
+
+
+async def wait_until(
+    order_id: uuid.UUID | str, *, read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float
+) -> T:
+    """Return `await read()` as soon as `done` holds for it, or once `timeout` seconds passed."""
+    doorbells = bells()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if not await doorbells.ready():
+        log.warning("long-poll of order %s without wake-ups (Redis unavailable): answering now", order_id)
+        return await read()
+    with doorbells.bell(order_id) as rung:
+        while True:
+            rung.clear()
+            value = await read()  # after registering: a change from now on rings the bell
+            remaining = deadline - loop.time()
+            if done(value) or remaining <= 0 or not doorbells.subscribed:
+                return value
+            with suppress(TimeoutError):
+                await asyncio.wait_for(rung.wait(), remaining)
