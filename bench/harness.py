@@ -34,6 +34,8 @@ class Mode:
     e2e_seconds: float
     e2e_saturation_seconds: float
     e2e_saturation_clients: int
+    waiters: int
+    waiters_load_seconds: float
 
 
 MODES: dict[str, Mode] = {
@@ -50,6 +52,8 @@ MODES: dict[str, Mode] = {
         e2e_seconds=15,
         e2e_saturation_seconds=15,
         e2e_saturation_clients=16,
+        waiters=1_000,
+        waiters_load_seconds=10,
     ),
     "full": Mode(
         name="full",
@@ -64,6 +68,8 @@ MODES: dict[str, Mode] = {
         e2e_seconds=60,
         e2e_saturation_seconds=45,
         e2e_saturation_clients=24,
+        waiters=5_000,
+        waiters_load_seconds=20,
     ),
 }
 

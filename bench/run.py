@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "consumer": "bench.consumer_throughput",
     "overhead": "bench.outbox_overhead",
     "e2e": "bench.end_to_end",
+    "waiters": "bench.waiters",
 }
 
 

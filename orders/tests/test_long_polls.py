@@ -56,7 +56,11 @@ class Web:
             self.process = subprocess.Popen(
                 argv, cwd=settings.BASE_DIR, env=environment, stdout=output, stderr=subprocess.STDOUT
             )
-        wait_for(self._answers, timeout=60, interval=0.3, what="the web process to answer")
+        try:
+            wait_for(self._answers, timeout=60, interval=0.3, what="the web process to answer")
+        except BaseException:
+            self.stop()
+            raise
 
     def _answers(self) -> bool:
         assert self.process.poll() is None, self.log.read_text()
@@ -217,10 +221,14 @@ def test_a_customer_past_the_cap_is_answered_429_while_others_wait(web: Web, cat
 
 
 def test_without_redis_waits_answer_at_once_and_wake_ups_come_back_with_it(tmp_path: Path, catalog) -> None:
+    headers, (first, second) = pending_orders("bob", 2)
     doorbell = DisposableRedis()
     doorbell.up()
-    web = Web(tmp_path / "web.log", REDIS_URL=doorbell.url)
-    headers, (first, second) = pending_orders("bob", 2)
+    try:
+        web = Web(tmp_path / "web.log", REDIS_URL=doorbell.url)
+    except BaseException:
+        doorbell.down()
+        raise
     try:
         doorbell.down()
         started = time.monotonic()
