@@ -56,10 +56,14 @@ def run(context: BenchContext) -> list[Result]:
         "THROTTLE_LOGIN_RATE": "1000000/minute",
         # ... and so would the cap on concurrent long-polls of one customer.
         "ORDER_WAITS_PER_CUSTOMER": "1000000",
+        # Not the directory of a shop `make run` may be running: gunicorn empties it at start.
+        "PROMETHEUS_MULTIPROC_DIR": str(context.processes.logs_dir / "prometheus-web"),
     }
     for name, command in _procfile(procfile).items():
         if name not in SKIPPED_PROCESSES:
-            context.processes.start(name, ["bash", "-c", f"exec {command}"], extra_env=environment)
+            # No `exec`: a line may start with variable assignments, which `exec` would take for
+            # the command; bash runs a lone command in its own process anyway.
+            context.processes.start(name, ["bash", "-c", _own_ports(command)], extra_env=environment)
     return asyncio.run(_drive(context, base_url, tokens))
 
 
@@ -195,6 +199,12 @@ def _procfile(path: Path) -> dict[str, str]:
         if match and not line.lstrip().startswith("#"):
             processes[match[1]] = match[2]
     return processes
+
+
+def _own_ports(command: str) -> str:
+    """The command with a free metrics port: a running shop, or another bench run, holds the
+    Procfile's."""
+    return re.sub(r"--metrics-port \d+", lambda _: f"--metrics-port {_free_port()}", command)
 
 
 def _free_port() -> int:

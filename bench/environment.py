@@ -6,6 +6,7 @@ and removes both when it is done.
 """
 
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -31,6 +32,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://shop:shop@127.0.0.1:55432/shop"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:56379/0"
 BENCH_REDIS_DATABASE = 13
+# How long a drop of the bench database waits for sessions the bench cannot end.
+DROP_PATIENCE = 60.0
 
 
 def database_url(name: str) -> str:
@@ -53,18 +56,62 @@ def _libpq(url: str) -> str:
 
 def recreate_database(url: str) -> None:
     """Drop (disconnecting whoever is left) and create the bench database."""
-    name = urlsplit(url).path.lstrip("/")
-    if not re.fullmatch(r"bench_[a-z0-9_]+", name):
-        raise SystemExit(f"refusing to recreate database {name!r}: bench databases are named bench_*")
+    name = _bench_database_name(url)
+    drop_database(url)
     with psycopg.connect(_libpq(database_url("postgres")), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def drop_database(url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
+def drop_database(url: str, *, patience: float = DROP_PATIENCE) -> None:
+    """Drop the bench database, as the unprivileged role the shop runs as.
+
+    `DROP DATABASE ... WITH (FORCE)` needs the right to signal every session in the database,
+    and an autovacuum worker belongs to no role the shop's is a member of: the drop fails with
+    "must be a member of the role whose process is being terminated or member of
+    pg_signal_backend". So the bench ends its own role's sessions (a process of a run killed
+    midway may still hold one), then drops without FORCE: PostgreSQL itself stops autovacuum
+    workers in a database being dropped. Sessions of other roles are waited for, `patience`
+    seconds at most.
+    """
+    name = _bench_database_name(url)
+    deadline = time.monotonic() + patience
     with psycopg.connect(_libpq(database_url("postgres")), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        while True:
+            admin.execute(_END_OWN_SESSIONS, {"database": name})
+            try:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                return
+            except psycopg.errors.ObjectInUse:
+                others = _other_sessions(admin, name)
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"cannot drop the bench database {name}: still in use by {others}"
+                    ) from None
+                log.info("bench database %s in use by %s; retrying", name, others)
+                time.sleep(1)
+
+
+# Sessions of the bench's own role need no privilege to be ended.
+_END_OWN_SESSIONS = """
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = %(database)s AND usename = current_user AND pid <> pg_backend_pid()
+"""
+
+
+def _other_sessions(admin: psycopg.Connection, name: str) -> str:
+    rows = admin.execute(
+        "SELECT coalesce(usename, backend_type), coalesce(nullif(application_name, ''), backend_type) "
+        "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        [name],
+    ).fetchall()
+    return ", ".join(f"{user} ({application})" for user, application in rows) or "nobody any more"
+
+
+def _bench_database_name(url: str) -> str:
+    name = urlsplit(url).path.lstrip("/")
+    if not re.fullmatch(r"bench_[a-z0-9_]+", name):
+        raise SystemExit(f"refusing to drop database {name!r}: bench databases are named bench_*")
+    return name
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
@@ -76,20 +123,12 @@ def new_namespace() -> str:
     return f"bench-{uuid.uuid4().hex[:8]}."
 
 
-def delete_namespace_topics(namespace: str) -> int:
-    from confluent_kafka.admin import AdminClient
+def delete_namespace(namespace: str) -> list[str]:
+    """Delete the namespace's topics and consumer groups (the end-to-end run's sub-namespaces
+    included); returns what could not be deleted."""
+    from backbone.provisioning import delete_namespace as delete
 
-    from backbone.kafka import admin_config
-
-    admin = AdminClient(admin_config())
-    topics = [name for name in admin.list_topics(timeout=10).topics if name.startswith(namespace)]
-    if topics:
-        for future in admin.delete_topics(topics, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception as error:  # a leftover topic is untidy, not a failed run
-                log.warning("could not delete topic: %s", error)
-    return len(topics)
+    return delete(namespace, timeout=30)
 
 
 # --- Processes ----------------------------------------------------------------------------
@@ -137,6 +176,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_stop_when_the_bench_dies,
         )
         process = Process(name=name, popen=popen, log_path=log_path, log_file=log_file)
         self.running.append(process)
@@ -267,6 +307,16 @@ def _proc_cpu(keep: Callable[[list[str], str], bool]) -> list[tuple[int, float]]
         if keep(fields, f" {cmdline} "):
             found.append((int(fields[2]), (int(fields[11]) + int(fields[12])) / ticks))
     return found
+
+
+def _stop_when_the_bench_dies() -> None:
+    """Runs in the child before it executes its command: a bench killed with SIGKILL cannot stop
+    its processes, so the kernel sends each a SIGTERM when the bench is gone (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -5,11 +5,13 @@ Both variants run in alternating blocks on the same connection, so drift in the 
 load hits both alike. The ratio of the median transaction times is the overhead.
 """
 
+import importlib
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -90,14 +92,15 @@ def _timed(place: Callable[[], None], count: int, variant: AbstractContextManage
 
 @contextmanager
 def _without_outbox(services: Any) -> Iterator[None]:
-    """The same placement with the outbox cut out: emit() does nothing, and the order lines
-    that are re-read only to build the event are not read."""
-    skip_event_lines = (
-        mock.patch.object(services, "_contract_lines", _no_lines)
-        if hasattr(services, "_contract_lines")
-        else nullcontext()
-    )
-    with mock.patch.object(services, "emit", _no_emit), skip_event_lines:
+    """The same placement with the outbox cut out: no event is built (its lines included) and
+    emit() does nothing."""
+    placing = importlib.import_module(f"{services.__name__}.placing")
+    no_events = SimpleNamespace(OrderRequested=_no_event)
+    with (
+        mock.patch.object(placing, "emit", _no_emit),
+        mock.patch.object(placing, "events", no_events),
+        mock.patch.object(placing, "contract_lines", _no_lines),
+    ):
         yield
 
 
@@ -105,7 +108,11 @@ def _no_emit(event: object) -> None:
     return None
 
 
-def _no_lines(order: object) -> tuple[()]:
+def _no_event(**fields: object) -> None:
+    return None
+
+
+def _no_lines(lines: object) -> tuple[()]:
     return ()
 
 

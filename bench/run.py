@@ -21,13 +21,14 @@ from typing import Any
 from bench.environment import (
     Processes,
     database_url,
-    delete_namespace_topics,
+    delete_namespace,
     drop_database,
     new_namespace,
     recreate_database,
     redis_url,
 )
 from bench.harness import MODES, Mode, Result, load_average, machine_info, machine_line, table, write_json
+from bench.unfinished import RunNote, clean_up_after_killed_runs, forget, remember
 
 log = logging.getLogger("bench")
 
@@ -105,20 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log.info("mode %s; database %s; Kafka namespace %s", mode.name, args.database, namespace)
     processes = Processes(env=dict(os.environ), profile=args.profile)
+    context = BenchContext(mode=mode, database_url=url, namespace=namespace, processes=processes)
+    results: list[Result] = []
+    note = None
     try:
+        clean_up_after_killed_runs()
+        # Written down before they exist, so a run killed from here on is cleaned up by the next.
+        note = remember(args.database, namespace)
         machine = _prepare(url)
+        for name in args.selected:
+            results.extend(_run_one(name, context))
     except Exception as error:
         log.error("set-up failed: %s", error)
         return 2
-    context = BenchContext(mode=mode, database_url=url, namespace=namespace, processes=processes)
-    results: list[Result] = []
-    try:
-        for name in args.selected:
-            results.extend(_run_one(name, context))
     finally:
         processes.stop_all()
-        if not args.keep:
-            _teardown(url, namespace)
+        if note is not None and args.keep:
+            forget(note)  # kept on purpose: no later run removes them
+        elif note is not None:
+            _teardown(url, namespace, note)
 
     elapsed = time.monotonic() - started
     machine["load_average_at_end"] = load_average()
@@ -221,13 +227,18 @@ def _fresh_outbox(url: str) -> None:
         connection.execute("TRUNCATE outbox")
 
 
-def _teardown(url: str, namespace: str) -> None:
+def _teardown(url: str, namespace: str, note: RunNote) -> None:
     from django.db import connections
 
     connections.close_all()
     try:
-        deleted = delete_namespace_topics(namespace)
+        left = delete_namespace(namespace)
         drop_database(url)
-        log.info("removed the bench database and %d topics", deleted)
     except Exception as error:
-        log.warning("clean-up incomplete: %s", error)
+        log.warning("clean-up incomplete (the next run finishes it): %s", error)
+        return
+    if left:
+        log.warning("clean-up incomplete (the next run finishes it): %s stay", ", ".join(left))
+        return
+    forget(note)
+    log.info("removed the bench database and the namespace's topics and consumer groups")

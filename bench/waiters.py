@@ -52,6 +52,8 @@ def run(context: BenchContext) -> list[Result]:
         # A hundred customers hold all the waits, and the other clients place orders freely.
         "ORDER_WAITS_PER_CUSTOMER": str(waiters),
         "THROTTLE_ORDERS_RATE": "1000000/minute",
+        # Not the directory of a shop `make run` may be running: gunicorn empties it at start.
+        "PROMETHEUS_MULTIPROC_DIR": str(context.processes.logs_dir / "prometheus-web"),
     }
     progress("placing %d pending orders for %d customers", waiters, CUSTOMERS)
     customers, orders = _pending_orders(waiters)
