@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,7 @@ CAP = 20  # ORDER_WAITS_PER_CUSTOMER of the web process
 class Web:
     """The web process as the Procfile starts it, on the test database."""
 
-    def __init__(self, log: Path, **env: str) -> None:
+    def __init__(self, log: Path, workers: int = 2, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
@@ -49,7 +50,8 @@ class Web:
         argv = [
             sys.executable, "-m", "gunicorn",
             "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
-            "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--timeout", "60", "--access-logfile", "-",
+            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+            "--timeout", "60", "--access-logfile", "-",
         ]  # fmt: skip
         self.log = log
         with log.open("wb") as output:
@@ -225,17 +227,32 @@ def test_without_redis_waits_answer_at_once_and_wake_ups_come_back_with_it(tmp_p
     doorbell = DisposableRedis()
     doorbell.up()
     try:
-        web = Web(tmp_path / "web.log", REDIS_URL=doorbell.url)
+        # One worker: every wait goes to the listener that lived through the outage.
+        web = Web(tmp_path / "web.log", workers=1, REDIS_URL=doorbell.url)
     except BaseException:
         doorbell.down()
         raise
-    try:
-        doorbell.down()
+
+    def wait_on(order: Order) -> tuple[httpx.Response, float]:
         started = time.monotonic()
-        response = httpx.get(f"{web.url}/api/orders/{first.id}/?wait=20", headers=headers, timeout=40)
+        response = httpx.get(f"{web.url}/api/orders/{order.id}/?wait=20", headers=headers, timeout=40)
+        return response, time.monotonic() - started
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(wait_on, first)
+            time.sleep(1.5)  # held, with wake-ups
+            doorbell.down()
+            stopped = time.monotonic()
+            response, _ = held.result()
         assert response.status_code == 200
         assert response.json()["state"] == OrderState.REQUESTED
-        assert time.monotonic() - started < 6.0  # at once (after a connection attempt), not at 20 s
+        assert time.monotonic() - stopped < 3.0  # the held wait answered when Redis went, not at 20 s
+
+        response, seconds = wait_on(first)  # while Redis is down
+        assert response.status_code == 200
+        assert response.json()["state"] == OrderState.REQUESTED
+        assert seconds < 2.0
 
         doorbell.process = None
         restarted = DisposableRedis()
