@@ -1,6 +1,10 @@
 """The customer-facing HTTP API of the orders context: thin views over services and selectors."""
 
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
@@ -168,6 +172,12 @@ class OrderListCreateView(ListAPIView):
 class OrderDetailView(AsyncAPIView):
     """Async (adrf), so that a wait is a coroutine of the ASGI worker and holds no thread."""
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Authentication reads the token: in a database turn like the order's reads (adrf runs
+        # this in the request's thread).
+        with _database_turn():
+            super().initial(request, *args, **kwargs)
+
     @extend_schema(
         summary="Show an order, optionally waiting for its outcome",
         tags=["orders"],
@@ -189,7 +199,9 @@ class OrderDetailView(AsyncAPIView):
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
-        read = sync_to_async(_read_order)
+        # In the loop's shared executor, not the request's own thread: reads of many waits that
+        # wake together run on a few threads (and connections) instead of one each.
+        read = sync_to_async(_read_order, thread_sensitive=False)
         # The first read answers 404 for others' orders before any wait, and a decided order at once.
         final, data = await read(request, order_id)
         if final or timeout <= 0:
@@ -226,16 +238,32 @@ class OrderEventsView(APIView):
         return Response(OrderStorySerializer(story).data)
 
 
+# Waits that start or wake together (a thousand customers after a sale) take turns at the
+# database: at most this many of a worker's waits use a connection of its pool at once, so
+# the rest of the pool (DATABASE_POOL_MAX_SIZE) stays free for other requests; the others wait
+# for their turn in their request's thread, holding no connection.
+WAIT_DATABASE_TURNS = 4
+_turns = threading.BoundedSemaphore(WAIT_DATABASE_TURNS)
+
+
+@contextmanager
+def _database_turn() -> Iterator[None]:
+    with _turns:
+        try:
+            yield
+        finally:
+            # A waiting request must not hold a pooled connection between its reads (awaits
+            # of the event loop come in between). A persistent connection, outside the web
+            # process, stays with its thread.
+            if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+                connection.close()
+
+
 def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
     """Whether the order is decided, and its representation: one short use of the database."""
-    try:
+    with _database_turn():
         order = _order_or_404(request, order_id)
         return order.is_final, OrderSerializer(order).data
-    finally:
-        # A waiting request must not hold a connection of the web worker's pool between reads
-        # (a persistent connection, outside the web process, stays with its thread).
-        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
-            connection.close()
 
 
 def _order_or_404(request: Request, order_id: uuid.UUID) -> Order:
