@@ -239,11 +239,10 @@ class OrderEventsView(APIView):
 
 
 # Waits that start or wake together (a thousand customers after a sale) take turns at the
-# database: at most this many of a worker's waits use a connection of its pool at once, so
-# the rest of the pool (DATABASE_POOL_MAX_SIZE) stays free for other requests; the others wait
-# for their turn in their request's thread, holding no connection.
-WAIT_DATABASE_TURNS = 4
-_turns = threading.BoundedSemaphore(WAIT_DATABASE_TURNS)
+# database: at most half of a worker's pool (DATABASE_POOL_MAX_SIZE) serves waits at once, so
+# the rest stays free for other requests; the others wait for their turn in their request's
+# thread, holding no connection.
+_turns = threading.BoundedSemaphore(max(1, settings.DATABASE_POOL_MAX_SIZE // 2))
 
 
 @contextmanager

@@ -28,6 +28,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 5.0
+REDIS_CONNECTIONS = 8  # per web worker
+REDIS_QUEUE_SECONDS = 5.0  # waiting longer for a free connection counts as Redis being away
 
 # Atomic across workers: drop expired slots, refuse past the cap (with the soonest end), or take one.
 _ACQUIRE = """
@@ -58,12 +60,19 @@ _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Re
 
 
 def _client() -> redis.asyncio.Redis:
-    # redis.asyncio connections belong to the loop that opened them: one client per loop.
+    # redis.asyncio connections belong to the loop that opened them: one client per loop. A
+    # few connections, which a thousand waits starting at once queue for, rather than a
+    # thousand connections opened at once (Redis would be slow to accept them all).
     loop = asyncio.get_running_loop()
     if loop not in _by_loop:
-        _by_loop[loop] = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_QUEUE_SECONDS,
+            socket_connect_timeout=1.0,
+            socket_timeout=1.0,
         )
+        _by_loop[loop] = redis.asyncio.Redis(connection_pool=pool)
     return _by_loop[loop]
 
 

@@ -161,6 +161,29 @@ def test_hundreds_of_held_waits_leave_the_web_process_free_and_are_all_woken(web
     assert max(answered for _, answered in answers) - last_decision < 2.0  # woken, not timed out
 
 
+def test_waits_starting_together_take_turns_at_a_small_database_pool(tmp_path: Path, catalog) -> None:
+    # Two connections per worker for 200 waits and the other requests: none may wait past the
+    # pool's timeout for a connection (a 500).
+    web = Web(tmp_path / "web.log", DATABASE_POOL_MAX_SIZE="2")
+    waiters = [pending_orders(f"crowd-{n}", 10) for n in range(20)]
+    orders = [(headers, order) for headers, placed in waiters for order in placed]
+
+    async def scenario() -> tuple[list[int], list[tuple[httpx.Response, float]]]:
+        limits = httpx.Limits(max_connections=len(orders) + 10, max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            held = [asyncio.create_task(wait_for_outcome(client, web.url, o, h, wait=5)) for h, o in orders]
+            others = [(await client.get(f"{web.url}/api/products/")).status_code for _ in range(5)]
+            return others, await asyncio.gather(*held)
+
+    try:
+        others, answers = run(scenario())
+    finally:
+        web.stop()
+    assert others == [200] * 5
+    assert [response.status_code for response, _ in answers] == [200] * len(orders)
+    assert "PoolTimeout" not in web.log.read_text()
+
+
 def test_a_waiter_is_answered_as_soon_as_the_decision_commits(web: Web, catalog) -> None:
     headers, (order,) = pending_orders("alice", 1)
 
