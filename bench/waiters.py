@@ -216,11 +216,16 @@ async def _wait(client: httpx.AsyncClient, waiter: Waiter) -> None:
 
 async def _until_held(held: list[asyncio.Task[None]]) -> tuple[float, int]:
     """Until the web process holds every wait, counted in its own ledger (the customers' wait
-    slots in Redis, taken after the first read); the seconds that took and the count."""
+    slots in Redis, taken after the first read), or until that count stops growing for 10 s (a
+    wait whose slot could not be taken, the cap failing open, still waits uncounted); the
+    seconds that took and the count."""
     started, deadline, shown = time.monotonic(), time.monotonic() + 120, time.monotonic()
-    while time.monotonic() < deadline:
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 10:
         await asyncio.sleep(0.5)
         count = await asyncio.to_thread(_held_waits)
+        if count != last:
+            last, stable_since = count, time.monotonic()
         if time.monotonic() - shown >= 5:
             progress("  %d of %d waits held", count, len(held))
             shown = time.monotonic()

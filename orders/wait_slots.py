@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 5.0
 REDIS_CONNECTIONS = 8  # per web worker
-REDIS_QUEUE_SECONDS = 5.0  # waiting longer for a free connection counts as Redis being away
+# Waiting longer for a free connection counts as Redis being away (a dead Redis is noticed by
+# the connect and socket timeouts; this only bounds the queue of a burst of waits).
+REDIS_QUEUE_SECONDS = 30.0
 
 # Atomic across workers: drop expired slots, refuse past the cap (with the soonest end), or take one.
 _ACQUIRE = """
