@@ -199,9 +199,7 @@ class OrderDetailView(AsyncAPIView):
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
-        # In the loop's shared executor, not the request's own thread: reads of many waits that
-        # wake together run on a few threads (and connections) instead of one each.
-        read = sync_to_async(_read_order, thread_sensitive=False)
+        read = sync_to_async(_read_order)  # in the request's thread, where its transaction lives
         # The first read answers 404 for others' orders before any wait, and a decided order at once.
         final, data = await read(request, order_id)
         if final or timeout <= 0:
