@@ -199,7 +199,10 @@ class OrderDetailView(AsyncAPIView):
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
-        read = sync_to_async(_read_order)  # in the request's thread, where its transaction lives
+        # With a pool (the web process) a read may run on any thread: the loop's shared executor
+        # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
+        # (runserver, tests) it stays on the request's thread, with its connection and transaction.
+        read = sync_to_async(_read_order, thread_sensitive=not _pooled())
         # The first read answers 404 for others' orders before any wait, and a decided order at once.
         final, data = await read(request, order_id)
         if final or timeout <= 0:
@@ -252,8 +255,12 @@ def _database_turn() -> Iterator[None]:
             # A waiting request must not hold a pooled connection between its reads (awaits
             # of the event loop come in between). A persistent connection, outside the web
             # process, stays with its thread.
-            if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            if _pooled():
                 connection.close()
+
+
+def _pooled() -> bool:
+    return bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
 
 
 def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
