@@ -7,6 +7,7 @@ and `ce_dataversion`, and the distributed tracing extension `ce_traceparent` (th
 context of the code that emitted the event; see tracing.py). The record key is the aggregate id.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ REQUIRED_HEADERS = (
 # Kafka record headers as confluent-kafka takes and gives them: values are bytes in our
 # records, but a hostile producer's may be missing (None) and the client also accepts text.
 Headers = list[tuple[str, str | bytes | None]]
+# What the envelope reads them from: the client's list, or a consumed record's tuple as it is.
+HeaderPairs = Iterable[tuple[str, str | bytes | None]]
 
 
 class InvalidEnvelope(ContractError):
@@ -63,7 +66,7 @@ class Envelope:
         return headers
 
     @classmethod
-    def from_headers(cls, headers: Headers | None) -> "Envelope":
+    def from_headers(cls, headers: HeaderPairs | None) -> "Envelope":
         values = _header_map(headers)
         missing = [name for name in REQUIRED_HEADERS if not values.get(name)]
         if missing:
@@ -90,7 +93,7 @@ class Envelope:
         )
 
 
-def _header_map(headers: Headers | None) -> dict[str, str]:
+def _header_map(headers: HeaderPairs | None) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, raw in headers or ():
         if raw is None:

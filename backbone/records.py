@@ -52,6 +52,8 @@ def _consumed_headers(
     text and dict forms that produce() accepts, so those are read too. A missing value is b""."""
     if headers is None:
         return ()
+    if isinstance(headers, list) and all(type(value) is bytes for _, value in headers):
+        return tuple(headers)  # type: ignore[arg-type]  # checked: every value is bytes (the usual case)
     pairs = headers.items() if isinstance(headers, dict) else headers
     return tuple((name, value.encode() if isinstance(value, str) else value or b"") for name, value in pairs)
 
@@ -154,7 +156,7 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed
     if event_type and event_type not in routes:
         return Unrouted(event_type)
     try:
-        envelope = Envelope.from_headers(list(record.headers))
+        envelope = Envelope.from_headers(record.headers)
     except InvalidEnvelope as error:
         return Invalid(str(error))
     handlers = routes.get(envelope.type)

@@ -157,6 +157,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One process of threads: the tasks wait on SMTP and PostgreSQL, and a prefork pool passed
+# every task through pipes to a child process (a third of the worker's CPU per email).
+CELERY_WORKER_POOL = "threads"
+# Celery's Django fixup closes the database connections after every task unless this is set:
+# a new PostgreSQL session (and a cold backend) per email. They are kept, and closed around
+# each task only when broken or older than CONN_MAX_AGE, as around a request (backbone/celery.py).
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # While Redis is away, the worker reconnects forever (by default it gave up after 100 tries),
 # and an enqueue fails within seconds instead of blocking its caller (a consumer) through

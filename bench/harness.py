@@ -32,6 +32,8 @@ class Mode:
     e2e_low_seconds: float
     e2e_rate: float
     e2e_seconds: float
+    e2e_target_rate: float  # the rate of the p99 target
+    e2e_target_seconds: float
     e2e_saturation_seconds: float
     e2e_saturation_clients: int
     waiters: int
@@ -50,6 +52,8 @@ MODES: dict[str, Mode] = {
         e2e_low_seconds=10,
         e2e_rate=20,
         e2e_seconds=15,
+        e2e_target_rate=40,
+        e2e_target_seconds=15,
         e2e_saturation_seconds=15,
         e2e_saturation_clients=16,
         waiters=1_000,
@@ -66,6 +70,8 @@ MODES: dict[str, Mode] = {
         e2e_low_seconds=30,
         e2e_rate=20,
         e2e_seconds=60,
+        e2e_target_rate=40,
+        e2e_target_seconds=60,
         e2e_saturation_seconds=45,
         e2e_saturation_clients=24,
         waiters=5_000,

@@ -28,6 +28,7 @@ WAITING = (
     "_worker (futures/thread.py)",
     "EpollSelector.select (",
     "PollSelector.select (",
+    "_PollLikeSelector.select (",  # the metrics server thread (socketserver)
     "SocketBuffer._read_from_socket (",
     "Connection.wait (psycopg/",
     "Arbiter.wait_for_signals (",

@@ -5,7 +5,8 @@ redelivery a no-op) and inside the event's correlation scope, so what it emits c
 order's story. Handlers only translate the event into one service call.
 
 The stock level view is the busiest and simplest: each event carries a sku's full state, so
-its batch handler writes a whole batch of them in one statement and emits nothing.
+its batch handler writes a whole batch of them in one statement and emits nothing. A prepared
+shipment only moves an order's shipment status, so it is batched the same way.
 """
 
 from collections.abc import Sequence
@@ -45,9 +46,11 @@ def on_payment_failed(event: PaymentFailed, envelope: Envelope) -> None:
     services.reject_order(order_id=event.order_id, reason=RejectionReason.PAYMENT_DECLINED)
 
 
-@subscribe(ShipmentPrepared)
-def on_shipment_prepared(event: ShipmentPrepared, envelope: Envelope) -> None:
-    services.record_shipment_prepared(order_id=event.order_id, shipment_id=event.shipment_id)
+@subscribe_batch(ShipmentPrepared)
+def on_shipment_prepared(items: Sequence[tuple[ShipmentPrepared, Envelope]]) -> None:
+    """Only a state change: the batch's in one statement (after its per-event handlers, so a
+    ShipmentDispatched of the same batch is already recorded and is not walked back)."""
+    services.record_shipments_prepared((event.order_id, event.shipment_id) for event, _ in items)
 
 
 @subscribe(ShipmentDispatched)
@@ -86,9 +89,9 @@ ROUTES: dict[type[Event], Handler] = {
     StockReservationFailed: on_stock_reservation_failed,
     PaymentProcessed: on_payment_processed,
     PaymentFailed: on_payment_failed,
-    ShipmentPrepared: on_shipment_prepared,
     ShipmentDispatched: on_shipment_dispatched,
 }
 BATCH_ROUTES: dict[type[Event], BatchHandler] = {
+    ShipmentPrepared: on_shipment_prepared,
     StockLevelChanged: on_stock_level_changed,
 }

@@ -113,10 +113,13 @@ class ConsumerRunner:
         status_records = 0
         try:
             while not self._stopping:
-                records = self._poll()
+                # Reading a batch creates its records too: the collector waits until it is applied.
+                with _cyclic_gc_paused():
+                    records = self._poll()
+                    if records:
+                        self._process_until_applied(records)
                 now = self._clock()
                 if records:
-                    self._process_until_applied(records)
                     last_record = now
                     self._last_handled_at = datetime.now(UTC).isoformat()
                 elif self._should_exit_idle(now - last_record):

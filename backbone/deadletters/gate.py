@@ -13,17 +13,26 @@ from django.db import connection
 
 from ..records import ConsumedRecord
 
+_LOCK = "SELECT {function}(hashtextextended(%s, 0))"
 _PENDING = """
     SELECT id, topic, key, partition, "offset", record_id FROM dead_letter
     WHERE consumer_group = %s AND status = 'pending'
 """
+# The shared lock and the read in one round trip (every batch of every consumer starts with
+# them), as two statements: in READ COMMITTED the second takes its snapshot after the first
+# was granted the lock, so it sees what a replay that held the lock committed.
+_LOCK_AND_PENDING = _LOCK.format(function="pg_advisory_xact_lock_shared") + ";" + _PENDING
+
+
+def _lock_key(group: str) -> str:
+    return f"backbone.dead_letters:{group}"
 
 
 def lock_group(group: str, *, exclusive: bool) -> None:
     """Transaction-scoped: consumers share it per batch, replay and discard hold it alone."""
     function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {function}(hashtextextended(%s, 0))", [f"backbone.dead_letters:{group}"])
+        cursor.execute(_LOCK.format(function=function), [_lock_key(group)])
 
 
 @dataclass
@@ -36,10 +45,10 @@ class KeyGate:
 
     @classmethod
     def load(cls, group: str) -> "KeyGate":
-        lock_group(group, exclusive=False)
         gate = cls()
         with connection.cursor() as cursor:
-            cursor.execute(_PENDING, [group])
+            cursor.execute(_LOCK_AND_PENDING, [_lock_key(group), group])
+            cursor.nextset()  # past the lock's row, to the pending dead letters
             for dead_letter_id, topic, key, partition, offset, record_id in cursor.fetchall():
                 gate.dead_records.setdefault((topic, partition, offset), set()).add(record_id)
                 if key is not None:

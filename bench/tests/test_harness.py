@@ -68,3 +68,27 @@ def test_procfile_lines_become_named_commands(tmp_path: Path):
         "web": "gunicorn app --bind ${SHOP_BIND}",
         "relay": "python manage.py relay",
     }
+
+
+def test_cpu_rows_give_each_process_and_a_total_of_the_shops_own_processes():
+    from bench.e2e_meters import cpu_results
+
+    cpu = {
+        "web": 10.0,
+        "relay": 3.0,
+        "postgres": 8.0,
+        "kafka broker": 50.0,
+        "load client": 40.0,
+        "machine busy %": 90.0,
+        "db commits": 7.0,
+        "http requests": 2.5,
+    }
+    rows = cpu_results("end to end", "@20/s", cpu)
+    assert [row.value for row in rows[:-1]] == [50.0, 40.0, 10.0, 8.0, 3.0]
+    assert "kafka broker (not in total)" in rows[0].metric
+    total = rows[-1]
+    assert total.metric == "CPU ms per confirmed order @20/s: total"
+    assert total.value == 21.0  # web + relay + postgres: the broker is shared, the client is the bench
+    assert total.met is True
+    assert rows[-1].target == "<= 25 ms"
+    assert cpu_results("end to end", "@20/s", {**cpu, "web": 20.0})[-1].met is False

@@ -25,7 +25,7 @@ from .placing import (
     place_order,
     request_fingerprint,
 )
-from .shipment_status import record_shipment_dispatched, record_shipment_prepared
+from .shipment_status import record_shipment_dispatched, record_shipments_prepared
 from .state_machine import confirm_order, reject_order, validate_order
 from .stock_view import apply_stock_level
 
@@ -41,7 +41,7 @@ __all__ = [
     "confirm_order",
     "place_order",
     "record_shipment_dispatched",
-    "record_shipment_prepared",
+    "record_shipments_prepared",
     "reject_order",
     "request_fingerprint",
     "validate_order",

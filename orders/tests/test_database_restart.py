@@ -3,8 +3,8 @@
 The web process keeps its connections between requests (CONN_MAX_AGE) and checks one before
 the first query of each request (CONN_HEALTH_CHECKS), so a session PostgreSQL terminated is
 replaced instead of failing the request with a 500. The test terminates only the sessions of
-its own gunicorn, on the test database. (A Celery worker holds no session between tasks:
-Celery's Django fixup closes them after every task.)
+its own gunicorn, on the test database. A Celery worker keeps its connections between tasks
+too (CELERY_DB_REUSE_MAX) and closes a broken one before the next task (backbone/celery.py).
 """
 
 import os
@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import connection
 
 from backbone.testing import database_url, free_port, wait_for
-from orders.tests.factories import stock_level
+from orders.models import Notification, NotificationKind, NotificationStatus, OrderState
+from orders.tasks import send_notification_email
+from orders.tests.factories import make_user, place, stock_level
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -94,3 +96,49 @@ def test_the_web_process_answers_the_first_request_after_its_sessions_were_termi
     statuses = [products() for _ in range(4)]  # both threads' connections were terminated
 
     assert statuses == [200] * 4, log.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """A Celery worker as the Procfile runs it (pool and connection reuse from settings)."""
+    name, queue, log = f"worker-{uuid.uuid4().hex[:8]}", f"restart-{uuid.uuid4().hex[:8]}", tmp_path / "w.log"
+    process = start(
+        ["-m", "celery", "-A", "backbone", "worker", "--queues", queue, "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
+        application_name=name,
+        log=log,
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    )  # fmt: skip
+    try:
+        yield queue, name, log
+    finally:
+        stop(process)
+
+
+def test_a_worker_keeps_its_session_between_emails_and_replaces_one_that_was_terminated(
+    worker: tuple[str, str, Path],
+) -> None:
+    queue, name, log = worker
+    stock_level("KB-1", available=50)
+    customer = make_user("erin")
+
+    def send() -> None:
+        order = place(customer, ("KB-1", 1))
+        order.state = OrderState.CONFIRMED
+        order.save(update_fields=["state"])
+        notification = Notification.objects.create(order=order, kind=NotificationKind.CONFIRMATION)
+        send_notification_email.apply_async(args=[notification.id], queue=queue)
+        wait_for(
+            lambda: Notification.objects.get(id=notification.id).status == NotificationStatus.SENT,
+            timeout=10,
+            what=f"the email of order {order.id} (worker log: {log})",
+        )
+
+    for _ in range(3):
+        send()
+    # Celery's own fixup closed every session after each task: a new backend per email.
+    assert terminate_sessions(name) >= 1, "the worker kept no session between tasks"
+
+    send()  # at once, not after a retry's backoff: the terminated session is replaced first
+
+    assert "OperationalError" not in log.read_text(errors="replace")

@@ -178,7 +178,7 @@ def test_shipment_status_follows_shipments_events(order) -> None:
     deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
     shipment_id = uuid.uuid4()
 
-    deliver(handlers.on_shipment_prepared, prepared(order, shipment_id), correlation_id=order.correlation_id)
+    deliver_prepared(prepared(order, shipment_id))
     order.refresh_from_db()
     assert (order.shipment_status, order.shipment_id) == (ShipmentStatus.PREPARED, shipment_id)
 
@@ -189,7 +189,7 @@ def test_shipment_status_follows_shipments_events(order) -> None:
         handlers.on_shipment_dispatched, dispatched(order, shipment_id), correlation_id=order.correlation_id
     )
     # A late ShipmentPrepared never walks a dispatch back.
-    deliver(handlers.on_shipment_prepared, prepared(order, shipment_id), correlation_id=order.correlation_id)
+    deliver_prepared(prepared(order, shipment_id))
 
     order.refresh_from_db()
     assert order.shipment_status == ShipmentStatus.DISPATCHED
@@ -203,9 +203,46 @@ def test_shipment_status_follows_shipments_events(order) -> None:
 
 
 def test_shipment_events_for_unconfirmed_orders_are_ignored(order) -> None:
-    deliver(handlers.on_shipment_prepared, prepared(order, uuid.uuid4()), correlation_id=order.correlation_id)
+    deliver_prepared(prepared(order, uuid.uuid4()))
     order.refresh_from_db()
     assert order.shipment_status == ShipmentStatus.NONE
+
+
+def deliver_prepared(*events: ShipmentPrepared) -> None:
+    """Run the batch handler the way the consumer runner does: one transaction, one call."""
+    with transaction.atomic():
+        handlers.on_shipment_prepared([(event, envelope_for(event, correlation_id="c")) for event in events])
+
+
+def confirmed(order: Order) -> Order:
+    deliver(handlers.on_stock_reserved, reserved(order), correlation_id=order.correlation_id)
+    deliver(handlers.on_payment_processed, paid(order), correlation_id=order.correlation_id)
+    return order
+
+
+def test_one_batch_of_prepared_shipments_moves_each_confirmed_order_as_one_at_a_time_would() -> None:
+    customer = make_user("dana")
+    stock_level("KB-1", available=10)
+    first, second, dispatched_one = (confirmed(place(customer, ("KB-1", 1))) for _ in range(3))
+    unconfirmed, ghost = place(customer, ("KB-1", 1)), uuid.uuid4()
+    earlier, later, dispatched_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    deliver(handlers.on_shipment_dispatched, dispatched(dispatched_one, dispatched_id))
+
+    deliver_prepared(
+        prepared(first, earlier),
+        prepared(second, uuid.uuid4()),
+        prepared(first, later),  # the last of an order's events wins
+        prepared(unconfirmed, uuid.uuid4()),
+        prepared(dispatched_one, uuid.uuid4()),
+        ShipmentPrepared(order_id=ghost, shipment_id=uuid.uuid4()),
+    )
+
+    states = {o.id: (o.shipment_status, o.shipment_id) for o in Order.objects.all()}
+    assert states[first.id] == (ShipmentStatus.PREPARED, later)
+    assert states[second.id][0] == ShipmentStatus.PREPARED
+    assert states[dispatched_one.id] == (ShipmentStatus.DISPATCHED, dispatched_id)  # never walked back
+    assert states[unconfirmed.id] == (ShipmentStatus.NONE, None)
+    assert not Order.objects.filter(id=ghost).exists()
 
 
 def level(version: int, available: int, price: str = "9.90") -> StockLevelChanged:
