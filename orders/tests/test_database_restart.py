@@ -1,10 +1,11 @@
 """A PostgreSQL restart or failover under the web process: the next request does not notice.
 
-The web process keeps its connections between requests (CONN_MAX_AGE) and checks one before
-the first query of each request (CONN_HEALTH_CHECKS), so a session PostgreSQL terminated is
-replaced instead of failing the request with a 500. The test terminates only the sessions of
-its own gunicorn, on the test database. A Celery worker keeps its connections between tasks
-too (CELERY_DB_REUSE_MAX) and closes a broken one before the next task (backbone/celery.py).
+The web process keeps its connections between requests in a pool (DATABASE_POOL_MAX_SIZE,
+set by backbone/asgi.py) that checks each one as it leaves (CONN_HEALTH_CHECKS), so a session
+PostgreSQL terminated is replaced instead of failing the request with a 500. The test
+terminates only the sessions of its own gunicorn, on the test database. A Celery worker keeps
+its connections between tasks too (CELERY_DB_REUSE_MAX) and closes a broken one before the
+next task (backbone/celery.py).
 """
 
 import os
