@@ -5,6 +5,7 @@ Both variants run in alternating blocks on the same connection, so drift in the 
 load hits both alike. The ratio of the median transaction times is the overhead.
 """
 
+import importlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -90,14 +91,12 @@ def _timed(place: Callable[[], None], count: int, variant: AbstractContextManage
 
 @contextmanager
 def _without_outbox(services: Any) -> Iterator[None]:
-    """The same placement with the outbox cut out: emit() does nothing, and the order lines
-    that are re-read only to build the event are not read."""
-    skip_event_lines = (
-        mock.patch.object(services, "_contract_lines", _no_lines)
-        if hasattr(services, "_contract_lines")
-        else nullcontext()
-    )
-    with mock.patch.object(services, "emit", _no_emit), skip_event_lines:
+    """The same placement with the outbox cut out: emit() does nothing, and the event's lines
+    are not built. Patched where place_order looks them up (orders.services is a package)."""
+    placing = importlib.import_module(services.place_order.__module__)
+    lines = next((name for name in ("contract_lines", "_contract_lines") if hasattr(placing, name)), None)
+    skip_event_lines = mock.patch.object(placing, lines, _no_lines) if lines else nullcontext()
+    with mock.patch.object(placing, "emit", _no_emit), skip_event_lines:
         yield
 
 
