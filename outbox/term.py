@@ -3,7 +3,6 @@
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ from .marker import BackgroundMarker
 from .metrics import count_published
 from .options import Clock, ProducerFactory, RelayOptions
 from .publisher import DeliveryFailure, OrderGuard, Publisher, Stall
-from .store import CleanupStep, OutboxStore, PendingRow
+from .store import CleanupStep, OutboxStore
 
 log = logging.getLogger("outbox.relay")  # one logger for every line the relay writes
 
@@ -71,9 +70,6 @@ class LeaderTerm:
         self._options = options
         self._producer = producer_factory()
         self._publisher = self._new_publisher()
-        # Reads the next batch while the current one is produced; one read at a time, on the
-        # store's connection, which nothing else uses meanwhile.
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
         self.published = 0
         self._published_since_status = 0
         self._last_status = time.monotonic()
@@ -115,9 +111,8 @@ class LeaderTerm:
                 return
 
     def _publish_window(self, ids: list[int]) -> WindowResult:
-        """Publish the rows of one scan, a batch at a time: PostgreSQL reads the next batch
-        (in the reader thread) while this thread produces the current one and Kafka
-        confirms it."""
+        """Publish the rows of one scan, a batch at a time, reading the next batch while
+        Kafka confirms the current one."""
         size = self._options.batch_size
         batches = [ids[start : start + size] for start in range(0, len(ids), size)]
         guard = OrderGuard()
@@ -125,8 +120,8 @@ class LeaderTerm:
         first_failure: DeliveryFailure | None = None
         rows = self._store.fetch_rows(batches[0])
         for number in range(len(batches)):
-            upcoming = self._read_ahead(batches[number + 1] if number + 1 < len(batches) else [])
             outcome = self._publisher.send(rows, guard)
+            upcoming = self._store.fetch_rows(batches[number + 1]) if number + 1 < len(batches) else []
             self._publisher.confirm(outcome, {row.topic for row in rows})
             # The crash window that matters: on Kafka, not yet marked. A restart republishes.
             failpoint("relay.after-delivery")
@@ -144,18 +139,9 @@ class LeaderTerm:
             if outcome.fatal:
                 self._replace_producer(outcome.fatal_error)
             if self._stop.is_set():
-                upcoming.result()  # the read in flight ends before the connection is used again
                 break
-            rows = upcoming.result()
+            rows = upcoming
         return WindowResult(rows=total, marked=marked, failures=failures, first_failure=first_failure)
-
-    def _read_ahead(self, ids: list[int]) -> "Future[list[PendingRow]]":
-        """Read these rows in the reader thread (its wait on PostgreSQL holds no GIL)."""
-        if not ids:
-            done: Future[list[PendingRow]] = Future()
-            done.set_result([])
-            return done
-        return self._reader.submit(self._store.fetch_rows, ids)
 
     def _count(self, published: int) -> None:
         self.published += published
@@ -227,9 +213,6 @@ class LeaderTerm:
         log.warning("the Kafka producer hit a fatal error%s; starting a new one", why)
         self._producer = self._producer_factory()
         self._publisher = self._new_publisher()
-        # Reads the next batch while the current one is produced; one read at a time, on the
-        # store's connection, which nothing else uses meanwhile.
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -285,7 +268,6 @@ class LeaderTerm:
 
     def close(self) -> None:
         """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""
-        self._reader.shutdown(wait=True)
         self._marker.wait()
         in_flight = self._producer.flush(2.0)
         if in_flight:
