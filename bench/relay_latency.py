@@ -80,7 +80,7 @@ def _prepare(context: BenchContext, scenario: str) -> None:
     try:
         with connect(context.database_url) as connection:
             copy_into_outbox(connection, order_rows(count, seed=41))
-        wait_for(lambda: backlog.pending() == 0, timeout=300, interval=0.05, what="the burst to be published")
+        wait_for(backlog.empty, timeout=300, interval=0.05, what="the burst to be published")
     finally:
         backlog.close()
 
@@ -210,7 +210,7 @@ def _wait_for_idle_relay(context: BenchContext, send: Send) -> None:
 
     def published() -> bool:
         context.processes.check_alive()  # a relay that died says why, at once
-        return backlog.pending() == 0
+        return backlog.empty()
 
     try:
         send(0)

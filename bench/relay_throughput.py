@@ -7,11 +7,13 @@ commit until every row is marked published and every record is on the topic.
 """
 
 import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from backbone.kafka import physical_topic
-from bench.environment import connect
+from bench.environment import connect, cpu_seconds, postgres_cpu_seconds
 from bench.harness import Result, progress, skipped, wait_for
 from bench.kafka_tools import Record, Watermarks, create_topic, partition_count, produce_all
 from bench.payloads import OutboxRow, copy_into_outbox, order_rows
@@ -26,14 +28,17 @@ def relay_available() -> bool:
 
 
 class Backlog:
-    """Counts unpublished outbox rows on one autocommit connection of its own."""
+    """Tells whether unpublished outbox rows are left, on one autocommit connection of its own."""
 
     def __init__(self, database_url: str) -> None:
         self._connection = connect(database_url, autocommit=True)
 
-    def pending(self) -> int:
-        row = self._connection.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
-        return int(row[0]) if row else 0
+    def empty(self) -> bool:
+        # One probe of the pending list (kept by the outbox's triggers in the marking
+        # transaction), not a count of the outbox: asked every 20 ms, a count would cost
+        # PostgreSQL more CPU than the relay's own reads, on the two cores they share.
+        row = self._connection.execute("SELECT NOT EXISTS (SELECT FROM outbox_pending)").fetchone()
+        return bool(row and row[0])
 
     def close(self) -> None:
         self._connection.close()
@@ -55,11 +60,13 @@ def run(context: BenchContext) -> list[Result]:
     # Baseline before and after the relay; their mean is the reference, so a load change on
     # the machine during the run weighs on both sides alike.
     baseline_runs = [_baseline(baseline_topic, records)]
-    relay_seconds = _drain_with_relay(context, rows, topic)
+    drain = _drain_with_relay(context, rows, topic)
+    relay_seconds = drain.seconds
     relay_rate = count / relay_seconds
     progress("relay: %.0f rows/s (%.2fs)", relay_rate, relay_seconds)
     baseline_runs.append(_baseline(baseline_topic, records))
-    baseline_seconds = sum(baseline_runs) / len(baseline_runs)
+    baseline_seconds = sum(run.seconds for run in baseline_runs) / len(baseline_runs)
+    baseline_cpu = sum(run.process_cpu for run in baseline_runs) / len(baseline_runs)
     baseline_rate = count / baseline_seconds
     ratio = relay_rate / baseline_rate
     return [
@@ -72,9 +79,36 @@ def run(context: BenchContext) -> list[Result]:
             ratio=ratio,
             target=f">= {TARGET_RATIO:.0%} of bare producer",
             met=ratio >= TARGET_RATIO,
-            details={"relay_seconds": relay_seconds, "baseline_seconds": baseline_runs},
+            details={
+                "relay_seconds": relay_seconds,
+                "baseline_seconds": [run.seconds for run in baseline_runs],
+            },
         ),
+        *_cpu_results(drain, count, baseline_cpu),
         *_sql_floor_results(context, count, baseline_rate),
+    ]
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A drain or a baseline run: its wall time, and the CPU it cost."""
+
+    seconds: float
+    process_cpu: float  # of the relay process (with its threads), or of the bare producer's
+    postgres_cpu: float = 0.0  # of the bench database's PostgreSQL backends
+
+
+def _cpu_results(drain: Timed, count: int, baseline_cpu: float) -> list[Result]:
+    """CPU per row: on a shared two-core machine, rows/s follow the neighbours' load, the CPU
+    spent per row much less so (it is what bounds throughput once the cores are busy)."""
+    relay_us, bare_us, postgres_us = (
+        1e6 * cpu / count for cpu in (drain.process_cpu, baseline_cpu, drain.postgres_cpu)
+    )
+    return [
+        Result(
+            NAME, "  relay process CPU per row", relay_us, "us", baseline=bare_us, ratio=relay_us / bare_us
+        ),
+        Result(NAME, "  PostgreSQL CPU per row (reads, marks)", postgres_us, "us"),
     ]
 
 
@@ -139,14 +173,16 @@ def _sql_floor(context: BenchContext, count: int) -> dict[str, float]:
     return {"read_seconds": read, "mark_seconds": mark}
 
 
-def _baseline(topic: str, records: list[Record]) -> float:
+def _baseline(topic: str, records: list[Record]) -> Timed:
     progress("baseline: bare producer, %d records from memory", len(records))
+    cpu = time.process_time()  # this process does nothing else meanwhile
     seconds = produce_all(topic, records)
+    cpu = time.process_time() - cpu
     progress("baseline: %.0f records/s (%.2fs)", len(records) / seconds, seconds)
-    return seconds
+    return Timed(seconds, cpu)
 
 
-def _drain_with_relay(context: BenchContext, rows: list[OutboxRow], topic: str) -> float:
+def _drain_with_relay(context: BenchContext, rows: list[OutboxRow], topic: str) -> Timed:
     watermarks = Watermarks(topic)
     backlog = Backlog(context.database_url)
 
@@ -160,19 +196,25 @@ def _drain_with_relay(context: BenchContext, rows: list[OutboxRow], topic: str) 
         before = watermarks.total()
         with connect(context.database_url) as connection:
             copy_into_outbox(connection, order_rows(1, seed=99))
-        wait_for(lambda: backlog.pending() == 0, timeout=60, interval=0.1, what="the relay's first row")
+        wait_for(backlog.empty, timeout=60, interval=0.1, what="the relay's first row")
         wait_for(lambda: watermarks.total() > before, timeout=30, what="the warm-up record")
         expected = watermarks.total() + len(rows)
 
         progress("relay: COPY %d rows into the outbox, then wait for the backlog to drain", len(rows))
+        # The COPY's connection ends before the second reading, so only the relay's backends
+        # (and the backlog probe's) are counted.
+        database = urlsplit(context.database_url).path.lstrip("/")
+        relay_cpu, postgres_cpu = cpu_seconds(relay.popen.pid), postgres_cpu_seconds(database)
         with connect(context.database_url) as connection:
             copy_into_outbox(connection, rows)
             connection.commit()
             committed = time.perf_counter()
         on_kafka = wait_for(all_on_kafka, timeout=600, interval=0.02, what=f"{len(rows)} records on {topic}")
-        drained = wait_for(lambda: backlog.pending() == 0, timeout=120, interval=0.02, what="empty backlog")
+        drained = wait_for(backlog.empty, timeout=120, interval=0.02, what="empty backlog")
+        relay_cpu = cpu_seconds(relay.popen.pid) - relay_cpu
+        postgres_cpu = postgres_cpu_seconds(database) - postgres_cpu
         context.processes.stop(relay)
-        return max(on_kafka, drained) - committed
+        return Timed(max(on_kafka, drained) - committed, relay_cpu, postgres_cpu)
     finally:
         watermarks.close()
         backlog.close()

@@ -26,7 +26,7 @@ class EventTooLarge(ValueError):
 _INSERT = """
     INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
                         correlation_id, causation_id, occurred_at, payload, traceparent)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)
 """
 
 

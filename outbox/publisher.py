@@ -9,7 +9,7 @@ published only when its delivery report says so.
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from backbone.envelope import Headers
 from backbone.kafka import physical_topic, producer_config
+from backbone.tracing import enabled as tracing_enabled
 from backbone.tracing import end_span, start_span
 
 from .backoff import Backoff, StopFlag
@@ -111,9 +112,13 @@ class OrderGuard:
         if partition is not None:
             self.partitions.add((row.topic, partition))
 
-    def safe_to_mark(self, rows: Iterable[PendingRow], outcome: "BatchOutcome") -> list[Placement]:
+    def safe_to_mark(self, rows: Sequence[PendingRow], outcome: "BatchOutcome") -> list[Placement]:
         """The confirmed rows, in commit order, up to the first unconfirmed one of their key
         or partition; blocks the keys and partitions of the unconfirmed ones from now on."""
+        placements = outcome.placements
+        if not (self.keys or self.partitions or outcome.failures) and len(placements) == len(rows):
+            # Everything confirmed and nothing held back (the usual batch): no rule to apply.
+            return [placements[row.id] for row in rows]
         safe: list[Placement] = []
         for row in rows:
             placement = outcome.placements.get(row.id)
@@ -134,6 +139,8 @@ class BatchOutcome:
     unconfirmed: int = 0
     # A fatal producer error raised by poll() or flush() rather than reported on a record.
     fatal_error: str | None = None
+    # With tracing on: the span of each record in flight, by row id.
+    spans: "dict[int, Span]" = field(default_factory=dict)
 
     @property
     def fatal(self) -> bool:
@@ -148,6 +155,33 @@ class BatchOutcome:
         # E.g. a principal without WRITE on any topic gets no idempotent producer id
         # (CLUSTER_AUTHORIZATION_FAILED): the producer is unusable, the rows stay unpublished.
         self.fatal_error = f"{error.name()}: {error.str()}"
+
+    def delivered(self, row: PendingRow, error: KafkaError | None, message: Message) -> None:
+        """A record's delivery report (called by the producer, inside poll() or flush())."""
+        if error is None:
+            partition, offset = message.partition(), message.offset()
+            # A delivered record always has both; only the client's types allow None.
+            assert partition is not None
+            assert offset is not None
+            self.placements[row.id] = Placement(row.id, partition, offset)
+        else:
+            self.fail(row, error, partition=message.partition())
+
+    def delivered_traced(self, row: PendingRow, error: KafkaError | None, message: Message) -> None:
+        span = self.spans.pop(row.id, None)
+        if span is not None:
+            _describe_delivery(span, row, error, message)
+        self.delivered(row, error, message)
+
+    def start_span(self, row: PendingRow) -> None:
+        span = start_span(f"publish {row.topic}", row.header("ce_traceparent"), kind="producer")
+        if span is not None:
+            self.spans[row.id] = span
+
+    def end_span(self, row: PendingRow, error: object) -> None:
+        span = self.spans.pop(row.id, None)
+        if span is not None:
+            end_span(span, error)
 
     def fail(self, row: PendingRow, error: KafkaError, partition: int | None) -> None:
         partition = partition if partition is not None and partition >= 0 else None
@@ -188,10 +222,15 @@ class Publisher:
     def send(self, rows: Sequence[PendingRow], guard: OrderGuard) -> BatchOutcome:
         """Hand the rows to the producer (delivery continues in the background)."""
         outcome = BatchOutcome()
+        # One bound method for the batch: each record's callback is a partial of it.
+        traced = tracing_enabled()
+        delivered = outcome.delivered_traced if traced else outcome.delivered
         for row in rows:
-            if guard.holds_back(row) or (row.topic, row.key) in outcome.failed_keys:
+            if (guard.keys or outcome.failed_keys) and (
+                guard.holds_back(row) or (row.topic, row.key) in outcome.failed_keys
+            ):
                 continue  # an earlier row of this aggregate is not on Kafka
-            if not self._produce(row, outcome):
+            if not self._produce(row, outcome, delivered, traced=traced):
                 break
         return outcome
 
@@ -219,32 +258,31 @@ class Publisher:
         self.confirm(outcome, {row.topic for row in rows})
         return outcome
 
-    def _produce(self, row: PendingRow, outcome: BatchOutcome) -> bool:
+    def _produce(
+        self, row: PendingRow, outcome: BatchOutcome, delivered: "Delivered", *, traced: bool
+    ) -> bool:
         """Hand one row to the producer; False when the relay is stopping meanwhile."""
-        # A span from produce to delivery report, in the event's trace (None, and no
-        # OpenTelemetry call at all, when tracing is off).
-        span = start_span(f"publish {row.topic}", row.traceparent, kind="producer")
+        if traced:  # a span from produce to delivery report, in the event's trace
+            outcome.start_span(row)
         while True:
             try:
                 self._producer.produce(
                     self._physical(row.topic),
                     row.payload,
                     row.key,
-                    headers=row.headers(),
-                    on_delivery=partial(_record_delivery, outcome, row, span),
+                    headers=row.headers,
+                    on_delivery=partial(delivered, row),
                 )
                 break
             except BufferError:
                 # The producer's queue is full: serve delivery reports until there is room.
                 self._poll(0.1, outcome)
                 if self._stop.is_set():
-                    if span is not None:
-                        end_span(span, "relay stopped before producing")
+                    outcome.end_span(row, "relay stopped before producing")
                     return False
             except KafkaException as error:  # refused at once, e.g. larger than message.max.bytes
                 outcome.fail(row, error.args[0], partition=None)
-                if span is not None:
-                    end_span(span, error.args[0])
+                outcome.end_span(row, error.args[0])
                 break
         self._poll(0, outcome)
         return True
@@ -270,26 +308,15 @@ class Publisher:
             return self._physical_topics.setdefault(topic, physical_topic(topic))
 
 
-def _record_delivery(
-    outcome: BatchOutcome, row: PendingRow, span: "Span | None", error: KafkaError | None, message: Message
-) -> None:
-    if span is not None:
-        _describe_delivery(span, row, error, message)
-    if error is None:
-        partition, offset = message.partition(), message.offset()
-        # A delivered record always has both; only the client's types allow None.
-        assert partition is not None
-        assert offset is not None
-        outcome.placements[row.id] = Placement(row.id, partition, offset)
-    else:
-        outcome.fail(row, error, partition=message.partition())
+# What a record's delivery report calls: BatchOutcome.delivered, or delivered_traced.
+Delivered = Callable[[PendingRow, KafkaError | None, Message], None]
 
 
 def _describe_delivery(span: "Span", row: PendingRow, error: KafkaError | None, message: Message) -> None:
     span.set_attribute("messaging.system", "kafka")
     span.set_attribute("messaging.destination.name", row.topic)
-    span.set_attribute("messaging.message.id", row.event_id)
-    span.set_attribute("messaging.message.conversation_id", row.correlation_id)
+    span.set_attribute("messaging.message.id", row.header("ce_id") or "")
+    span.set_attribute("messaging.message.conversation_id", row.header("ce_correlationid") or "")
     if error is None:
         span.set_attribute("messaging.destination.partition.id", str(message.partition()))
         span.set_attribute("messaging.kafka.offset", message.offset() or 0)

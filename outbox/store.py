@@ -5,6 +5,7 @@ transaction), with prepared statements, because the relay runs these a few thous
 a time for as long as it lives.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -12,11 +13,20 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from psycopg.rows import RowMaker
 
-from backbone.envelope import Envelope, Headers, format_time
+from backbone.envelope import CONTENT_TYPE, SPEC_VERSION, Envelope, Headers, format_time
 
-_COLUMNS = """
-    id, topic, key, event_id::text, event_type, data_version, source, correlation_id,
-    causation_id, occurred_at, payload::text, traceparent
+# The record as Kafka gets it, prepared by PostgreSQL: ce_time already in RFC 3339 UTC (whole
+# seconds without a fraction, as `format_time` writes them),
+# ce_dataversion as text, the optional headers NULL when absent; and, for the publish latency
+# metric, the epoch seconds of the row's commit. The relay's Python then only assembles the
+# header list (see `_pending_row`): no datetime, no per-row formatting or encoding.
+_RECORD_COLUMNS = """
+    o.id, o.topic, o.key, o.payload::text, extract(epoch FROM {committed})::float8,
+    o.event_id::text, o.source, o.event_type,
+    to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN extract(microseconds FROM o.occurred_at)::bigint %% 1000000 = 0 THEN ''
+                ELSE to_char(o.occurred_at AT TIME ZONE 'UTC', '.US') END || 'Z',
+    o.correlation_id, o.data_version::text, nullif(o.causation_id, ''), nullif(o.traceparent, '')
 """
 
 # Rows commit out of id order (a long transaction takes its id early and commits late), so
@@ -34,11 +44,18 @@ PENDING_IDS_IN_COMMIT_ORDER = """
     LIMIT %s
 """
 PENDING_IDS_IN_ID_ORDER = "SELECT id FROM outbox_pending ORDER BY id LIMIT %s"
-# Without track_commit_timestamp, pg_xact_commit_timestamp() raises: no commit time then.
-ROWS_BY_ID = f"SELECT {_COLUMNS}, NULL::timestamptz FROM outbox WHERE id = ANY(%s::bigint[])"
-# With the commit time, for the publish latency metric (outbox/metrics.py).
-ROWS_BY_ID_WITH_COMMIT_TIME = (
-    f"SELECT {_COLUMNS}, pg_xact_commit_timestamp(xmin) FROM outbox WHERE id = ANY(%s::bigint[])"
+# The rows of a batch in the order of the ids given (PostgreSQL sorts them back, not Python);
+# a row deleted meanwhile is left out. Without track_commit_timestamp,
+# pg_xact_commit_timestamp() raises: the commit time is then the row's occurred_at.
+_ROWS_BY_ID = """
+    SELECT {columns}
+    FROM unnest(%s::bigint[]) WITH ORDINALITY AS wanted(id, position)
+    JOIN outbox AS o ON o.id = wanted.id
+    ORDER BY wanted.position
+"""
+ROWS_BY_ID = _ROWS_BY_ID.format(columns=_RECORD_COLUMNS.format(committed="o.occurred_at"))
+ROWS_BY_ID_WITH_COMMIT_TIME = _ROWS_BY_ID.format(
+    columns=_RECORD_COLUMNS.format(committed="coalesce(pg_xact_commit_timestamp(o.xmin), o.occurred_at)")
 )
 # No index of `outbox` covers these three columns, and the table leaves half of every page
 # free (fillfactor 50), so a mark is a HOT update: a new row version on the same page and no
@@ -75,25 +92,23 @@ DELETE_EVENT_LOG_BEFORE = "DELETE FROM outbox_event_log WHERE id = ANY(%s::bigin
 
 
 class PendingRow(NamedTuple):
-    """An unpublished outbox row, as the relay reads it (the payload stays JSON text)."""
+    """An unpublished outbox row as the relay sends it: the record, with its headers ready."""
 
     id: int
     topic: str
     key: str
-    event_id: str
-    event_type: str
-    data_version: int
-    source: str
-    correlation_id: str
-    causation_id: str
-    occurred_at: datetime
-    payload: str
-    traceparent: str | None = None  # rows written before the column existed have none
-    # Selected after the columns above (ROWS_BY_ID...): when its transaction committed, if known.
-    committed_at: datetime | None = None
+    payload: str  # the JSON text
+    headers: Headers  # the CloudEvents headers (values as text: librdkafka encodes them)
+    # When its transaction committed (epoch seconds; occurred_at when not tracked), for the
+    # publish latency metric.
+    committed_at: float
 
-    def headers(self) -> Headers:
-        return headers_of(self)
+    def header(self, name: str) -> str | None:
+        """One header's value as text (tracing and log lines; not on the hot path)."""
+        for header, value in self.headers:
+            if header == name:
+                return value.decode() if isinstance(value, bytes) else value
+        return None
 
 
 class StoredEvent(Protocol):
@@ -118,7 +133,8 @@ class StoredEvent(Protocol):
 
 
 def headers_of(row: StoredEvent) -> Headers:
-    """The CloudEvents headers of an outbox row, rebuilt from its columns."""
+    """The CloudEvents headers of an outbox row, rebuilt from its columns in Python: what
+    `ROWS_BY_ID` prepares in SQL for the relay (a test holds the two to the same bytes)."""
     return Envelope(
         id=row.event_id,
         type=row.event_type,
@@ -131,9 +147,34 @@ def headers_of(row: StoredEvent) -> Headers:
     ).headers()
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where Kafka stored a row's record."""
+# The headers every record carries with the same value, built once.
+_SPEC_VERSION = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
+
+
+def _pending_row(values: Sequence[Any]) -> PendingRow:
+    """A row of `ROWS_BY_ID` as the record it becomes: the one piece of Python per row read."""
+    (row_id, topic, key, payload, committed_at, event_id, source, event_type, time, correlation_id,
+     data_version, causation_id, traceparent) = values  # fmt: skip
+    headers: Headers = [
+        _SPEC_VERSION,
+        ("ce_id", event_id),
+        ("ce_source", source),
+        ("ce_type", event_type),
+        ("ce_time", time),
+        _CONTENT_TYPE,
+        ("ce_correlationid", correlation_id),
+        ("ce_dataversion", data_version),
+    ]
+    if causation_id is not None:
+        headers.append(("ce_causationid", causation_id))
+    if traceparent is not None:
+        headers.append(("ce_traceparent", traceparent))
+    return PendingRow(row_id, topic, key, payload, headers, committed_at)
+
+
+class Placement(NamedTuple):
+    """Where Kafka stored a row's record (a tuple: one is made per delivery report)."""
 
     row_id: int
     partition: int
@@ -150,7 +191,7 @@ class CleanupStep:
 
 
 def _pending_row_maker(cursor: Any) -> RowMaker[PendingRow]:
-    return PendingRow._make
+    return _pending_row
 
 
 def commit_timestamps_tracked(connection: psycopg.Connection) -> bool:
@@ -188,11 +229,11 @@ class OutboxStore:
         return [row[0] for row in cursor]
 
     def fetch_rows(self, ids: list[int]) -> list[PendingRow]:
-        """The rows with these ids, in the order given."""
-        with self._connection.cursor(row_factory=_pending_row_maker) as cursor:
+        """The rows with these ids, in the order given (those deleted meanwhile left out)."""
+        # Binary results: numbers and the commit time arrive without parsing text.
+        with self._connection.cursor(row_factory=_pending_row_maker, binary=True) as cursor:
             cursor.execute(self._rows_by_id, (ids,), prepare=True)
-            by_id = {row.id: row for row in cursor}
-        return [by_id[row_id] for row_id in ids if row_id in by_id]
+            return cursor.fetchall()
 
     def mark_published(self, placements: list[Placement], *, published_at: datetime) -> int:
         if not placements:

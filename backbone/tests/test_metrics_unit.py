@@ -73,45 +73,35 @@ def test_consumer_lag_series_follow_the_assignment_and_outcomes_count_per_batch(
     assert value("backbone_consumer_batch_duration_seconds_sum", group=group) == pytest.approx(0.25)
 
 
-def _row(row_id: int, topic: str, *, committed_at: datetime | None, occurred_at: datetime) -> PendingRow:
-    return PendingRow(
-        id=row_id,
-        topic=topic,
-        key="k",
-        event_id=str(uuid.uuid4()),
-        event_type="orders.Probe",
-        data_version=1,
-        source="/orders",
-        correlation_id="c",
-        causation_id="",
-        occurred_at=occurred_at,
-        payload="{}",
-        committed_at=committed_at,
-    )
+def _row(row_id: int, topic: str, *, committed_at: datetime) -> PendingRow:
+    # The relay reads the commit time (or, when it is not tracked, occurred_at) in epoch seconds.
+    return PendingRow(row_id, topic, "k", "{}", [], committed_at.timestamp())
 
 
 def test_the_relay_counts_confirmed_rows_per_topic_and_latency_from_the_commit() -> None:
     delivered = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
     topic = f"probe-{uuid.uuid4().hex[:8]}"
     rows = [
-        # Written 9 s before delivery, committed 2 s before: the latency is 2 s.
-        _row(
-            1,
-            topic,
-            committed_at=delivered - timedelta(seconds=2),
-            occurred_at=delivered - timedelta(seconds=9),
-        ),
-        # No commit time (track_commit_timestamp off): from occurred_at, 4 s.
-        _row(2, topic, committed_at=None, occurred_at=delivered - timedelta(seconds=4)),
-        _row(3, f"{topic}-unconfirmed", committed_at=delivered, occurred_at=delivered),
+        _row(1, topic, committed_at=delivered - timedelta(seconds=2)),
+        _row(2, topic, committed_at=delivered - timedelta(seconds=4)),
+        _row(3, f"{topic}-unconfirmed", committed_at=delivered),
     ]
     count_before = value("outbox_publish_latency_seconds_count") or 0
     sum_before = value("outbox_publish_latency_seconds_sum") or 0
+    buckets_before = {
+        le: value("outbox_publish_latency_seconds_bucket", le=le) or 0 for le in ("1.0", "2.5", "5.0")
+    }
     count_published(rows, [Placement(1, 0, 10), Placement(2, 1, 7)], delivered)
     assert value("outbox_records_published_total", topic=topic) == 2
     assert value("outbox_records_published_total", topic=f"{topic}-unconfirmed") is None
     assert value("outbox_publish_latency_seconds_count") == count_before + 2
     assert value("outbox_publish_latency_seconds_sum") == pytest.approx(sum_before + 6)
+    buckets = {le: value("outbox_publish_latency_seconds_bucket", le=le) for le in ("1.0", "2.5", "5.0")}
+    assert buckets == {
+        "1.0": buckets_before["1.0"],
+        "2.5": buckets_before["2.5"] + 1,
+        "5.0": buckets_before["5.0"] + 2,
+    }
 
 
 def test_a_scrape_leaves_database_values_out_while_postgresql_is_unreachable(

@@ -135,8 +135,9 @@ from outbox.store import PendingRow
 
 TRACECONTEXT = "opentelemetry.trace.propagation.tracecontext"
 now = datetime.now(UTC)
-row = PendingRow(1, "orders", "k", "e1", "orders.X", 1, "/orders", "c", "", now, "{}", sys.argv[1])
-parent = Envelope.from_headers(row.headers()).traceparent
+envelope = Envelope("e1", "orders.X", "/orders", "2026-01-01T00:00:00Z", 1, "c", None, sys.argv[1])
+row = PendingRow(1, "orders", "k", "{}", envelope.headers(), now.timestamp())
+parent = Envelope.from_headers(row.headers).traceparent
 with tracing.span_scope("process orders.X", parent, kind="consumer"):
     assert tracing.current_traceparent()[:35] == sys.argv[1][:35]
 assert tracing.start_span("publish orders", sys.argv[1], kind="producer") is None

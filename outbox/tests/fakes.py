@@ -65,7 +65,7 @@ class FakeProducer:
             raise BufferError("Local: Queue full")
         if key in self.refuse_keys:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
-        record = Produced(topic, key, value, {name: raw.decode() for name, raw in headers or []})
+        record = Produced(topic, key, value, {name: _text(raw) for name, raw in headers or []})
         partition = zlib.crc32(key.encode()) % self.partitions
         self._queue.append((on_delivery, self._error_for(record), self._place(topic, partition)))
         self.produced.append(record)
@@ -117,3 +117,8 @@ class _Metadata:
     @property
     def topics(self) -> dict[str, object]:
         return dict.fromkeys(self.names, object())
+
+
+def _text(raw: str | bytes | None) -> str:
+    """A header value as text: the relay sends text, librdkafka encodes it (so may bytes)."""
+    return raw.decode() if isinstance(raw, bytes) else raw or ""

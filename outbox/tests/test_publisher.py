@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from backbone.envelope import Envelope
+from backbone.envelope import Envelope, format_time
 from backbone.kafka import physical_topic
 from outbox.backoff import StopFlag
 from outbox.publisher import BatchOutcome, OrderGuard, Publisher, Stall, relay_producer_config
@@ -21,20 +21,18 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def row(row_id: int, key: str, *, causation_id: str = "", traceparent: str | None = None) -> PendingRow:
-    return PendingRow(
-        id=row_id,
-        topic="orders",
-        key=key,
-        event_id=f"00000000-0000-4000-8000-{row_id:012d}",
-        event_type="orders.RelayProbe",
-        data_version=2,
+    envelope = Envelope(
+        id=f"00000000-0000-4000-8000-{row_id:012d}",
+        type="orders.RelayProbe",
         source="/orders",
+        time=format_time(OCCURRED),
+        data_version=2,
         correlation_id=f"story-{key}",
-        causation_id=causation_id,
-        occurred_at=OCCURRED,
-        payload=f'{{"order_id": "{key}", "step": {row_id}}}',
+        causation_id=causation_id or None,
         traceparent=traceparent,
     )
+    payload = f'{{"order_id": "{key}", "step": {row_id}}}'
+    return PendingRow(row_id, "orders", key, payload, envelope.headers(), OCCURRED.timestamp())
 
 
 def publisher(producer: FakeProducer) -> Publisher:
@@ -52,7 +50,7 @@ def test_records_carry_the_rows_topic_key_value_and_cloudevents_headers():
     assert (first.topic, first.key, first.value) == (physical_topic("orders"), "a", rows[0].payload)
     assert first.headers == {
         "ce_specversion": "1.0",
-        "ce_id": rows[0].event_id,
+        "ce_id": "00000000-0000-4000-8000-000000000001",
         "ce_source": "/orders",
         "ce_type": "orders.RelayProbe",
         "ce_time": "2026-01-02T03:04:05.600000Z",
@@ -111,7 +109,7 @@ def test_a_row_refused_by_produce_holds_back_its_key_only():
 
 def test_rows_confirmed_after_a_failed_row_of_their_partition_are_not_marked():
     rows = [row(1, "a"), row(2, "b")]
-    producer = FakeProducer(partitions=1, fail_event_ids={rows[0].event_id})
+    producer = FakeProducer(partitions=1, fail_event_ids={rows[0].header("ce_id")})
     guard = OrderGuard()
 
     outcome = publisher(producer).publish(rows, guard)
@@ -122,7 +120,7 @@ def test_rows_confirmed_after_a_failed_row_of_their_partition_are_not_marked():
 
 def test_rows_before_the_first_failure_of_their_key_are_still_marked():
     rows = [row(1, "a"), row(2, "a"), row(3, "a")]
-    producer = FakeProducer(fail_event_ids={rows[1].event_id})
+    producer = FakeProducer(fail_event_ids={rows[1].header("ce_id")})
     guard = OrderGuard()
 
     outcome = publisher(producer).publish(rows, guard)
@@ -134,7 +132,7 @@ def test_rows_before_the_first_failure_of_their_key_are_still_marked():
 def test_a_row_confirmed_after_an_earlier_failure_of_its_key_is_not_marked():
     rows = [row(1, "a"), row(2, "a"), row(3, "a")]
     # A slow broker: every record is produced before the failure of row 2 is known.
-    producer = FakeProducer(slow=True, fail_event_ids={rows[1].event_id})
+    producer = FakeProducer(slow=True, fail_event_ids={rows[1].header("ce_id")})
     guard = OrderGuard()
 
     outcome = publisher(producer).publish(rows, guard)
