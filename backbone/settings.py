@@ -124,6 +124,10 @@ if DATABASE_POOL_MAX_SIZE := int(os.environ.get("DATABASE_POOL_MAX_SIZE", "0")):
 # Two test runs on one server need two test databases: unset, each run gets its own,
 # test_shop_<run id> (see conftest.py).
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
+# Parameters travel apart from the SQL (server-side binding), so psycopg can prepare a statement
+# once a connection has run it `prepare_threshold` times; PostgreSQL then skips parsing and
+# planning for the handlers' and the API's repeated statements (docs/benchmarks.md).
+DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 

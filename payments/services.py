@@ -27,8 +27,10 @@ def charge_order(
 
     Where the gateway call sits, and why no delivery of OrderValidated charges twice:
     the gateway is an outside side effect that cannot join our transaction, so the call is
-    made only after this order's payment row is claimed (inserted; it is unique per order)
-    and an attempt with the idempotency key (the order id) is recorded.
+    made only after this order's payment row is claimed (inserted; it is unique per order),
+    with the order id as idempotency key; the attempt is recorded with the gateway's answer in
+    the same transaction (one INSERT: a row written before the call would be seen by nobody
+    before the commit either).
     - Redelivered or replayed after our commit: the payment is decided; no call.
     - Delivered twice at once (a rebalance hands the partition to a second consumer while
       the first still waits for the gateway): the second waits on the payment row's unique
@@ -52,22 +54,27 @@ def charge_order(
             decided = Payment.objects.get(order_id=order_id)
             log.info("order %s is already charged (%s); not charging again", order_id, decided.state)
             return decided
-        attempt = PaymentAttempt.objects.create(
-            payment=payment, idempotency_key=str(order_id), amount=amount, gateway=type(gateway).__name__
-        )
+        idempotency_key = str(order_id)
         # GatewayUnavailable propagates: the transaction rolls back and the consumer retries.
-        charge = gateway.charge(idempotency_key=attempt.idempotency_key, amount=amount, token=payment_token)
-        _record_answer(attempt, charge)
+        charge = gateway.charge(idempotency_key=idempotency_key, amount=amount, token=payment_token)
+        _record_attempt(payment, charge, idempotency_key=idempotency_key, gateway=gateway)
         _decide(payment, charge)
     return payment
 
 
-def _record_answer(attempt: PaymentAttempt, charge: Charge) -> None:
-    attempt.outcome = PaymentAttempt.Outcome.APPROVED if charge.approved else PaymentAttempt.Outcome.DECLINED
-    attempt.gateway_reference = charge.reference
-    attempt.decline_reason = charge.decline_reason
-    attempt.answered_at = timezone.now()
-    attempt.save(update_fields=["outcome", "gateway_reference", "decline_reason", "answered_at"])
+def _record_attempt(
+    payment: Payment, charge: Charge, *, idempotency_key: str, gateway: PaymentGateway
+) -> None:
+    PaymentAttempt.objects.create(
+        payment=payment,
+        idempotency_key=idempotency_key,
+        amount=payment.amount,
+        gateway=type(gateway).__name__,
+        outcome=PaymentAttempt.Outcome.APPROVED if charge.approved else PaymentAttempt.Outcome.DECLINED,
+        gateway_reference=charge.reference,
+        decline_reason=charge.decline_reason,
+        answered_at=timezone.now(),
+    )
 
 
 def _decide(payment: Payment, charge: Charge) -> None:

@@ -19,7 +19,7 @@ from typing import Protocol
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
 from backbone.versioned import insert_if_absent
 from outbox.emit import emit
@@ -132,39 +132,34 @@ def reserve_for_order(*, order_id: UUID, lines: Iterable[RequestedLine]) -> Rese
     return reservation
 
 
-def commit_reservation(*, order_id: UUID) -> Reservation | None:
-    """The order is paid: the reserved goods leave the warehouse (on_hand and reserved fall)."""
+def commit_reservation(*, order_id: UUID) -> bool:
+    """The order is paid: the reserved goods leave the warehouse (on_hand and reserved fall).
+    True when the reservation was committed now, False when there was none left to commit."""
     with transaction.atomic(savepoint=False):
-        reservation = _locked_reservation(order_id, expected=Reservation.State.RESERVED, action="commit")
-        if reservation is None:
-            return None
-        quantities = _reserved_quantities(reservation)
+        quantities = _settle_reservation(order_id, target=Reservation.State.COMMITTED, action="commit")
+        if quantities is None:
+            return False
         levels = _locked_levels(sorted(quantities))
         taken = {sku: -quantity for sku, quantity in quantities.items()}
         _change_levels(levels, on_hand=taken, reserved=taken)
-        reservation.state = Reservation.State.COMMITTED
-        reservation.save(update_fields=["state", "updated_at"])
     log.info("order %s: reservation committed", order_id)
-    return reservation
+    return True
 
 
-def release_reservation(*, order_id: UUID) -> Reservation | None:
-    """The order was rejected: what it reserved becomes available again.
+def release_reservation(*, order_id: UUID) -> bool:
+    """The order was rejected: what it reserved becomes available again. True when released now.
 
-    A no-op when nothing is reserved for the order (it was rejected for lack of stock, or the
-    reservation was already released).
+    A no-op (False) when nothing is reserved for the order (it was rejected for lack of stock,
+    or the reservation was already released).
     """
     with transaction.atomic(savepoint=False):
-        reservation = _locked_reservation(order_id, expected=Reservation.State.RESERVED, action="release")
-        if reservation is None:
-            return None
-        quantities = _reserved_quantities(reservation)
+        quantities = _settle_reservation(order_id, target=Reservation.State.RELEASED, action="release")
+        if quantities is None:
+            return False
         levels = _locked_levels(sorted(quantities))
         _change_levels(levels, reserved={sku: -quantity for sku, quantity in quantities.items()})
-        reservation.state = Reservation.State.RELEASED
-        reservation.save(update_fields=["state", "updated_at"])
     log.info("order %s: reservation released", order_id)
-    return reservation
+    return True
 
 
 class TooMuchStock(ValueError):
@@ -232,19 +227,34 @@ def _open_level(product: Product, *, on_hand: int) -> StockLevel:
     return level
 
 
-def _locked_reservation(order_id: UUID, *, expected: str, action: str) -> Reservation | None:
-    reservation = Reservation.objects.select_for_update().filter(order_id=order_id).first()
-    if reservation is None:
+# Moves a reserved reservation on and reads its lines in one statement. The UPDATE locks the
+# reservation row before the levels are locked, as the SELECT ... FOR UPDATE it replaces did,
+# so a second delivery for the same order waits here and then finds nothing reserved.
+_SETTLE = """
+    WITH settled AS (
+        UPDATE stock_reservation SET state = %s, updated_at = now()
+        WHERE order_id = %s AND state = %s
+        RETURNING order_id
+    )
+    SELECT line.product_id, line.quantity
+    FROM settled JOIN stock_reservationline AS line ON line.reservation_id = settled.order_id
+"""
+
+
+def _settle_reservation(order_id: UUID, *, target: str, action: str) -> dict[str, int] | None:
+    """Move the order's reservation from RESERVED to `target`: its quantities by sku, or None
+    (logged) when nothing is reserved for the order."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SETTLE, [target, order_id, Reservation.State.RESERVED])
+        quantities = dict(cursor.fetchall())
+    if quantities:  # a reservation is RESERVED only with its lines (reserve_for_order)
+        return quantities
+    state = Reservation.objects.filter(order_id=order_id).values_list("state", flat=True).first()
+    if state is None:
         log.warning("order %s: no reservation to %s", order_id, action)
-        return None
-    if reservation.state != expected:
-        log.info("order %s: reservation is %s; nothing to %s", order_id, reservation.state, action)
-        return None
-    return reservation
-
-
-def _reserved_quantities(reservation: Reservation) -> dict[str, int]:
-    return dict(reservation.lines.values_list("product_id", "quantity"))
+    else:
+        log.info("order %s: reservation is %s; nothing to %s", order_id, state, action)
+    return None
 
 
 def _change_levels(
@@ -253,14 +263,34 @@ def _change_levels(
     on_hand: dict[str, int] | None = None,
     reserved: dict[str, int] | None = None,
 ) -> None:
-    """Apply the deltas to locked levels, bump their versions and emit their new state."""
-    for level in levels:
+    """Apply the deltas to locked levels, bump their versions and emit their new state.
+    The new states are written by one UPDATE for all the levels, not one per sku."""
+    changed = list(levels)
+    for level in changed:
         level.on_hand += (on_hand or {}).get(level.sku, 0)
         level.reserved += (reserved or {}).get(level.sku, 0)
         level.version += 1
         _settle_reorder(level)
-        level.save(update_fields=["on_hand", "reserved", "version", "reorder_requested", "updated_at"])
         _emit_level(level)
+    if not changed:
+        return
+    level_columns = zip(
+        *((lv.product_id, lv.on_hand, lv.reserved, lv.version, lv.reorder_requested) for lv in changed),
+        strict=True,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_UPDATE_LEVELS, [list(column) for column in level_columns])
+
+
+# The check constraints (never oversold, never negative) hold for this as for any UPDATE.
+_UPDATE_LEVELS = """
+    UPDATE stock_stocklevel AS level
+    SET on_hand = new.on_hand, reserved = new.reserved, version = new.version,
+        reorder_requested = new.reorder_requested, updated_at = now()
+    FROM unnest(%s::text[], %s::integer[], %s::integer[], %s::bigint[], %s::boolean[])
+        AS new (sku, on_hand, reserved, version, reorder_requested)
+    WHERE level.product_id = new.sku
+"""
 
 
 def _settle_reorder(level: StockLevel) -> None:

@@ -18,10 +18,7 @@ _PENDING = """
     SELECT id, topic, key, partition, "offset", record_id FROM dead_letter
     WHERE consumer_group = %s AND status = 'pending'
 """
-# The shared lock and the read in one round trip (every batch of every consumer starts with
-# them), as two statements: in READ COMMITTED the second takes its snapshot after the first
-# was granted the lock, so it sees what a replay that held the lock committed.
-_LOCK_AND_PENDING = _LOCK.format(function="pg_advisory_xact_lock_shared") + ";" + _PENDING
+_SHARED_LOCK = _LOCK.format(function="pg_advisory_xact_lock_shared")
 
 
 def _lock_key(group: str) -> str:
@@ -46,9 +43,15 @@ class KeyGate:
     @classmethod
     def load(cls, group: str) -> "KeyGate":
         gate = cls()
+        # The shared lock and the read in one round trip (every batch of every consumer starts
+        # with them), as two statements: in READ COMMITTED the second takes its snapshot after
+        # the first was granted the lock, so it sees what a replay that held the lock committed.
+        # A pipeline sends both at once; one string of two statements would not do, as
+        # parameters bound on the server allow one statement per string.
         with connection.cursor() as cursor:
-            cursor.execute(_LOCK_AND_PENDING, [_lock_key(group), group])
-            cursor.nextset()  # past the lock's row, to the pending dead letters
+            with connection.connection.pipeline():
+                cursor.execute(_SHARED_LOCK, [_lock_key(group)])
+                cursor.execute(_PENDING, [group])
             for dead_letter_id, topic, key, partition, offset, record_id in cursor.fetchall():
                 gate.dead_records.setdefault((topic, partition, offset), set()).add(record_id)
                 if key is not None:

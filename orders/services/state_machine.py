@@ -11,7 +11,7 @@ from outbox.emit import emit
 
 from .. import events
 from ..metrics import observe_decision
-from ..models import NotificationKind, Order, OrderState, RejectionReason
+from ..models import ALLOWED_TRANSITIONS, NotificationKind, Order, OrderState, RejectionReason
 from ..wakeups import publish_change
 from .notifying import notify
 from .placing import contract_lines
@@ -22,16 +22,16 @@ log = logging.getLogger(__name__)
 def validate_order(*, order_id: uuid.UUID) -> Order | None:
     """Stock is reserved: ask Payments to charge."""
     with transaction.atomic(savepoint=False):
-        order = _locked(order_id=order_id, source=OrderState.REQUESTED, target=OrderState.VALIDATED)
+        order = _move(
+            order_id, source=OrderState.REQUESTED, target=OrderState.VALIDATED, forget_payment_token=True
+        )
         if order is not None:
-            payment_token = order.payment_token
-            _move(order, OrderState.VALIDATED, forget_payment_token=True)
             emit(
                 events.OrderValidated(
                     order_id=order.id,
                     customer_id=order.customer_id,
                     total=order.total,
-                    payment_token=payment_token,
+                    payment_token=order.previous_payment_token,
                 )
             )
         return order
@@ -47,9 +47,14 @@ _REJECTED_FROM: dict[RejectionReason, OrderState] = {
 def reject_order(*, order_id: uuid.UUID, reason: RejectionReason) -> Order | None:
     """The order ends unfulfilled; Stock releases whatever it reserved."""
     with transaction.atomic(savepoint=False):
-        order = _locked(order_id=order_id, source=_REJECTED_FROM[reason], target=OrderState.REJECTED)
+        order = _move(
+            order_id,
+            source=_REJECTED_FROM[reason],
+            target=OrderState.REJECTED,
+            reason=reason,
+            forget_payment_token=True,
+        )
         if order is not None:
-            _move(order, OrderState.REJECTED, reason=reason, forget_payment_token=True)
             emit(events.OrderRejected(order_id=order.id, reason=reason.value))
         return order
 
@@ -57,9 +62,8 @@ def reject_order(*, order_id: uuid.UUID, reason: RejectionReason) -> Order | Non
 def confirm_order(*, order_id: uuid.UUID) -> Order | None:
     """Paid: Stock commits the reservation, Shipments prepares, the customer gets an email."""
     with transaction.atomic(savepoint=False):
-        order = _locked(order_id=order_id, source=OrderState.VALIDATED, target=OrderState.CONFIRMED)
+        order = _move(order_id, source=OrderState.VALIDATED, target=OrderState.CONFIRMED)
         if order is not None:
-            _move(order, OrderState.CONFIRMED)
             emit(
                 events.OrderConfirmed(
                     order_id=order.id,
@@ -72,29 +76,48 @@ def confirm_order(*, order_id: uuid.UUID) -> Order | None:
         return order
 
 
-def _locked(*, order_id: uuid.UUID, source: OrderState, target: OrderState) -> Order | None:
-    """The order, locked, if it can move from `source` to `target`; None, logged, otherwise."""
-    order = Order.objects.select_for_update().filter(id=order_id).first()
-    if order is None:
-        log.warning("order %s is unknown here: %s ignored", order_id, target.label)
-        return None
-    if order.state != source or not order.can_become(target):
-        log.info("order %s is %s, not %s: move to %s ignored", order_id, order.state, source, target)
-        return None
-    return order
+# One statement moves the order and returns it: the subquery locks the row (so a concurrent
+# move waits, then sees the state it committed) and keeps the token as it was before the
+# UPDATE, which OrderValidated carries to Payments while the row forgets it.
+_MOVE = """
+    UPDATE orders_order AS o
+    SET state = %s, reason = %s, updated_at = now(),
+        payment_token = CASE WHEN %s THEN '' ELSE o.payment_token END
+    FROM (SELECT id, payment_token FROM orders_order WHERE id = %s FOR UPDATE) AS previous
+    WHERE o.id = previous.id AND o.state = %s
+    RETURNING o.*, previous.payment_token AS previous_payment_token
+"""
 
 
-def _move(order: Order, target: OrderState, *, reason: str = "", forget_payment_token: bool = False) -> None:
-    """Save the new state in one UPDATE. Once Payments has the token (or the order ended before
-    payment) Orders needs it no more: a secret not kept is a secret that cannot leak from here."""
-    order.state = target
-    order.reason = reason
-    fields = ["state", "reason", "updated_at"]
-    if forget_payment_token and order.payment_token:  # a declined payment's is forgotten already
-        order.payment_token = ""
-        fields.append("payment_token")
-    order.save(update_fields=fields)
+def _move(
+    order_id: uuid.UUID,
+    *,
+    source: OrderState,
+    target: OrderState,
+    reason: str = "",
+    forget_payment_token: bool = False,
+) -> Order | None:
+    """Move the order from `source` to `target` in one UPDATE: the order as it is now, or None
+    (logged) when it is unknown or not in `source`. Once Payments has the token (or the order
+    ended before payment) Orders needs it no more: a secret not kept cannot leak from here.
+    The order's `previous_payment_token` is the token it had before this move."""
+    if target not in ALLOWED_TRANSITIONS[source]:
+        raise ValueError(f"an order never moves from {source} to {target}")
+    moved = list(Order.objects.raw(_MOVE, [target, reason, forget_payment_token, order_id, source]))
+    if not moved:
+        _log_not_moved(order_id, source=source, target=target)
+        return None
+    order = moved[0]
     call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
     if target in (OrderState.CONFIRMED, OrderState.REJECTED):
         call_on_commit(observe_decision, target.value, order.created_at, description="decision metric")
     log.info("order %s is %s%s", order.id, target, f" ({reason})" if reason else "")
+    return order
+
+
+def _log_not_moved(order_id: uuid.UUID, *, source: OrderState, target: OrderState) -> None:
+    state = Order.objects.filter(id=order_id).values_list("state", flat=True).first()
+    if state is None:
+        log.warning("order %s is unknown here: %s ignored", order_id, target.label)
+    else:
+        log.info("order %s is %s, not %s: move to %s ignored", order_id, state, source, target)

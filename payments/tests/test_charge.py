@@ -179,3 +179,18 @@ def test_charging_joins_the_batch_transaction_without_savepoints() -> None:
 
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
     assert Payment.objects.get(order_id=order_id).state == Payment.State.PROCESSED
+
+
+@pytest.mark.django_db
+def test_a_charge_writes_its_attempt_once_with_the_answer() -> None:
+    order_id = uuid.uuid4()
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        handlers.on_order_validated(validated(order_id), testing.envelope_for(validated(order_id)))
+
+    attempt_statements = [
+        query["sql"] for query in queries.captured_queries if "payments_paymentattempt" in query["sql"]
+    ]
+    assert len(attempt_statements) == 1
+    attempt = Payment.objects.get(order_id=order_id).attempts.get()
+    assert (attempt.outcome, attempt.answered_at is not None) == (PaymentAttempt.Outcome.APPROVED, True)

@@ -224,9 +224,9 @@ def test_release_after_a_failed_reservation_changes_nothing() -> None:
     services.reserve_for_order(order_id=order_id, lines=lines(MUG_1=5))
     forget_events()
 
-    assert services.release_reservation(order_id=order_id) is None
-    assert services.release_reservation(order_id=uuid.uuid4()) is None
-    assert services.commit_reservation(order_id=order_id) is None
+    assert services.release_reservation(order_id=order_id) is False
+    assert services.release_reservation(order_id=uuid.uuid4()) is False
+    assert services.commit_reservation(order_id=order_id) is False
 
     assert Reservation.objects.get(order_id=order_id).state == Reservation.State.FAILED
     assert not OutboxRecord.objects.exists()

@@ -1,0 +1,57 @@
+"""How many statements Orders' state transitions send to PostgreSQL: every confirmed order
+makes two of them (validate, confirm), each in the Orders consumer's batch transaction."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orders import services
+from orders.events import OrderValidated
+from orders.models import Order, OrderState
+from orders.tests.factories import make_user, place, stock_level
+from outbox.testing import emitted
+
+pytestmark = pytest.mark.django_db
+
+
+def order_statements(captured: CaptureQueriesContext) -> list[str]:
+    """The statements on the order's own row (not its lines or notifications)."""
+    return [
+        query["sql"] for query in captured.captured_queries if re.search(r"\borders_order\b", query["sql"])
+    ]
+
+
+@pytest.fixture
+def order() -> Order:
+    stock_level("KB-1", available=5)
+    return place(make_user("alice"), ("KB-1", 1), token="tok_visa")
+
+
+def test_validating_moves_the_order_and_hands_on_its_token_in_one_statement(order: Order) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        services.validate_order(order_id=order.id)
+
+    assert len(order_statements(captured)) == 1
+    assert [event.payment_token for event in emitted(OrderValidated)] == ["tok_visa"]
+    order.refresh_from_db()
+    assert (order.state, order.payment_token) == (OrderState.VALIDATED, "")
+
+
+def test_confirming_moves_the_order_in_one_statement(order: Order) -> None:
+    services.validate_order(order_id=order.id)
+
+    with CaptureQueriesContext(connection) as captured:
+        services.confirm_order(order_id=order.id)
+
+    assert len(order_statements(captured)) == 1
+    order.refresh_from_db()
+    assert order.state == OrderState.CONFIRMED
+
+
+def test_a_move_from_the_wrong_state_changes_nothing(order: Order) -> None:
+    assert services.confirm_order(order_id=order.id) is None
+
+    order.refresh_from_db()
+    assert (order.state, order.payment_token) == (OrderState.REQUESTED, "tok_visa")
