@@ -197,7 +197,8 @@ class ShardLock(LeaderLock):
         lost: its marks are written, its unconfirmed records purged, and it stands by)."""
         self._layout.verify()
         super().verify()
-        if self._counted and self._layout.hand_over_one():
+        # (One shard is always this process's share: no need to ask PostgreSQL each window.)
+        if self._shard.count > 1 and self._counted and self._layout.hand_over_one():
             self._counted = False
             raise LeadershipLost(f"another relay joined: handing{self._shard.label} over")
 

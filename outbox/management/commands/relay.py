@@ -50,8 +50,9 @@ def positive_float(text: str) -> float:
 
 class Command(BaseCommand):
     help = (
-        "Publish committed outbox rows to Kafka in commit order. One relay per database is "
-        "active; others stand by and take over when it dies. SIGTERM/SIGINT stop it cleanly."
+        "Publish committed outbox rows to Kafka in commit order. One relay per database (per "
+        "shard, with --shards) is active; others stand by and take over when it dies. "
+        "SIGTERM/SIGINT stop it cleanly."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
