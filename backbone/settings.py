@@ -312,6 +312,9 @@ KAFKA_PRODUCER_MAX_BYTES = 1_000_000
 KAFKA_PRODUCER_TIMEOUT_MS = int(os.environ.get("KAFKA_PRODUCER_TIMEOUT_MS", "30000"))
 # Relay (`manage.py relay`; its options override these).
 RELAY_BATCH_SIZE = int(os.environ.get("RELAY_BATCH_SIZE", "2000"))
+# Relay shards (docs/relay.md): rows split by key hash, one leader per shard; the same number
+# for every relay of a database.
+RELAY_SHARDS = int(os.environ.get("RELAY_SHARDS", "1"))
 RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS", "5"))
 RELAY_STATUS_INTERVAL_SECONDS = float(os.environ.get("RELAY_STATUS_INTERVAL_SECONDS", "60"))
 RELAY_CLEANUP_INTERVAL_SECONDS = float(os.environ.get("RELAY_CLEANUP_INTERVAL_SECONDS", "300"))

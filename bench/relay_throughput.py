@@ -6,6 +6,7 @@ its start-up is not timed). The rows are COPYed in one transaction; the clock ru
 commit until every row is marked published and every record is on the topic.
 """
 
+import os
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from backbone.kafka import physical_topic
-from bench.environment import connect, cpu_seconds, postgres_cpu_seconds
+from bench.environment import Process, connect, cpu_seconds, postgres_cpu_seconds
 from bench.harness import Result, progress, skipped, wait_for
 from bench.kafka_tools import Record, Watermarks, create_topic, partition_count, produce_all
 from bench.payloads import OutboxRow, copy_into_outbox, order_rows
@@ -21,6 +22,9 @@ from bench.run import BenchContext
 
 NAME = "relay throughput"
 TARGET_RATIO = 0.5
+# BENCH_RELAY_SHARDS=N runs N relay processes with `--shards N` (docs/relay.md), each leading
+# one shard of the backlog; 1 (the default) runs the single relay of the Procfile.
+SHARDS = int(os.environ.get("BENCH_RELAY_SHARDS", "1"))
 
 
 def relay_available() -> bool:
@@ -191,30 +195,53 @@ def _drain_with_relay(context: BenchContext, rows: list[OutboxRow], topic: str) 
         return watermarks.total() >= expected
 
     try:
-        relay = context.processes.manage("relay", "relay")
+        relays = _start_relays(context)
         # Warm-up: one row through the relay proves it is up, connected and idle.
         before = watermarks.total()
         with connect(context.database_url) as connection:
             copy_into_outbox(connection, order_rows(1, seed=99))
         wait_for(backlog.empty, timeout=60, interval=0.1, what="the relay's first row")
         wait_for(lambda: watermarks.total() > before, timeout=30, what="the warm-up record")
+        for relay in relays[1:]:  # the first relay won every shard and hands the others over
+            context.processes.wait_for_output(relay, r"is now the leader", timeout=60)
         expected = watermarks.total() + len(rows)
 
         progress("relay: COPY %d rows into the outbox, then wait for the backlog to drain", len(rows))
         # The COPY's connection ends before the second reading, so only the relay's backends
         # (and the backlog probe's) are counted.
         database = urlsplit(context.database_url).path.lstrip("/")
-        relay_cpu, postgres_cpu = cpu_seconds(relay.popen.pid), postgres_cpu_seconds(database)
+        relay_cpu, postgres_cpu = _cpu_of(relays), postgres_cpu_seconds(database)
         with connect(context.database_url) as connection:
             copy_into_outbox(connection, rows)
             connection.commit()
             committed = time.perf_counter()
         on_kafka = wait_for(all_on_kafka, timeout=600, interval=0.02, what=f"{len(rows)} records on {topic}")
         drained = wait_for(backlog.empty, timeout=120, interval=0.02, what="empty backlog")
-        relay_cpu = cpu_seconds(relay.popen.pid) - relay_cpu
+        relay_cpu = _cpu_of(relays) - relay_cpu
         postgres_cpu = postgres_cpu_seconds(database) - postgres_cpu
-        context.processes.stop(relay)
+        for relay in relays:
+            context.processes.stop(relay)
         return Timed(max(on_kafka, drained) - committed, relay_cpu, postgres_cpu)
     finally:
         watermarks.close()
         backlog.close()
+
+
+def _start_relays(context: BenchContext) -> list[Process]:
+    if SHARDS == 1:
+        return [context.processes.manage("relay", "relay")]
+    progress("relay: %d processes with --shards %d", SHARDS, SHARDS)
+    relays = []
+    for number in range(SHARDS):
+        # At INFO, which says who leads what (a handful of lines, none per row).
+        relay = context.processes.manage(
+            f"relay-{number}", "relay", "--shards", str(SHARDS), extra_env={"LOG_LEVEL": "INFO"}
+        )
+        relays.append(relay)
+        # Each joins once the one before leads, so the first wins every shard and hands over.
+        context.processes.wait_for_output(relays[-1], r"is now the leader|standing by", timeout=60)
+    return relays
+
+
+def _cpu_of(relays: list[Process]) -> float:
+    return sum(cpu_seconds(relay.popen.pid) for relay in relays)

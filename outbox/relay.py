@@ -25,6 +25,7 @@ from .leader import AnotherLeader, LeaderLock, LeadershipLost
 from .listener import OutboxListener
 from .marker import BackgroundMarker
 from .options import Clock, Connect, ProducerFactory, RelayOptions
+from .shards import RelayLayout, Shard, ShardLock
 from .store import OutboxStore, commit_timestamps_tracked
 from .term import LeaderTerm
 
@@ -45,8 +46,13 @@ class Relay:
         stop: StopFlag,
         options: RelayOptions | None = None,
         heartbeat: Heartbeat | None = None,
+        shard: Shard | None = None,
+        layout: RelayLayout | None = None,
     ) -> None:
         self._connect = connect
+        # Without a layout (tests, the bench's SQL), this relay leads the whole outbox alone.
+        self._shard = shard or Shard()
+        self._layout = layout
         self._producer_factory = producer_factory
         self._clock = clock
         self._stop = stop
@@ -83,7 +89,11 @@ class Relay:
 
     def _become_leader(self, *, wait: bool) -> LeaderLock | None:
         """Wait until this relay holds the leader lock (None if stopped first)."""
-        lock = LeaderLock(self._connect)
+        lock = (
+            LeaderLock(self._connect)
+            if self._layout is None
+            else ShardLock(self._connect, self._shard, self._layout)
+        )
         try:
             if self._acquire(lock, wait=wait):
                 return lock
@@ -97,13 +107,16 @@ class Relay:
         announced = False
         while not self._stop.is_set():
             if lock.try_acquire():
-                log.info("this relay is now the leader: publishing the outbox")
+                log.info("this relay is now the leader%s: publishing the outbox", self._shard.label)
                 return True
             if not wait:
-                raise AnotherLeader("another relay is the leader and publishes the outbox")
+                raise AnotherLeader(
+                    f"another relay is the leader{self._shard.label} and publishes the outbox"
+                )
             if not announced:
                 log.info(
-                    "another relay leads; standing by (retrying every %gs)",
+                    "another relay leads%s; standing by (retrying every %gs)",
+                    self._shard.label,
                     self._options.standby_retry,
                 )
                 announced = True
@@ -135,7 +148,9 @@ class Relay:
             listener = stack.enter_context(closing(OutboxListener(self._connect(), self._stop)))
             marker = stack.enter_context(closing(BackgroundMarker([OutboxStore(c) for c in marks])))
             term = LeaderTerm(
-                store=OutboxStore(reads, in_commit_order=in_commit_order),
+                store=OutboxStore(
+                    reads, in_commit_order=in_commit_order, shard=(self._shard.number, self._shard.count)
+                ),
                 marker=marker,
                 listener=listener,
                 lock=lock,
@@ -144,6 +159,7 @@ class Relay:
                 stop=self._stop,
                 options=self._options,
                 heartbeat=self._heartbeat,
+                cleans_up=self._shard.cleans_up,
             )
             stack.callback(term.close)
             yield term

@@ -44,6 +44,15 @@ PENDING_IDS_IN_COMMIT_ORDER = """
     LIMIT %s
 """
 PENDING_IDS_IN_ID_ORDER = "SELECT id FROM outbox_pending ORDER BY id LIMIT %s"
+# One shard's share (see shards.py): the same scans, filtered by the hash of the row's key
+# that the triggers store with each id. A key always falls in one shard.
+_OF_SHARD = "WHERE key_hash %% %s = %s"
+PENDING_IDS_OF_SHARD_IN_COMMIT_ORDER = f"""
+    SELECT id FROM outbox_pending {_OF_SHARD}
+    ORDER BY pg_xact_commit_timestamp(xmin) NULLS FIRST, id
+    LIMIT %s
+"""
+PENDING_IDS_OF_SHARD_IN_ID_ORDER = f"SELECT id FROM outbox_pending {_OF_SHARD} ORDER BY id LIMIT %s"
 # The rows of a batch in the order of the ids given (PostgreSQL sorts them back, not Python);
 # a row deleted meanwhile is left out. Without track_commit_timestamp,
 # pg_xact_commit_timestamp() raises: the commit time is then the row's occurred_at.
@@ -202,9 +211,18 @@ def commit_timestamps_tracked(connection: psycopg.Connection) -> bool:
 class OutboxStore:
     """The outbox table as the relay sees it, on a connection the relay owns."""
 
-    def __init__(self, connection: psycopg.Connection, *, in_commit_order: bool = True) -> None:
+    def __init__(
+        self, connection: psycopg.Connection, *, in_commit_order: bool = True, shard: tuple[int, int] = (0, 1)
+    ) -> None:
         self._connection = connection
-        self._pending_ids = PENDING_IDS_IN_COMMIT_ORDER if in_commit_order else PENDING_IDS_IN_ID_ORDER
+        number, count = shard  # shard `number` of `count`; one shard reads exactly as before
+        self._shard_params: tuple[int, ...] = () if count == 1 else (count, number)
+        if count == 1:
+            self._pending_ids = PENDING_IDS_IN_COMMIT_ORDER if in_commit_order else PENDING_IDS_IN_ID_ORDER
+        else:
+            self._pending_ids = (
+                PENDING_IDS_OF_SHARD_IN_COMMIT_ORDER if in_commit_order else PENDING_IDS_OF_SHARD_IN_ID_ORDER
+            )
         self._rows_by_id = ROWS_BY_ID_WITH_COMMIT_TIME if in_commit_order else ROWS_BY_ID
         # Marking need not wait for the WAL flush: should a crash lose a mark, the row is
         # simply published again, a duplicate consumers drop by ce_id. Only this session.
@@ -225,7 +243,7 @@ class OutboxStore:
 
     def pending_ids(self, limit: int) -> list[int]:
         """The ids of the oldest unpublished rows, in commit order."""
-        cursor = self._connection.execute(self._pending_ids, (limit,), prepare=True)
+        cursor = self._connection.execute(self._pending_ids, (*self._shard_params, limit), prepare=True)
         return [row[0] for row in cursor]
 
     def fetch_rows(self, ids: list[int]) -> list[PendingRow]:

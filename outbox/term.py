@@ -58,8 +58,11 @@ class LeaderTerm:
         stop: StopFlag,
         options: RelayOptions,
         heartbeat: Heartbeat | None = None,
+        cleans_up: bool = True,
     ) -> None:
         self._store = store
+        # With shards, only shard 0's leader deletes old rows: retention is per database.
+        self._cleans_up = cleans_up
         self._heartbeat = heartbeat
         self._marker = marker
         self._listener = listener
@@ -76,7 +79,8 @@ class LeaderTerm:
         self._last_cleanup = time.monotonic()
 
     def run(self, *, once: bool) -> None:
-        self.clean_up()
+        if self._cleans_up:
+            self.clean_up()
         if once and not self._store.count_pending():
             return  # nothing to publish: no need to wait for Kafka
         self._wait_for_kafka()
@@ -225,7 +229,7 @@ class LeaderTerm:
         now = time.monotonic()
         if now - self._last_status >= self._options.status_interval:
             self._log_status(now)
-        if now - self._last_cleanup >= self._options.cleanup_interval:
+        if self._cleans_up and now - self._last_cleanup >= self._options.cleanup_interval:
             self.clean_up()
 
     def _log_status(self, now: float) -> None:

@@ -21,6 +21,8 @@ from outbox.backoff import StopFlag
 from outbox.leader import AnotherLeader
 from outbox.publisher import relay_producer_config
 from outbox.relay import Relay, RelayOptions, database_connector
+from outbox.sharded import run_sharded
+from outbox.shards import MAX_SHARDS, RelayLayout
 
 log = logging.getLogger("outbox.relay")
 
@@ -29,6 +31,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def shard_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SHARDS}, not {value}")
     return value
 
 
@@ -41,8 +50,9 @@ def positive_float(text: str) -> float:
 
 class Command(BaseCommand):
     help = (
-        "Publish committed outbox rows to Kafka in commit order. One relay per database is "
-        "active; others stand by and take over when it dies. SIGTERM/SIGINT stop it cleanly."
+        "Publish committed outbox rows to Kafka in commit order. One relay per database (per "
+        "shard, with --shards) is active; others stand by and take over when it dies. "
+        "SIGTERM/SIGINT stop it cleanly."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,6 +65,13 @@ class Command(BaseCommand):
             type=positive_float,
             default=settings.RELAY_POLL_INTERVAL_SECONDS,
             help="seconds between safety-net polls (commits wake the relay at once via NOTIFY)",
+        )
+        parser.add_argument(
+            "--shards",
+            type=shard_count,
+            default=settings.RELAY_SHARDS,
+            help="split the outbox by key hash into this many shards, each led by one relay; "
+            "every relay of a database must use the same number (stop all to change it)",
         )
         parser.add_argument(
             "--metrics-port",
@@ -72,17 +89,29 @@ class Command(BaseCommand):
         stop = StopFlag()
         _stop_on_signals(stop)
         relay_options = _relay_options(options)
-        _log_start(relay_options, once=options["once"])
-        relay = Relay(
-            connect=database_connector(settings.DATABASES["default"]),
-            producer_factory=_kafka_producer,
-            clock=timezone.now,
-            stop=stop,
-            options=relay_options,
-            heartbeat=Heartbeat(role="relay", name="relay"),
-        )
+        _log_start(relay_options, once=options["once"], shards=options["shards"])
+        connect = database_connector(settings.DATABASES["default"])
+
+        def make_relay(**shard: Any) -> Relay:
+            return Relay(
+                connect=connect,
+                producer_factory=_kafka_producer,
+                clock=timezone.now,
+                stop=stop,
+                options=relay_options,
+                **shard,
+            )
+
         try:
-            relay.run(once=options["once"])
+            run_sharded(
+                make_relay,
+                layout=RelayLayout(connect, options["shards"]),
+                stop=stop,
+                heartbeat=Heartbeat(role="relay", name="relay"),
+                once=options["once"],
+                max_backoff=relay_options.max_backoff,
+                standby_retry=relay_options.standby_retry,
+            )
         except AnotherLeader as error:
             raise CommandError(f"{error}; --once published nothing") from None
         except psycopg.errors.UndefinedTable:
@@ -103,13 +132,14 @@ def _relay_options(options: dict[str, Any]) -> RelayOptions:
     )
 
 
-def _log_start(options: RelayOptions, *, once: bool) -> None:
+def _log_start(options: RelayOptions, *, once: bool, shards: int) -> None:
     database = settings.DATABASES["default"]
     log.info(
-        "relay starting (pid %d%s): database %s at %s:%s, Kafka %s, namespace %r, batch %d, "
+        "relay starting (pid %d%s%s): database %s at %s:%s, Kafka %s, namespace %r, batch %d, "
         "safety-net poll every %gs, retention %gh",
         os.getpid(),
         ", --once" if once else "",
+        f", {shards} shards" if shards > 1 else "",
         database["NAME"],
         database["HOST"],
         database["PORT"],
