@@ -71,6 +71,11 @@ class Web:
         except httpx.HTTPError:
             return False
 
+    def worker_threads(self) -> int:
+        """How many threads the worker processes run now, from /proc."""
+        workers = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return sum(len(list(Path(f"/proc/{pid}/task").iterdir())) for pid in workers)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -143,6 +148,15 @@ def test_hundreds_of_held_waits_leave_the_web_process_free_and_are_all_woken(web
         async with httpx.AsyncClient(limits=limits, timeout=40) as client:
             held = [asyncio.create_task(wait_for_outcome(client, web.url, o, h)) for h, o in orders]
             await asyncio.sleep(3)  # every wait is in (a thread server would have no thread left)
+            assert not any(task.done() for task in held)
+            # A held wait holds no thread: not one of the middleware chain, nor of the request
+            # (a thread server, or a sync middleware, holds one per wait: over 300 here).
+            for _ in range(30):  # on a busy machine the last waits take a while to come in
+                threads = web.worker_threads()
+                if threads < 60:
+                    break
+                await asyncio.sleep(0.5)
+            assert threads < 60, f"{threads} threads in the workers for {len(orders)} held waits"
             assert not any(task.done() for task in held)
             latencies = []
             for _ in range(5):
