@@ -8,6 +8,7 @@ commit rings the doorbell in Redis; no relay or consumer runs here.
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ class Web:
             sys.executable, "-m", "gunicorn",
             "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-            "--timeout", "60", "--access-logfile", "-",
+            "--timeout", "60",
         ]  # fmt: skip
         self.log = log
         with log.open("wb") as output:
@@ -216,6 +217,18 @@ def test_a_waiter_is_answered_as_soon_as_the_decision_commits(web: Web, catalog)
     assert response.json()["state"] == OrderState.REJECTED
     assert answered - decided < 0.5  # the doorbell, not a poll or the 20 s timeout
     assert answered - started >= 1.0  # it did wait for the decision
+
+    # One access line per request, under its story's id, with the time the wait took; none of
+    # uvicorn's own (`127.0.0.1:<port> - "GET ... HTTP/1.1" 200`).
+    access = re.compile(
+        rf"backbone.access \[{response.headers['X-Correlation-ID']}\] "
+        rf'"GET /api/orders/{order.id}/\?wait=20" 200 (\d+) B ([\d.]+) ms'
+    )
+    line = wait_for(lambda: access.search(web.log.read_text()), timeout=5, what="the access log line")
+    assert line, web.log.read_text()
+    assert int(line[1]) == len(response.content)
+    assert 1000 <= float(line[2]) <= (answered - started) * 1000 + 100
+    assert 'HTTP/1.1" 200' not in web.log.read_text()
 
 
 def test_another_customers_order_is_404_before_any_wait(web: Web, catalog) -> None:
