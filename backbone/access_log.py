@@ -8,7 +8,7 @@ X-Correlation-ID header, so the line joins the request's other log lines):
     INFO backbone.access [<correlation id>] "GET /api/orders/<id>/?wait=5" 200 412 B 1834.2 ms
 
 A request the client gave up on before any answer is logged with status 499 (nginx's "client
-closed request") and the bytes sent so far.
+closed request"), one whose application raised before answering with 500.
 """
 
 import logging
@@ -47,6 +47,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, counting_send)
+        except Exception:
+            if answer.status == CLIENT_CLOSED:
+                answer.status = 500  # uvicorn answers 500 for an application that raised
+            raise
         finally:
             _log(scope, answer, (time.perf_counter() - started) * 1000)
 
