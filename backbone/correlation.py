@@ -15,12 +15,13 @@ there is no current story, and asking for one (as emit() does) raises NoSingleSt
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
+from .middleware import SyncAndAsyncMiddleware
 from .tracing import current_traceparent
 
 HEADER = "X-Correlation-ID"
@@ -86,23 +87,37 @@ def batch_scope(handler_name: str) -> Iterator[None]:
         _correlation_id.reset(correlation_token)
 
 
-class CorrelationIdMiddleware:
+class CorrelationIdMiddleware(SyncAndAsyncMiddleware):
     """Each request starts a story of its own, whose id the response header names; a valid
-    `X-Correlation-ID` from the client is only logged with it, as the client trace id."""
+    `X-Correlation-ID` from the client is only logged with it, as the client trace id.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    The ids are context variables: an async request runs in a task (and the threads it hands
+    sync code to) with a copy of the context of its own, so concurrent requests never see each
+    other's ids, and log lines of its sync code carry its ids too."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get(HEADER, "")
-        trace_token = _client_trace_id.set(incoming if _VALID_ID.match(incoming) else None)
-        try:
-            with correlation_scope() as correlation_id:
-                response = self.get_response(request)
-        finally:
-            _client_trace_id.reset(trace_token)
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        with request_scope(request) as correlation_id:
+            response = self.respond(request)
         response[HEADER] = correlation_id
         return response
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        with request_scope(request) as correlation_id:
+            response = await self.arespond(request)
+        response[HEADER] = correlation_id
+        return response
+
+
+@contextmanager
+def request_scope(request: HttpRequest) -> Iterator[str]:
+    """A new story for the request, logged with the client's valid `X-Correlation-ID`."""
+    incoming = request.headers.get(HEADER, "")
+    trace_token = _client_trace_id.set(incoming if _VALID_ID.match(incoming) else None)
+    try:
+        with correlation_scope() as correlation_id:
+            yield correlation_id
+    finally:
+        _client_trace_id.reset(trace_token)
 
 
 class CorrelationIdFilter(logging.Filter):

@@ -23,7 +23,8 @@ if _owned:
 _directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 # ASGI (backbone.asgi:application) in uvicorn workers: a long-poll is a coroutine, not a thread.
-worker_class = "uvicorn_worker.UvicornWorker"
+# The access log is the application's (backbone/access_log.py), not uvicorn's.
+worker_class = "backbone.uvicorn_worker.WebWorker"
 
 
 def _raise_open_files_limit() -> None:

@@ -8,21 +8,24 @@
   NULs inside a JSON body are refused field by field by DRF's CharField.
 """
 
-from collections.abc import Callable
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from .api_errors import error_response
+from .middleware import SyncAndAsyncMiddleware
 
 
-class RequestGuardMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+class RequestGuardMiddleware(SyncAndAsyncMiddleware):
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        return _refusal(request) or self.respond(request)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        refusal = _too_large(request) or _nul_character(request)
-        return refusal or self.get_response(request)
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        return _refusal(request) or await self.arespond(request)
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    # Headers and the path only, no I/O: as cheap on the event loop as in a thread.
+    return _too_large(request) or _nul_character(request)
 
 
 def _too_large(request: HttpRequest) -> HttpResponse | None:

@@ -72,8 +72,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
     "backbone.request_guard.RequestGuardMiddleware",
-    # Static files (admin, API docs) straight from gunicorn: `make run` needs no web server.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Static files (admin, API docs) straight from gunicorn through WhiteNoise: `make run` needs
+    # no web server. Every middleware here is async capable: a waiting request holds no thread.
+    "backbone.static_files.StaticFilesMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
     # W3C trace context: continues the client's `traceparent` (docs/tracing.md).
     "backbone.tracing.TraceContextMiddleware",

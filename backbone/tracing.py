@@ -17,13 +17,15 @@ import os
 import random
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse
+
+from .middleware import SyncAndAsyncMiddleware
 
 if TYPE_CHECKING:  # imported at run time only when tracing is configured
     from opentelemetry.context import Context
@@ -131,17 +133,21 @@ def end_span(span: "Span", error: object | None = None) -> None:
     span.end()
 
 
-class TraceContextMiddleware:
+class TraceContextMiddleware(SyncAndAsyncMiddleware):
     """Each request is a span that continues the client's valid `traceparent` header or
-    starts a new trace; an invalid header is ignored, as the W3C spec asks."""
+    starts a new trace; an invalid header is ignored, as the W3C spec asks. The trace context
+    is a context variable (as OpenTelemetry's): per request under async too."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
+            response = self.respond(request)
+            if span is not None:
+                _describe_request(span, request, response)
+        return response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        parent = parse(request.headers.get(HEADER))
-        with span_scope(request.method or "HTTP", parent, kind="server") as span:
-            response = self.get_response(request)
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
+            response = await self.arespond(request)
             if span is not None:
                 _describe_request(span, request, response)
         return response

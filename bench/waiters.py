@@ -91,8 +91,11 @@ async def _drive(
 ) -> list[Result]:
     waiters = len(orders)
     limits = httpx.Limits(max_connections=waiters + 50, max_keepalive_connections=0)
+    # The server closes a connection idle for 2 s (gunicorn's keepalive): the other clients
+    # must drop theirs sooner, or a call sent as the server closes fails with a ReadError.
+    kept_alive = httpx.Limits(keepalive_expiry=1.0)
     async with (
-        httpx.AsyncClient(base_url=base_url, timeout=60) as others,
+        httpx.AsyncClient(base_url=base_url, timeout=60, limits=kept_alive) as others,
         httpx.AsyncClient(base_url=base_url, timeout=WAIT_SECONDS + 30, limits=limits) as waiting,
     ):
         await _wait_healthy(others, context)

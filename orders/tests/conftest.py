@@ -146,7 +146,7 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         "web",
         python_argv(
             "-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60", "--access-logfile", "-",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60",
         ),
     )  # fmt: skip
     processes.start()

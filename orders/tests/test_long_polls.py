@@ -8,6 +8,7 @@ commit rings the doorbell in Redis; no relay or consumer runs here.
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ class Web:
             sys.executable, "-m", "gunicorn",
             "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-            "--timeout", "60", "--access-logfile", "-",
+            "--timeout", "60",
         ]  # fmt: skip
         self.log = log
         with log.open("wb") as output:
@@ -70,6 +71,11 @@ class Web:
             return httpx.get(f"{self.url}/health/", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def worker_threads(self) -> int:
+        """How many threads the worker processes run now, from /proc."""
+        workers = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return sum(len(list(Path(f"/proc/{pid}/task").iterdir())) for pid in workers)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -144,6 +150,15 @@ def test_hundreds_of_held_waits_leave_the_web_process_free_and_are_all_woken(web
             held = [asyncio.create_task(wait_for_outcome(client, web.url, o, h)) for h, o in orders]
             await asyncio.sleep(3)  # every wait is in (a thread server would have no thread left)
             assert not any(task.done() for task in held)
+            # A held wait holds no thread: not one of the middleware chain, nor of the request
+            # (a thread server, or a sync middleware, holds one per wait: over 300 here).
+            for _ in range(30):  # on a busy machine the last waits take a while to come in
+                threads = web.worker_threads()
+                if threads < 60:
+                    break
+                await asyncio.sleep(0.5)
+            assert threads < 60, f"{threads} threads in the workers for {len(orders)} held waits"
+            assert not any(task.done() for task in held)
             latencies = []
             for _ in range(5):
                 started = time.monotonic()
@@ -202,6 +217,18 @@ def test_a_waiter_is_answered_as_soon_as_the_decision_commits(web: Web, catalog)
     assert response.json()["state"] == OrderState.REJECTED
     assert answered - decided < 0.5  # the doorbell, not a poll or the 20 s timeout
     assert answered - started >= 1.0  # it did wait for the decision
+
+    # One access line per request, under its story's id, with the time the wait took; none of
+    # uvicorn's own (`127.0.0.1:<port> - "GET ... HTTP/1.1" 200`).
+    access = re.compile(
+        rf"backbone.access \[{response.headers['X-Correlation-ID']}\] "
+        rf'"GET /api/orders/{order.id}/\?wait=20" 200 (\d+) B ([\d.]+) ms'
+    )
+    line = wait_for(lambda: access.search(web.log.read_text()), timeout=5, what="the access log line")
+    assert line, web.log.read_text()
+    assert int(line[1]) == len(response.content)
+    assert 1000 <= float(line[2]) <= (answered - started) * 1000 + 100
+    assert 'HTTP/1.1" 200' not in web.log.read_text()
 
 
 def test_another_customers_order_is_404_before_any_wait(web: Web, catalog) -> None:
