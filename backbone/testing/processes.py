@@ -141,14 +141,20 @@ class LoggedProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s."""
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process, grace=30)
         self._reader.join(timeout=10)
+
+
+def terminate(process: "subprocess.Popen[Any]", *, grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def python_argv(*args: str) -> list[str]:

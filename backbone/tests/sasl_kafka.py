@@ -21,6 +21,7 @@ from django.test import override_settings
 
 from backbone.kafka import admin_config
 from backbone.testing import free_port
+from backbone.testing.processes import terminate
 
 # `relay2` has no grants until a test gives it some (`kafka_acls --relay-principal relay2`).
 USERS = {
@@ -94,13 +95,8 @@ class SaslKafka:
         self._wait_until_ready(timeout)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process:
+            terminate(self.process, grace=20)
 
     def _wait_until_ready(self, timeout: float) -> None:
         with override_settings(**self.settings_for("admin")):

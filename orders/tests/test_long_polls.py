@@ -23,6 +23,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from backbone.testing import database_url, free_port, wait_for
+from backbone.testing.processes import terminate
 from orders.models import Order, OrderState, RejectionReason
 from orders.services import reject_order
 from orders.tests.factories import make_user, place, stock_level
@@ -78,12 +79,7 @@ class Web:
         return sum(len(list(Path(f"/proc/{pid}/task").iterdir())) for pid in workers)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process, grace=20)
 
 
 @pytest.fixture
