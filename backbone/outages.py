@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
+from .backoff import jittered
+
 log = logging.getLogger(__name__)
 
 # What Django raises when PostgreSQL is unreachable or the session died (psycopg's errors,
@@ -55,12 +57,12 @@ class DatabaseOutage:
 
     def wait(self, error: BaseException, *, records: int) -> None:
         """Log the outage, drop the broken connection and sleep before the next attempt."""
-        delay = min(self._first_delay * 2**self._failures, self._max_delay)
+        delay = jittered(min(self._first_delay * 2**self._failures, self._max_delay))
         self._failures += 1
         if self._since is None:
             self._since = self._clock()
         log.warning(
-            "%s: PostgreSQL unavailable (%s); %d record(s) rolled back, applying them again in %gs",
+            "%s: PostgreSQL unavailable (%s); %d record(s) rolled back, applying them again in %.1fs",
             self._name,
             _first_line(error),
             records,

@@ -1,29 +1,12 @@
-"""Exponential backoff with a cap, and a stop flag that wakes every wait at once."""
+"""The relay's waits: backoff (the backbone's, with jitter) and a stop flag that wakes every wait at once."""
 
 import contextlib
 import os
 import select
-from dataclasses import dataclass, field
 
+from backbone.backoff import Backoff
 
-@dataclass
-class Backoff:
-    """1 s, 2 s, 4 s ... up to `cap`; `reset()` after a success."""
-
-    first: float = 1.0
-    cap: float = 30.0
-    _next: float = field(init=False, default=0.0)
-
-    def __post_init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._next = min(self.first, self.cap)
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return delay
+__all__ = ("Backoff", "StopFlag")
 
 
 class StopFlag:

@@ -239,7 +239,8 @@ class Publisher:
 
         A stopping relay still waits up to `shutdown_grace` seconds for the batch in hand.
         """
-        backoff = Backoff(first=self._first_stall_report, cap=self._max_backoff)
+        # A report schedule, not a retry: no jitter, so the reports come at the times they name.
+        backoff = Backoff(first=self._first_stall_report, cap=self._max_backoff, spread=0.0)
         next_report = time.monotonic() + backoff.next_delay()
         give_up_at: float | None = None
         while (in_flight := self._flush(outcome)) > 0:

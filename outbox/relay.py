@@ -81,7 +81,7 @@ class Relay:
                 log.warning("%s: no longer the leader, standing by", error)
             except psycopg.OperationalError as error:
                 delay = database_backoff.next_delay()
-                log.warning("PostgreSQL unavailable (%s); retrying in %gs", _first_line(error), delay)
+                log.warning("PostgreSQL unavailable (%s); retrying in %.1fs", _first_line(error), delay)
                 self._stop.wait(delay)
         if self._heartbeat is not None:
             self._heartbeat.stop()

@@ -74,7 +74,7 @@ def _join(layout: RelayLayout, stop: StopFlag, *, max_backoff: float, standby_re
         except psycopg.OperationalError as error:
             delay = database_backoff.next_delay()
             log.warning(
-                "PostgreSQL unavailable (%s); retrying in %gs", str(error).strip().splitlines()[0], delay
+                "PostgreSQL unavailable (%s); retrying in %.1fs", str(error).strip().splitlines()[0], delay
             )
             stop.wait(delay)
     return False

@@ -156,7 +156,7 @@ class LeaderTerm:
         detail = f", first: topic {first.topic} row {first.row_id}: {first.error}" if first else ""
         log.warning(
             "Kafka refused %d rows%s; %d of %d rows stay unpublished (later rows of the same "
-            "aggregates or partitions wait for them); retrying in %gs",
+            "aggregates or partitions wait for them); retrying in %.1fs",
             result.failures,
             detail,
             result.rows - result.marked,
@@ -199,7 +199,7 @@ class LeaderTerm:
         return f"Kafka at {address} has not confirmed {stall.in_flight} records yet"
 
     def _log_unavailable(self, reason: str, retry_in: float) -> None:
-        log.warning("%s; %d rows waiting; retrying in %gs", reason, self._store.count_pending(), retry_in)
+        log.warning("%s; %d rows waiting; retrying in %.1fs", reason, self._store.count_pending(), retry_in)
 
     def _new_publisher(self) -> Publisher:
         return Publisher(

@@ -4,7 +4,8 @@ honcho, which ran them before, ends every process as soon as one exits, so a sin
 consumer took the whole shop down. This keeps honcho's parts: its Procfile parser, its Process
 (a command in a session of its own, its output forwarded line by line) and its Printer (the
 `time name | line` prefix). Only the loop is new: a process that exits is logged with its exit
-code and started again after a backoff (1 s, doubling up to 30 s, back to 1 s once a run lasted
+code and started again after a backoff (1 s, doubling up to 30 s, each shortened by up to half
+at random so processes that died together do not return together; back to 1 s once a run lasted
 a minute), while the others keep running. SIGINT (Ctrl-C) or SIGTERM stops every process: SIGTERM
 to its process group, SIGKILL to whatever is left after a grace period.
 
@@ -16,6 +17,7 @@ import contextlib
 import datetime
 import os
 import queue
+import random
 import signal
 import sys
 import threading
@@ -50,7 +52,9 @@ class Backoff:
             self._next = self.first
         delay = self._next
         self._next = min(self._next * 2, self.limit)
-        return delay
+        # Equal jitter, as backbone/backoff.py (this script imports nothing of the project): the
+        # processes that died together with a service do not all come back in the same second.
+        return round(delay * (1.0 - 0.5 * random.random()), 1)
 
 
 @dataclass

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.conf import settings
 
+from backbone.backoff import jittered
+
 
 @dataclass(frozen=True)
 class RunnerOptions:
@@ -33,5 +35,5 @@ class RunnerOptions:
         return cls(**configured)
 
     def backoff(self, attempt: int) -> float:
-        """The pause after failed attempt number `attempt` (1-based)."""
-        return min(self.retry_delay * 2.0 ** (attempt - 1), self.max_retry_delay)
+        """The pause after failed attempt number `attempt` (1-based), jittered (backbone/backoff.py)."""
+        return jittered(min(self.retry_delay * 2.0 ** (attempt - 1), self.max_retry_delay))

@@ -184,7 +184,8 @@ def test_a_failing_record_waits_outside_the_transaction_after_the_work_before_it
     assert _seqs() == [1, 2, 3]
     assert (stats.handled, stats.retries, stats.dead_lettered) == (3, 2, 0)
     assert all(not in_transaction for _, in_transaction in clock.sleeps)
-    assert sum(seconds for seconds, _ in clock.sleeps) == pytest.approx(0.2 + 0.4)  # exponential
+    # Exponential (0.2 s, then 0.4 s), each less up to half by jitter.
+    assert (0.2 + 0.4) / 2 <= sum(seconds for seconds, _ in clock.sleeps) <= 0.2 + 0.4
     # Before the first pause, record 1 was committed in the database and in Kafka.
     assert consumer.commits[0]["offsets"] == {0: 1}
     assert consumer.commits[0]["inbox_rows"] == 1
@@ -275,9 +276,12 @@ def test_the_dead_letter_budget_is_a_sliding_window() -> None:
     assert budget.allows(2)
 
 
-def test_backoff_doubles_up_to_its_cap() -> None:
+def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
     options = RunnerOptions(retry_delay=0.5, max_retry_delay=3.0)
-    assert [options.backoff(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    nominal = [0.5, 1.0, 2.0, 3.0, 3.0]
+    delays = [options.backoff(attempt) for attempt in range(1, 6)]
+    assert all(step / 2 <= delay <= step for delay, step in zip(delays, nominal, strict=True)), delays
+    assert len({options.backoff(1) for _ in range(20)}) > 1, "consumers would retry in lockstep"
 
 
 def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_applies_it_again(

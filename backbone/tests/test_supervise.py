@@ -95,10 +95,13 @@ def test_a_crashed_process_is_restarted_and_sigterm_stops_all(supervisor) -> Non
     steady = int(output.wait_for(r"\| steady started \(pid=(\d+)\)").group(1))
     output.wait_for(r"^\d\d:\d\d:\d\d steady +\| steady up$")  # its own prefix, as with honcho
     first = int(output.wait_for(r"\| crasher started \(pid=(\d+)\)").group(1))
-    output.wait_for(r"\| crasher exited with code 3; restarting in 1 s$")
+    exited = r"\| crasher exited with code 3; restarting in ([\d.]+) s$"
+    first_delay = float(output.wait_for(exited).group(1))
+    assert 0.5 <= first_delay <= 1.0, "1 s, less up to half by jitter"
     output.wait_for(r"\| crasher restarting \(restart 1\)$", timeout=5)
     second = int(output.wait_for(r"\| crasher started \(pid=(\d+)\)").group(1))
-    output.wait_for(r"\| crasher exited with code 3; restarting in 2 s$")  # the backoff doubles
+    second_delay = float(output.wait_for(exited).group(1))
+    assert 1.0 <= second_delay <= 2.0, "the backoff doubles"
     assert second != first
     assert process.poll() is None, "the supervisor must outlive a crashed process"
     assert group_alive(steady), "the other process must keep running"
@@ -112,11 +115,23 @@ def test_a_crashed_process_is_restarted_and_sigterm_stops_all(supervisor) -> Non
         assert not group_alive(pid), f"process group {pid} outlived the supervisor"
 
 
-def test_the_backoff_doubles_up_to_its_limit_and_resets_after_a_healthy_run() -> None:
+def _supervise_module():
     spec = importlib.util.spec_from_file_location("supervise", SCRIPT)
     supervise = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(supervise)
-    backoff = supervise.Backoff()
-    assert [backoff.after_run(0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
-    assert backoff.after_run(60) == 1, "a run of a minute counts as healthy"
-    assert backoff.after_run(0.5) == 2
+    return supervise
+
+
+def test_the_backoff_doubles_up_to_its_limit_and_resets_after_a_healthy_run() -> None:
+    backoff = _supervise_module().Backoff()
+    nominal = [1, 2, 4, 8, 16, 30, 30]
+    delays = [backoff.after_run(0.5) for _ in nominal]
+    assert all(step / 2 <= delay <= step for delay, step in zip(delays, nominal, strict=True)), delays
+    assert 0.5 <= backoff.after_run(60) <= 1, "a run of a minute counts as healthy"
+    assert 1 <= backoff.after_run(0.5) <= 2
+
+
+def test_processes_that_die_together_are_restarted_apart() -> None:
+    supervise = _supervise_module()
+    delays = {supervise.Backoff().after_run(0.5) for _ in range(20)}
+    assert len(delays) > 1, "every process waited exactly as long: no jitter"
