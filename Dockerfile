@@ -15,10 +15,12 @@ RUN groupadd --system --gid 10001 shop \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+# Dependencies first: this layer is rebuilt only when the requirements change. Only the runtime
+# (requirements.txt): the test, lint and profiling tools of requirements-dev.txt stay out of the
+# image; constraints.txt pins the versions the test suite ran with, transitive ones too.
 # (psycopg[binary] and confluent-kafka ship manylinux wheels: no compiler needed.)
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY requirements.txt constraints.txt ./
+RUN pip install -r requirements.txt -c constraints.txt
 
 COPY . .
 

@@ -8,19 +8,24 @@ SERVICES  := scripts/services.sh
 SHOP_BIND ?= 127.0.0.1:8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services services-down services-status tools test test-fast lint format migrate run demo compose-check bench bench-full
+.PHONY: help venv constraints services services-down services-status tools test test-fast lint format migrate run demo compose-check bench bench-full
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11+) is required"; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
-venv: $(VENV)/.installed  ## create .venv from requirements.txt
+venv: $(VENV)/.installed  ## create .venv: the runtime (requirements.txt) and the tools (requirements-dev.txt), pinned by constraints.txt
+
+constraints:  ## pin every installed package, transitive ones too, in constraints.txt (after changing a requirements file)
+	@{ echo "# Every package of the development virtualenv, pinned: pip install -c constraints.txt."; \
+	  echo "# Written by \`make constraints\` after a change to requirements.txt or requirements-dev.txt."; \
+	  $(VENV)/bin/pip list --format=freeze --exclude-editable | grep -vE '^(pip|setuptools|wheel)=='; } > constraints.txt
 
 services: venv  ## start PostgreSQL, Redis and Kafka on loopback (idempotent)
 	@$(SERVICES) up

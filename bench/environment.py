@@ -189,7 +189,7 @@ class Processes:
         py_spy = Path(sys.executable).with_name("py-spy")
         if not py_spy.exists():
             log.warning(
-                "--profile: py-spy is not installed in the virtualenv (pip install -r requirements.txt)"
+                "--profile: py-spy is not installed in the virtualenv (pip install -r requirements-dev.txt)"
             )
             return
         process.profile_path = self.logs_dir / f"{process.name}.pyspy.txt"

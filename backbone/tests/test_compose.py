@@ -7,6 +7,7 @@ The assertions below read that resolved form, so they see what Compose would run
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -196,6 +197,51 @@ def test_long_running_services_are_restarted() -> None:
     for name in sorted((INFRA | APP) - {"migrate"}):
         policy = services[name].get("restart", "no")
         assert policy in {"always", "unless-stopped", "on-failure"}, f"{name} has restart: {policy}"
+
+
+def test_every_long_running_service_has_a_healthcheck() -> None:
+    services = _services()
+    for name in sorted((INFRA | APP) - {"migrate"}):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} needs a healthcheck"
+
+
+def test_celery_worker_and_beat_healthchecks_prove_them_alive() -> None:
+    services = _services()
+    assert "inspect ping" in " ".join(services["celery-worker"]["healthcheck"]["test"])
+    beat = " ".join(services["celery-beat"]["healthcheck"]["test"])
+    assert "celerybeat-schedule" in beat, "beat is checked by the age of the schedule file it writes"
+    assert "/tmp/celerybeat-schedule" in " ".join(services["celery-beat"]["command"])
+
+
+def test_compose_runs_the_kafka_release_make_services_runs() -> None:
+    services_script = (ROOT / "scripts" / "services.sh").read_text()
+    version = re.search(r"^KAFKA_VERSION=(\S+)", services_script, re.MULTILINE)
+    assert version, "scripts/services.sh should set KAFKA_VERSION"
+    assert _services()["kafka"]["image"] == f"apache/kafka:{version.group(1)}"
+
+
+def _pins(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        package, separator, version = line.partition("==")
+        assert separator, f"{name}: {line!r} should be pinned with =="
+        pins[re.sub(r"\[.*\]", "", package).lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_image_installs_the_runtime_only_with_every_version_pinned() -> None:
+    runtime, development, constraints = (
+        _pins(name) for name in ("requirements.txt", "requirements-dev.txt", "constraints.txt")
+    )
+    assert not runtime.keys() & development.keys(), "a package belongs to the runtime or to development"
+    assert not {"pytest", "selenium", "mypy", "py-spy", "ruff", "schemathesis"} & runtime.keys()
+    for package, version in {**runtime, **development}.items():
+        assert constraints.get(package) == version, f"constraints.txt should pin {package}=={version}"
+    installs = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "pip install" in line]
+    assert installs == ["RUN pip install -r requirements.txt -c constraints.txt"]
 
 
 def test_dockerfile_runs_gunicorn_as_a_non_root_user() -> None:
