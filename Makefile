@@ -39,7 +39,7 @@ services-status:  ## say which local services run
 migrate: services  ## apply database migrations
 	$(MANAGE) migrate --noinput
 
-tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, the JDK and Kafka jars (idempotent)
+tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, promtool, the JDK and Kafka jars (idempotent)
 	@$(SERVICES) tools
 
 test: services tools  ## run the whole test suite against the real services

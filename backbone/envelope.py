@@ -4,7 +4,10 @@ The record value is the event's JSON; the headers carry the context attributes:
 `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `content-type`, and the
 extensions `ce_correlationid`, `ce_causationid` (absent for the first event of a story)
 and `ce_dataversion`, and the distributed tracing extension `ce_traceparent` (the W3C trace
-context of the code that emitted the event; see tracing.py). The record key is the aggregate id.
+context of the code that emitted the event; see tracing.py). The same trace context also goes as
+a plain `traceparent` header, where OpenTelemetry's Kafka instrumentations (and other stacks) look
+for it; a reader prefers it and falls back on the extension, which older records carry alone.
+The record key is the aggregate id.
 """
 
 from collections.abc import Iterable
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .contracts import ContractError
+from .tracing import HEADER as TRACEPARENT_HEADER
 from .tracing import parse as parse_traceparent
 
 SPEC_VERSION = "1.0"
@@ -62,7 +66,8 @@ class Envelope:
         if self.causation_id:
             headers.append(("ce_causationid", self.causation_id.encode()))
         if self.traceparent:
-            headers.append(("ce_traceparent", self.traceparent.encode()))
+            traceparent = self.traceparent.encode()
+            headers += [("ce_traceparent", traceparent), (TRACEPARENT_HEADER, traceparent)]
         return headers
 
     @classmethod
@@ -89,7 +94,8 @@ class Envelope:
             correlation_id=values["ce_correlationid"],
             causation_id=values.get("ce_causationid") or None,
             # Optional: a missing or malformed one only means the handler starts a new trace.
-            traceparent=parse_traceparent(values.get("ce_traceparent")),
+            traceparent=parse_traceparent(values.get(TRACEPARENT_HEADER))
+            or parse_traceparent(values.get("ce_traceparent")),
         )
 
 

@@ -12,7 +12,12 @@ backbone/gunicorn_config.py) makes prometheus-client keep their values in files 
 
 import logging
 import os
+import platform
+import tomllib
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -24,6 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from .kafka import group_id
 from .topics import CONTEXTS
 
 log = logging.getLogger(__name__)
@@ -49,7 +55,8 @@ def query_rows(sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]]
 
 
 class DeadLetterCollector(Collector):
-    """Dead letters pending per context and records parked per consumer group, from the tables."""
+    """Dead letters pending and records parked per consumer group (one per context: the label
+    is `group`, as on every consumer metric), from the tables."""
 
     def __init__(self, context: str | None = None) -> None:
         self.context = context  # a consumer reports its own context; the web process every one
@@ -57,25 +64,27 @@ class DeadLetterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily(
             "backbone_dead_letters_pending",
-            "Dead letters waiting to be replayed or discarded, per context.",
-            labels=["context"],
+            "Dead letters waiting to be replayed or discarded, per consumer group.",
+            labels=["group"],
         )
         parked = GaugeMetricFamily(
             "backbone_parked_records",
             "Records parked behind a pending dead letter of their key, per consumer group.",
             labels=["group"],
         )
-        where, params = ("AND context = %s", [self.context]) if self.context else ("", [])
+        groups = [group_id(context) for context in ([self.context] if self.context else CONTEXTS)]
+        where, params = ("AND consumer_group = %s", groups) if self.context else ("", [])
         rows = query_rows(
-            f"SELECT context, count(*) FROM dead_letter WHERE status = 'pending' {where} GROUP BY context",
+            "SELECT consumer_group, count(*) FROM dead_letter "
+            f"WHERE status = 'pending' {where} GROUP BY consumer_group",
             params,
         )
         if rows is not None:
-            # Zero is a value, not a missing series: every known context is reported.
-            counts = dict.fromkeys([self.context] if self.context else CONTEXTS, 0.0)
-            counts.update({str(context): float(str(count)) for context, count in rows})
-            for context, pending_count in sorted(counts.items()):
-                pending.add_metric([context], pending_count)
+            # Zero is a value, not a missing series: every known context's group is reported.
+            counts = dict.fromkeys(groups, 0.0)
+            counts.update({str(name): float(str(count)) for name, count in rows})
+            for name, pending_count in sorted(counts.items()):
+                pending.add_metric([name], pending_count)
         for group, parked_count in (
             query_rows("SELECT consumer_group, count(*) FROM parked_record GROUP BY consumer_group") or []
         ):
@@ -95,6 +104,7 @@ def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
     """Serve the process's metrics on `port` from a background thread (relay and consume)."""
     from prometheus_client import start_http_server
 
+    REGISTRY.register(BuildInfoCollector())
     REGISTRY.register(_ClosingConnection(list(collectors)))
     start_http_server(port, addr=settings.METRICS_ADDRESS)
     log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
@@ -108,9 +118,41 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:  # one process (runserver, tests): its own values
         registry.register(_ProcessRegistry())
+    registry.register(BuildInfoCollector())
     for collector in database_collectors():
         registry.register(collector)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class BuildInfoCollector(Collector):
+    """`shop_build_info` (always 1): which release and Python a process runs, to join on."""
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "shop_build_info",
+            "The shop's version (pyproject.toml) and the Python it runs on; always 1.",
+            labels=["version", "python_version"],
+        )
+        info.add_metric([shop_version(), platform.python_version()], 1.0)
+        yield info
+
+
+@cache
+def shop_version() -> str:
+    """The installed distribution's version, else pyproject.toml's (the shop runs from a
+    checkout, not installed); "unknown" when neither can be read."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        pass
+    try:
+        with (Path(settings.BASE_DIR) / "pyproject.toml").open("rb") as file:
+            return str(tomllib.load(file)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+DISTRIBUTION = "shop-on-events"
 
 
 class _ProcessRegistry(Collector):

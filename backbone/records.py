@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
@@ -29,6 +29,9 @@ from .kafka import logical_topic
 from .subscriptions import Subscription
 from .topics import TOPICS
 from .tracing import span_scope
+
+if TYPE_CHECKING:  # the SDK's types; imported at run time only when tracing is configured
+    from opentelemetry.trace import Span
 
 Routes = dict[str, list[Subscription]]
 StoredHeaders = list[list[str]]
@@ -138,6 +141,7 @@ class Routed:
     event: Event
     handlers: tuple[Subscription, ...]
     event_id: str  # the ce_id in canonical form, as the inbox stores it
+    record: ConsumedRecord  # where it was read: its consumer span says so
 
 
 # Column sizes of the inbox and dead-letter tables: a longer key or id is not one of ours.
@@ -183,7 +187,7 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed
         event = registry.decode(envelope.type, envelope.data_version, record.value)
     except ContractError as error:
         return Invalid(str(error))
-    return Routed(envelope=envelope, event=event, handlers=tuple(handlers), event_id=event_id)
+    return Routed(envelope=envelope, event=event, handlers=tuple(handlers), event_id=event_id, record=record)
 
 
 def wrong_producer(envelope: Envelope, topic: str) -> str | None:
@@ -224,10 +228,11 @@ def _canonical_uuid(value: str) -> str | None:
         return None
 
 
-def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
+def handle(routed: Routed, *, group: str, batches: BatchItems | None = None) -> None:
     """Run the handlers as part of the event's story: what they emit inherits its correlation id
     and takes its ce_id as causation id, and their log lines carry the correlation id. They run
-    in a span that continues the event's trace, so what they emit carries a child traceparent.
+    in a `process <topic>` span of consumer group `group` that continues the event's trace, so
+    what they emit carries a child traceparent.
 
     Batch handlers get the event added to `batches`, for `handle_batch` to run later; without
     `batches` they are called at once with this one item.
@@ -237,12 +242,11 @@ def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
         with (
             correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id),
             span_scope(
-                f"process {routed.envelope.type}", routed.envelope.traceparent, kind="consumer"
+                f"process {routed.record.topic}", routed.envelope.traceparent, kind="consumer"
             ) as span,
         ):
             if span is not None:
-                span.set_attribute("messaging.message.id", routed.envelope.id)
-                span.set_attribute("messaging.message.conversation_id", routed.envelope.correlation_id)
+                _describe_processing(span, routed, group)
             for subscription in single:
                 subscription.call(routed.event, routed.envelope)
     for subscription in routed.handlers:
@@ -252,6 +256,24 @@ def handle(routed: Routed, *, batches: BatchItems | None = None) -> None:
             handle_batch(subscription, [(routed.event, routed.envelope)])
         else:
             batches.setdefault(subscription, []).append((routed.event, routed.envelope))
+
+
+def _describe_processing(span: "Span", routed: Routed, group: str) -> None:
+    """OpenTelemetry's messaging attributes of a consumer span (semantic conventions 1.3x), so
+    a tracing backend shows it as other stacks' Kafka consumers; the ce_type and story too."""
+    record = routed.record
+    span.set_attribute("messaging.system", "kafka")
+    span.set_attribute("messaging.operation.type", "process")
+    span.set_attribute("messaging.operation.name", "process")
+    span.set_attribute("messaging.destination.name", record.topic)
+    span.set_attribute("messaging.consumer.group.name", group)
+    span.set_attribute("messaging.destination.partition.id", str(record.partition))
+    span.set_attribute("messaging.kafka.offset", record.offset)
+    if record.key is not None:
+        span.set_attribute("messaging.kafka.message.key", record.key)
+    span.set_attribute("messaging.message.id", routed.envelope.id)
+    span.set_attribute("messaging.message.conversation_id", routed.envelope.correlation_id)
+    span.set_attribute("cloudevents.event_type", routed.envelope.type)
 
 
 def handle_batch(subscription: Subscription, items: Sequence[tuple[Event, Envelope]]) -> None:

@@ -141,21 +141,33 @@ class TraceContextMiddleware(SyncAndAsyncMiddleware):
     def handle(self, request: HttpRequest) -> HttpResponse:
         with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
             response = self.respond(request)
-            if span is not None:
-                _describe_request(span, request, response)
+            _answered(span, request, response)
         return response
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse:
         with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
             response = await self.arespond(request)
-            if span is not None:
-                _describe_request(span, request, response)
+            _answered(span, request, response)
         return response
 
 
-def _describe_request(span: "Span", request: HttpRequest, response: HttpResponse) -> None:
+# Where the URL pattern a request matched is left in its ASGI scope (Django's request keeps the
+# scope it was made from), for the access log's duration histogram: the pattern, not the path,
+# so its labels stay few. Absent for a request no pattern matched (404, static files).
+ROUTE_SCOPE_KEY = "backbone.route"
+
+
+def _answered(span: "Span | None", request: HttpRequest, response: HttpResponse) -> None:
     match = request.resolver_match
-    route = match.route if match is not None else ""
+    route = match.route if match is not None else None
+    scope = getattr(request, "scope", None)  # ASGI only; WSGI requests have none
+    if scope is not None and route is not None:
+        scope[ROUTE_SCOPE_KEY] = f"/{route}"
+    if span is not None:
+        _describe_request(span, request, response, route or "")
+
+
+def _describe_request(span: "Span", request: HttpRequest, response: HttpResponse, route: str) -> None:
     if route:
         span.update_name(f"{request.method} /{route}")
     span.set_attribute("http.request.method", request.method or "")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -29,6 +29,10 @@ _le: Callable[[float], str] = floatToGoString
 PUBLISHED = Counter(
     "outbox_records_published", "Outbox rows published to Kafka (delivery confirmed), per topic.", ["topic"]
 )
+
+# 1 while this process holds shard N's lock and publishes it, 0 while it stands by: summed
+# over the relays of a database, each shard should read exactly 1.
+LEADER = Gauge("outbox_relay_leader", "1 when this relay process leads shard N, else 0.", ["shard"])
 
 
 class BatchHistogram(Collector):

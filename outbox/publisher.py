@@ -174,7 +174,8 @@ class BatchOutcome:
         self.delivered(row, error, message)
 
     def start_span(self, row: PendingRow) -> None:
-        span = start_span(f"publish {row.topic}", row.header("ce_traceparent"), kind="producer")
+        # Named as OpenTelemetry's messaging conventions name a producer span: `send <topic>`.
+        span = start_span(f"send {row.topic}", row.header("ce_traceparent"), kind="producer")
         if span is not None:
             self.spans[row.id] = span
 
@@ -315,7 +316,10 @@ Delivered = Callable[[PendingRow, KafkaError | None, Message], None]
 
 def _describe_delivery(span: "Span", row: PendingRow, error: KafkaError | None, message: Message) -> None:
     span.set_attribute("messaging.system", "kafka")
+    span.set_attribute("messaging.operation.type", "send")
+    span.set_attribute("messaging.operation.name", "send")
     span.set_attribute("messaging.destination.name", row.topic)
+    span.set_attribute("messaging.kafka.message.key", row.key)
     span.set_attribute("messaging.message.id", row.header("ce_id") or "")
     span.set_attribute("messaging.message.conversation_id", row.header("ce_correlationid") or "")
     if error is None:

@@ -24,6 +24,7 @@ from .backoff import Backoff, StopFlag
 from .leader import AnotherLeader, LeaderLock, LeadershipLost
 from .listener import OutboxListener
 from .marker import BackgroundMarker
+from .metrics import LEADER
 from .options import Clock, Connect, ProducerFactory, RelayOptions
 from .shards import RelayLayout, Shard, ShardLock
 from .store import OutboxStore, commit_timestamps_tracked
@@ -59,6 +60,8 @@ class Relay:
         self._options = options or RelayOptions()
         self._heartbeat = heartbeat
         self.published = 0
+        self._leading = LEADER.labels(str(self._shard.number))
+        self._leading.set(0)  # a relay standing by is seen as one, not as a missing series
 
     def run(self, *, once: bool = False) -> None:
         """Publish until stopped; with `once`, publish what is pending and return.
@@ -71,9 +74,11 @@ class Relay:
                 lock = self._become_leader(wait=not once)
                 if lock is None:
                     break
+                self._leading.set(1)
                 try:
                     self._lead(lock, once=once)
                 finally:
+                    self._leading.set(0)
                     lock.release()
                 if once:
                     break

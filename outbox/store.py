@@ -178,7 +178,8 @@ def _pending_row(values: Sequence[Any]) -> PendingRow:
     if causation_id is not None:
         headers.append(("ce_causationid", causation_id))
     if traceparent is not None:
-        headers.append(("ce_traceparent", traceparent))
+        # The CloudEvents extension and the plain W3C header OpenTelemetry's Kafka tools read.
+        headers += [("ce_traceparent", traceparent), ("traceparent", traceparent)]
     return PendingRow(row_id, topic, key, payload, headers, committed_at)
 
 

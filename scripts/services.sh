@@ -5,8 +5,9 @@
 #                                                        is stopped (idempotent; all by default)
 #   scripts/services.sh down [postgres|redis|kafka ...]  stop what `up` started
 #   scripts/services.sh status   one line per service
-#   scripts/services.sh tools    install docker-compose (validates docker-compose.yml) and
-#                                chromium + chromium-driver (the browser tests) if missing
+#   scripts/services.sh tools    install docker-compose (validates docker-compose.yml),
+#                                chromium + chromium-driver (the browser tests) and promtool
+#                                (Debian's prometheus: the metrics tests) if missing
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
@@ -364,6 +365,12 @@ main() {
         say "chromium: installed ($(chromium --version 2>/dev/null || echo 'version unknown'))"
       else
         apt_install "chromium or chromedriver not found (the browser tests drive them)" chromium chromium-driver
+      fi
+      # Prometheus' linter: orders/tests/test_metrics.py runs `promtool check metrics` on each endpoint.
+      if command -v promtool >/dev/null; then
+        say "promtool: installed ($(promtool --version 2>/dev/null | head -n 1 || echo 'version unknown'))"
+      else
+        apt_install "promtool not found (the metrics tests check each endpoint with it)" prometheus
       fi
       kafka_install "$STATE/kafka"
       ;;

@@ -86,7 +86,7 @@ class BatchApplier:
                     continue
                 new_ids.discard(routed.event_id)
                 try:
-                    handle(routed, batches=batches)
+                    handle(routed, group=self.group, batches=batches)
                 except Exception as error:
                     if connection_lost(error):
                         raise  # PostgreSQL is away: not the handler's failure (see outages.py)

@@ -128,7 +128,7 @@ def _apply(record: ConsumedRecord, routes: Routes, *, group: str) -> tuple[DeadL
     try:
         with transaction.atomic():
             if inbox.claim(group=group, items=[(record, outcome)]):
-                handle(outcome)
+                handle(outcome, group=group)
     except Exception as error:
         return DeadLetterReason.HANDLER_FAILED, describe_failure(error)
     return None

@@ -2,7 +2,10 @@
 mode), the relay's and each consumer's --metrics-port, scraped while orders flow."""
 
 import os
+import platform
+import shutil
 import signal
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -188,7 +191,7 @@ def test_rows_waiting_and_their_age_show_while_the_relay_is_down(live_shop: Shop
     )
 
 
-def test_pending_dead_letters_are_counted_per_context(live_shop: Shop) -> None:
+def test_pending_dead_letters_are_counted_per_consumer_group(live_shop: Shop) -> None:
     group = f"{live_shop.namespace}payments"
     dead_letter = DeadLetter.objects.create(
         consumer_group=group,
@@ -204,9 +207,64 @@ def test_pending_dead_letters_are_counted_per_context(live_shop: Shop) -> None:
     try:
         web = scrape(endpoint(live_shop, "web"))
         consumer = scrape(endpoint(live_shop, "consume-payments"))
-        assert total(web, "backbone_dead_letters_pending", context="payments") == 1
-        assert total(consumer, "backbone_dead_letters_pending", context="payments") == 1
-        assert total(consumer, "backbone_dead_letters_pending") == 1  # its own context only
+        # Labelled `group`, as the parked records and every consumer metric are.
+        assert total(web, "backbone_dead_letters_pending", group=group) == 1
+        assert total(consumer, "backbone_dead_letters_pending", group=group) == 1
+        assert total(consumer, "backbone_dead_letters_pending") == 1  # its own group only
+        assert not any("context" in dict(labels) for name, labels in web if name.startswith("backbone_"))
     finally:
         dead_letter.delete()
-    assert total(scrape(endpoint(live_shop, "web")), "backbone_dead_letters_pending", context="payments") == 0
+    assert total(scrape(endpoint(live_shop, "web")), "backbone_dead_letters_pending", group=group) == 0
+
+
+ENDPOINTS = ["web", "relay", "consume-orders", "consume-stock", "consume-stock-2", "consume-payments"]
+
+
+def test_every_endpoint_passes_promtool_check_metrics(live_shop: Shop) -> None:
+    """What Prometheus' own linter says of each endpoint's exposition, after orders flowed (so
+    the labelled series exist): nothing. scripts/services.sh tools installs promtool."""
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: scripts/services.sh tools installs it"
+    alice = Customer(live_shop, f"metrics-{uuid.uuid4().hex[:6]}")
+    assert alice.final(alice.place_ok((new_product(alice, on_hand=10), 1)))["state"] == "CONFIRMED"
+    for name in ENDPOINTS:
+        text = httpx.get(endpoint(live_shop, name), timeout=10).text
+        done = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stdout + done.stderr) == (0, ""), name
+
+
+def test_what_an_operator_looks_for_first(live_shop: Shop) -> None:
+    """Request durations by URL pattern and status, who leads the relay, which build runs."""
+    alice = Customer(live_shop, f"metrics-{uuid.uuid4().hex[:6]}")
+    order_id = alice.place_ok((new_product(alice, on_hand=10), 1))
+    assert alice.final(order_id)["state"] == "CONFIRMED"
+    missing = f"/api/orders/{uuid.uuid4()}/"
+    assert alice.http.get(missing).status_code == 404
+
+    web = scrape(endpoint(live_shop, "web"))
+    duration = "http_server_request_duration_seconds_count"
+    order_route = "/api/orders/<uuid:order_id>/"
+    assert total(web, duration, method="GET", route=order_route, status="200") >= 1
+    assert total(web, duration, method="GET", route=order_route, status="404") >= 1
+    assert total(web, duration, method="POST", route="/api/orders/", status="202") >= 1
+    routes = {dict(labels)["route"] for name, labels in web if name == duration}
+    assert not any(str(order_id) in route or missing in route for route in routes)  # patterns only
+
+    # The one relay leads the one shard.
+    relay = scrape(endpoint(live_shop, "relay"))
+    assert total(relay, "outbox_relay_leader", shard="0") == 1
+
+    for name in ENDPOINTS:
+        build = {
+            dict(labels)["version"]: value
+            for (sample, labels), value in scrape(endpoint(live_shop, name)).items()
+            if sample == "shop_build_info" and dict(labels)["python_version"] == platform.python_version()
+        }
+        assert build == {"0.1.0": 1.0}, name

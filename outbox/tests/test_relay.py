@@ -8,10 +8,13 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
+from backbone import tracing
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope, format_time
 from backbone.kafka import physical_topic
+from backbone.testing.spans import spans_in_memory
 from outbox.emit import emit
 from outbox.models import OutboxRecord
 
@@ -160,3 +163,44 @@ def insert_row(conn: psycopg.Connection, key: str, *, step: int) -> int:
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe):
+    """OpenTelemetry's Kafka instrumentations read `traceparent`, not CloudEvents' extension."""
+    key = str(uuid.uuid4())
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tracing.continued(parent), transaction.atomic():
+        emit(probe(order_id=key, step=1))
+
+    with spans_in_memory() as spans:
+        publish_once()
+
+    (record,) = read_records("orders", keys={key}, at_least=1)
+    assert record.headers["traceparent"] == record.headers["ce_traceparent"] == parent
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "send orders"]
+    assert span.kind is SpanKind.PRODUCER
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == parent[36:52]
+    attributes = dict(span.attributes or {})
+    assert {name: attributes.get(name) for name in SEND_ATTRIBUTES} == {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": "orders",
+        "messaging.kafka.message.key": key,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+        "messaging.message.id": record.headers["ce_id"],
+    }
+
+
+SEND_ATTRIBUTES = (
+    "messaging.system",
+    "messaging.operation.type",
+    "messaging.operation.name",
+    "messaging.destination.name",
+    "messaging.kafka.message.key",
+    "messaging.destination.partition.id",
+    "messaging.kafka.offset",
+    "messaging.message.id",
+)

@@ -7,11 +7,13 @@ import signal
 import uuid
 from contextlib import nullcontext
 
+import httpx
 import pytest
 from django.db import transaction
+from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.contracts import Event
-from backbone.testing import wait_for
+from backbone.testing import free_port, wait_for
 from outbox.emit import emit
 from outbox.models import OutboxRecord
 
@@ -124,3 +126,34 @@ def test_a_relay_with_another_number_of_shards_stands_by(probe, start_relay: Rel
     wait_for_published({key})
     assert "is now the leader" not in other.log()
     assert other.running
+
+
+def leader_gauges(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        sample.labels["shard"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "outbox_relay_leader"
+    }
+
+
+def test_each_relay_reports_which_shard_it_leads(start_relay: RelayStarter):
+    """`outbox_relay_leader{shard}`: 1 where this process leads, 0 where it stands by; over the
+    two processes, each shard is led exactly once."""
+    env = process_env(RELAY_STATUS_INTERVAL_SECONDS="3600")
+    ports = {"first": free_port(), "second": free_port()}
+    first = start_relay("--shards", "2", "--metrics-port", str(ports["first"]), name="first", env=env)
+    first.wait_for_log("is now the leader (shard 1 of 2)")
+    assert wait_for(lambda: leader_gauges(ports["first"]) == {"0": 1.0, "1": 1.0}, timeout=10)
+    second = start_relay("--shards", "2", "--metrics-port", str(ports["second"]), name="second", env=env)
+    second.wait_for_log("is now the leader (shard", timeout=30)
+    handed_over = LEADS.findall(second.log())[-1]
+    kept = "1" if handed_over == "0" else "0"
+
+    def settled() -> bool:
+        return leader_gauges(ports["first"]) == {handed_over: 0.0, kept: 1.0} and leader_gauges(
+            ports["second"]
+        ) == {handed_over: 1.0, kept: 0.0}
+
+    assert wait_for(settled, timeout=30, what="each relay to report the shard it leads")
