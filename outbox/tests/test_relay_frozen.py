@@ -1,0 +1,134 @@
+"""A frozen relay leader (SIGSTOP: a hung process, a frozen VM, a long pause) with real
+`manage.py relay` processes: it keeps its session and its lock, so `status --check` must name
+it, and a standby must end its session, take over, and leave it a standby when it wakes."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import pytest
+from django.conf import settings
+
+from backbone.testing import wait_for
+
+from .conftest import RelayProcess, RelayStarter, emit_steps, process_env, wait_for_published
+from .kafka_helpers import read_records
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("kafka_topics"),
+    pytest.mark.e2e,
+]
+
+# A working leader runs a statement on its lock session at least every 0.5 s poll.
+FAST = {
+    "RELAY_POLL_INTERVAL_SECONDS": "0.5",
+    "RELAY_MAX_BACKOFF_SECONDS": "1",
+    "HEARTBEAT_INTERVAL_SECONDS": "0.5",
+}
+STATUS_LIMIT = 2.0  # STATUS_MAX_LEADER_IDLE_SECONDS
+TAKEOVER_AFTER = 8.0  # RELAY_TAKEOVER_AFTER_SECONDS: more than 0.5 + 1 + two 2 s Kafka probes
+
+
+@contextmanager
+def frozen(relay: RelayProcess) -> Iterator[None]:
+    """SIGSTOP the relay; SIGCONT it on the way out whatever happened (or thaw() it earlier)."""
+    os.kill(relay.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        thaw(relay)
+
+
+def thaw(relay: RelayProcess) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(relay.process.pid, signal.SIGCONT)
+
+
+def status_check() -> subprocess.CompletedProcess[str]:
+    env = process_env(STATUS_MAX_LEADER_IDLE_SECONDS=str(STATUS_LIMIT), STATUS_HEARTBEAT_STALE_SECONDS="3")
+    return subprocess.run(
+        [sys.executable, "manage.py", "status", "--check", "--only", "relay"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def start_leader_and_standby(start_relay: RelayStarter, *, takeover: float) -> tuple[RelayProcess, RelayProcess]:
+    env = process_env(**FAST, RELAY_TAKEOVER_AFTER_SECONDS=str(takeover))
+    leader = start_relay(name="leader", env=env)
+    leader.wait_for_log("is now the leader")
+    standby = start_relay(name="standby", env=env)
+    standby.wait_for_log("standing by")
+    return leader, standby
+
+
+def steps_by_key(keys: set[str], at_least: int) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {key: [] for key in keys}
+    for record in read_records("orders", keys=keys, at_least=at_least, timeout=60):
+        found[record.key].append(json.loads(record.value)["step"])
+    return found
+
+
+def test_status_check_names_a_frozen_leader_and_the_oldest_waiting_row(probe, start_relay: RelayStarter):
+    leader, _standby = start_leader_and_standby(start_relay, takeover=0)  # 0: no takeover here
+    with frozen(leader):
+        frozen_at = time.monotonic()
+        emit_steps(probe, str(uuid.uuid4()), range(3))
+
+        answer = wait_for(
+            lambda: (found := status_check()).returncode == 1 and "stalled" in found.stdout and found,
+            timeout=30,
+            what="status --check to name the frozen leader",
+        )
+        noticed_after = time.monotonic() - frozen_at
+
+    line = next(line for line in answer.stdout.splitlines() if "stalled" in line)
+    assert f"relay: leader of shard 0 of 1 stalled: host {os.uname().nodename} pid {leader.process.pid}," in line
+    assert "while 3 rows wait, the oldest" in line
+    idle, limit, oldest = re.search(r"idle (\d+) s \(limit (\S+) s\).* the oldest (\d+) s old", line).groups()
+    assert float(limit) == STATUS_LIMIT
+    assert STATUS_LIMIT <= int(idle) <= noticed_after + 1
+    assert int(oldest) <= noticed_after + 1
+    assert noticed_after < STATUS_LIMIT + 20  # the limit, plus a status run or a few on a busy machine
+
+
+def test_a_standby_takes_over_from_a_frozen_leader_which_stands_by_when_it_wakes(
+    probe, start_relay: RelayStarter
+):
+    leader, standby = start_leader_and_standby(start_relay, takeover=TAKEOVER_AFTER)
+    before, during, after = (str(uuid.uuid4()) for _ in range(3))
+    emit_steps(probe, before, range(3))
+    wait_for_published({before})
+
+    with frozen(leader):
+        frozen_at = time.monotonic()
+        emit_steps(probe, during, range(3))
+        wait_for_published({during}, timeout=TAKEOVER_AFTER + 30)
+        took = time.monotonic() - frozen_at
+        assert "ended its session to take over" in standby.log()
+        assert took < TAKEOVER_AFTER + 20, took
+        woken_from = len(leader.log())
+        thaw(leader)
+        # Its next statement on the ended session fails: no publishing, back to standing by.
+        leader.wait_for_log("no longer the leader, standing by", after=woken_from)
+        leader.wait_for_log("another relay leads; standing by", after=woken_from)
+
+    emit_steps(probe, after, range(3))
+    wait_for_published({after})
+    # Each event once, in order: the woken leader sent nothing, before or after the new one's.
+    assert steps_by_key({before, during, after}, 9) == {key: [0, 1, 2] for key in (before, during, after)}
+    assert leader.running and standby.running
+    assert "is now the leader" not in leader.log()[woken_from:]
+    assert "Traceback" not in leader.log() + standby.log()
