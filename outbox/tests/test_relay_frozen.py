@@ -65,7 +65,9 @@ def status_check() -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_leader_and_standby(start_relay: RelayStarter, *, takeover: float) -> tuple[RelayProcess, RelayProcess]:
+def start_leader_and_standby(
+    start_relay: RelayStarter, *, takeover: float
+) -> tuple[RelayProcess, RelayProcess]:
     env = process_env(**FAST, RELAY_TAKEOVER_AFTER_SECONDS=str(takeover))
     leader = start_relay(name="leader", env=env)
     leader.wait_for_log("is now the leader")
@@ -95,7 +97,9 @@ def test_status_check_names_a_frozen_leader_and_the_oldest_waiting_row(probe, st
         noticed_after = time.monotonic() - frozen_at
 
     line = next(line for line in answer.stdout.splitlines() if "stalled" in line)
-    assert f"relay: leader of shard 0 of 1 stalled: host {os.uname().nodename} pid {leader.process.pid}," in line
+    assert (
+        f"relay: leader of shard 0 of 1 stalled: host {os.uname().nodename} pid {leader.process.pid}," in line
+    )
     assert "while 3 rows wait, the oldest" in line
     idle, limit, oldest = re.search(r"idle (\d+) s \(limit (\S+) s\).* the oldest (\d+) s old", line).groups()
     assert float(limit) == STATUS_LIMIT
@@ -132,3 +136,31 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_stands_by_when_it_wakes
     assert leader.running and standby.running
     assert "is now the leader" not in leader.log()[woken_from:]
     assert "Traceback" not in leader.log() + standby.log()
+
+
+def test_a_leader_frozen_mid_window_sends_nothing_more_once_it_wakes(probe, start_relay: RelayStarter):
+    """Frozen after Kafka confirmed the first batch of a window, before marking it: the standby
+    republishes everything; the woken leader must not send the rest of its window behind it."""
+    env = process_env(**FAST, RELAY_TAKEOVER_AFTER_SECONDS=str(TAKEOVER_AFTER))
+    leader = start_relay(
+        "--batch-size", "2", name="leader", env={**env, "BACKBONE_FAILPOINTS": "relay.after-delivery:freeze"}
+    )
+    leader.wait_for_log("is now the leader")
+    standby = start_relay("--batch-size", "2", name="standby", env=env)
+    standby.wait_for_log("standing by")
+    key = str(uuid.uuid4())
+    try:
+        emit_steps(probe, key, range(6))  # one window of three batches
+        leader.wait_for_log("failpoint relay.after-delivery reached: frozen until SIGCONT")
+        emit_steps(probe, key, [6, 7])
+        wait_for_published({key}, timeout=TAKEOVER_AFTER + 30)
+        woken_from = len(leader.log())
+        thaw(leader)
+        leader.wait_for_log("no longer the leader, standing by", after=woken_from)
+    finally:
+        thaw(leader)
+
+    # Steps 0 and 1 reached Kafka before the freeze; the new leader then sent all eight, and
+    # nothing older follows them: the woken leader sent neither step 2 nor anything after.
+    assert steps_by_key({key}, 10) == {key: [0, 1, 0, 1, 2, 3, 4, 5, 6, 7]}
+    assert leader.running and standby.running
