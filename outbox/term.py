@@ -29,6 +29,8 @@ ChunkDeleter = Callable[..., CleanupStep]
 # A metadata request answers in milliseconds when Kafka is up; while it is down, it takes
 # this long to fail, on top of the back-off.
 KAFKA_PROBE_TIMEOUT = 2.0
+# The longest an idle leader leaves its lock session without a statement (stalls.py).
+LOCK_TOUCH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,16 @@ class LeaderTerm:
                 return
             self._housekeeping()
             self._beat()
-            self._listener.wait(self._options.poll_interval)
+            self._sleep()
+
+    def _sleep(self) -> None:
+        """Until the next commit or poll. Meanwhile the lock session runs a statement every
+        LOCK_TOUCH_INTERVAL, so a long poll interval never looks like a stalled leader."""
+        deadline = time.monotonic() + self._options.poll_interval
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            if self._listener.wait(min(left, LOCK_TOUCH_INTERVAL)):
+                return
+            self._lock.verify()
 
     # --- publishing ------------------------------------------------------------------------
 

@@ -133,7 +133,8 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_stands_by_when_it_wakes
     wait_for_published({after})
     # Each event once, in order: the woken leader sent nothing, before or after the new one's.
     assert steps_by_key({before, during, after}, 9) == {key: [0, 1, 2] for key in (before, during, after)}
-    assert leader.running and standby.running
+    assert leader.running
+    assert standby.running
     assert "is now the leader" not in leader.log()[woken_from:]
     assert "Traceback" not in leader.log() + standby.log()
 
@@ -163,4 +164,5 @@ def test_a_leader_frozen_mid_window_sends_nothing_more_once_it_wakes(probe, star
     # Steps 0 and 1 reached Kafka before the freeze; the new leader then sent all eight, and
     # nothing older follows them: the woken leader sent neither step 2 nor anything after.
     assert steps_by_key({key}, 10) == {key: [0, 1, 0, 1, 2, 3, 4, 5, 6, 7]}
-    assert leader.running and standby.running
+    assert leader.running
+    assert standby.running

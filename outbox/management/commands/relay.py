@@ -23,7 +23,7 @@ from outbox.publisher import relay_producer_config
 from outbox.relay import Relay, RelayOptions, database_connector
 from outbox.sharded import run_sharded
 from outbox.shards import MAX_SHARDS, RelayLayout
-from outbox.term import KAFKA_PROBE_TIMEOUT
+from outbox.term import KAFKA_PROBE_TIMEOUT, LOCK_TOUCH_INTERVAL
 
 log = logging.getLogger("outbox.relay")
 
@@ -136,15 +136,16 @@ def _relay_options(options: dict[str, Any]) -> RelayOptions:
 
 
 def _check_takeover(options: RelayOptions) -> None:
-    """A working leader leaves its lock session idle for up to a poll interval, or a back-off
-    plus two Kafka probes; a takeover limit within that would end healthy leaders."""
+    """A working leader leaves its lock session idle for up to a poll interval (at most
+    LOCK_TOUCH_INTERVAL), or a back-off plus two Kafka probes; a takeover limit within that
+    would end healthy leaders."""
     if options.takeover_after is None:
         return
-    idle = options.poll_interval + options.max_backoff + 2 * KAFKA_PROBE_TIMEOUT
+    idle = min(options.poll_interval, LOCK_TOUCH_INTERVAL) + options.max_backoff + 2 * KAFKA_PROBE_TIMEOUT
     if options.takeover_after <= idle:
         raise CommandError(
             f"RELAY_TAKEOVER_AFTER_SECONDS={options.takeover_after:g} must be more than {idle:g} "
-            "(poll interval + RELAY_MAX_BACKOFF_SECONDS + two Kafka probes), or 0 for no takeover"
+            "(poll interval up to 5 s + RELAY_MAX_BACKOFF_SECONDS + two Kafka probes), or 0 for none"
         )
 
 
