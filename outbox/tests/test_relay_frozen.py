@@ -166,3 +166,28 @@ def test_a_leader_frozen_mid_window_sends_nothing_more_once_it_wakes(probe, star
     assert steps_by_key({key}, 10) == {key: [0, 1, 0, 1, 2, 3, 4, 5, 6, 7]}
     assert leader.running
     assert standby.running
+
+
+def test_with_shards_the_other_relay_takes_a_frozen_relays_shard_over(probe, start_relay: RelayStarter):
+    """The frozen relay also still counts as a relay of the layout (so the other's share stays
+    one shard): the standby ends that registration too, then leads both shards."""
+    env = process_env(**FAST, RELAY_TAKEOVER_AFTER_SECONDS=str(TAKEOVER_AFTER))
+    first = start_relay("--shards", "2", name="first", env=env)
+    first.wait_for_log("is now the leader (shard 1 of 2)")
+    second = start_relay("--shards", "2", name="second", env=env)
+    second.wait_for_log("is now the leader (shard", timeout=30)
+    frozen_shard = "0" if "is now the leader (shard 1 of 2)" in second.log() else "1"
+    keys = {str(uuid.uuid4()) for _ in range(20)}  # both shards' keys
+
+    with frozen(first):
+        for key in keys:
+            emit_steps(probe, key, range(3))
+        wait_for_published(keys, timeout=TAKEOVER_AFTER + 30)
+        assert f"the leader (shard {frozen_shard} of 2) outbox-relay pid={first.process.pid}" in second.log()
+        assert "ended the shard layout registration of a relay stalled" in second.log()
+        woken_from = len(first.log())
+
+    first.wait_for_log("no longer the leader, standing by", after=woken_from)
+    assert steps_by_key(keys, 60) == {key: [0, 1, 2] for key in keys}
+    assert first.running
+    assert second.running
