@@ -191,3 +191,22 @@ def test_with_shards_the_other_relay_takes_a_frozen_relays_shard_over(probe, sta
     assert steps_by_key(keys, 60) == {key: [0, 1, 2] for key in keys}
     assert first.running
     assert second.running
+
+
+def test_a_takeover_limit_a_working_leader_could_reach_is_refused_in_one_line():
+    env = process_env(RELAY_TAKEOVER_AFTER_SECONDS="20", RELAY_MAX_BACKOFF_SECONDS="30")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "relay"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "CommandError: RELAY_TAKEOVER_AFTER_SECONDS=20 must be more than 39 (poll interval up to 5 s "
+        "+ RELAY_MAX_BACKOFF_SECONDS + two Kafka probes), or 0 for none"
+    ]
