@@ -320,6 +320,9 @@ RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS"
 RELAY_STATUS_INTERVAL_SECONDS = float(os.environ.get("RELAY_STATUS_INTERVAL_SECONDS", "60"))
 RELAY_CLEANUP_INTERVAL_SECONDS = float(os.environ.get("RELAY_CLEANUP_INTERVAL_SECONDS", "300"))
 RELAY_MAX_BACKOFF_SECONDS = float(os.environ.get("RELAY_MAX_BACKOFF_SECONDS", "30"))
+# A standby ends the session of a leader whose lock session ran no statement for this long
+# while rows of its shard wait, and takes over (docs/relay.md, "A frozen leader"); 0: never.
+RELAY_TAKEOVER_AFTER_SECONDS = float(os.environ.get("RELAY_TAKEOVER_AFTER_SECONDS", "60"))
 
 # Consumer runner (`manage.py consume <context>`; its options override these).
 CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
@@ -335,6 +338,8 @@ CONSUMER_STATUS_INTERVAL_SECONDS = float(os.environ.get("CONSUMER_STATUS_INTERVA
 HEARTBEAT_INTERVAL_SECONDS = float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "5"))
 STATUS_HEARTBEAT_STALE_SECONDS = float(os.environ.get("STATUS_HEARTBEAT_STALE_SECONDS", "30"))
 STATUS_MAX_BACKLOG_AGE_SECONDS = float(os.environ.get("STATUS_MAX_BACKLOG_AGE_SECONDS", "60"))
+# A relay leader whose lock session ran no statement for this long while rows wait is stalled.
+STATUS_MAX_LEADER_IDLE_SECONDS = float(os.environ.get("STATUS_MAX_LEADER_IDLE_SECONDS", "45"))
 STATUS_MAX_LAG = int(os.environ.get("STATUS_MAX_LAG", "10000"))
 STATUS_MAX_PENDING_DEAD_LETTERS = int(os.environ.get("STATUS_MAX_PENDING_DEAD_LETTERS", "0"))
 # Handler modules to load besides each context's handlers.py (tests, plug-ins).

@@ -3,7 +3,8 @@
 The lock lives as long as the session that took it, on a connection of its own: when the
 leader dies, even by `kill -9`, its connection closes, PostgreSQL frees the lock, and a relay
 standing by takes over within a second or so. TCP keepalives make a silently vanished leader
-(network partition) let go as well.
+(network partition) let go as well. A leader that is there but frozen keeps its session; a
+standby ends it when it stalls (`stalls.py`).
 """
 
 import logging
@@ -37,11 +38,19 @@ class LeaderLock:
         self._connection: psycopg.Connection | None = None
         self._held = False
 
-    def try_acquire(self) -> bool:
-        """Take the lock if no other session holds it (never waits)."""
+    @property
+    def key(self) -> int:
+        return self._key
+
+    def session(self) -> psycopg.Connection:
+        """The lock's connection (a standby's too, once it tried): standbys look around on it."""
         if self._connection is None or self._connection.closed:
             self._connection = self._connect()
-        row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        return self._connection
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other session holds it (never waits)."""
+        row = self.session().execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
         self._held = bool(row and row[0])
         return self._held
 

@@ -28,3 +28,7 @@ class RelayOptions:
     max_backoff: float = 30.0
     shutdown_grace: float = 10.0  # how long a stopping relay waits for Kafka to confirm a batch
     kafka_address: str = "Kafka"  # only for log lines
+    # A standby ends the lock session of a leader that ran no statement on it for this long
+    # while rows of its shard wait (None: never). Must exceed the longest a working leader
+    # leaves it idle: the poll interval, max_backoff and the Kafka probes (see stalls.py).
+    takeover_after: float | None = None

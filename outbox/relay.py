@@ -27,6 +27,7 @@ from .marker import BackgroundMarker
 from .metrics import LEADER
 from .options import Clock, Connect, ProducerFactory, RelayOptions
 from .shards import RelayLayout, Shard, ShardLock
+from .stalls import stalled_leaders, terminate, terminate_stalled_layout_members
 from .store import OutboxStore, commit_timestamps_tracked
 from .term import LeaderTerm
 
@@ -111,7 +112,7 @@ class Relay:
     def _acquire(self, lock: LeaderLock, *, wait: bool) -> bool:
         announced = False
         while not self._stop.is_set():
-            if lock.try_acquire():
+            if lock.try_acquire() or (self._fenced_stalled_leader(lock) and lock.try_acquire()):
                 log.info("this relay is now the leader%s: publishing the outbox", self._shard.label)
                 return True
             if not wait:
@@ -128,6 +129,31 @@ class Relay:
             if self._heartbeat is not None:
                 self._heartbeat.beat(state="standby")
             self._stop.wait(self._options.standby_retry)
+        return False
+
+    def _fenced_stalled_leader(self, lock: LeaderLock) -> bool:
+        """End the lock session of a leader that stopped making progress while rows wait.
+
+        Its lock goes with the session. When the frozen process wakes, its next statement on
+        that session fails, so it stops before its next batch and stands by (docs/relay.md).
+        """
+        after = self._options.takeover_after
+        if after is None:
+            return False
+        with lock.session().cursor() as cursor:
+            if self._shard.count > 1 and terminate_stalled_layout_members(
+                cursor, count=self._shard.count, after=after
+            ):
+                log.warning("ended the shard layout registration of a relay stalled for over %gs", after)
+            for stalled in stalled_leaders(cursor, after=after, lock_key=lock.key):
+                if terminate(cursor, stalled):
+                    log.warning(
+                        "the leader%s %s (limit %gs): ended its session to take over",
+                        self._shard.label,
+                        stalled.describe(),
+                        after,
+                    )
+                    return True
         return False
 
     def _lead(self, lock: LeaderLock, *, once: bool) -> None:

@@ -21,6 +21,7 @@ from backbone.status import GroupStatus, KafkaView, Member
 from backbone.subscriptions import subscriptions
 
 from .leader import RELAY_LOCK_KEY
+from .stalls import StalledLeader, stalled_leaders
 
 RELAY = "relay"
 
@@ -44,6 +45,8 @@ class RelayStatus:
     lock_holder: str | None  # application_name of the lock's session: "outbox-relay pid=N"
     rows_waiting: int | None  # None while PostgreSQL does not answer
     oldest_age: float | None  # seconds since the oldest unpublished row occurred
+    # Leaders whose lock session ran nothing for STATUS_MAX_LEADER_IDLE_SECONDS while rows wait.
+    stalled: list[StalledLeader] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -71,10 +74,11 @@ def collect(only: str | None = None) -> Overview:
     counts = None
     backlog: tuple[int | None, float | None] = (None, None)
     holder = None
+    stalled: list[StalledLeader] = []
     try:
         members = backbone_status.heartbeats(now)
         counts = backbone_status.dead_letter_counts()
-        backlog, holder = _backlog(now), _lock_holder()
+        backlog, holder, stalled = _backlog(now), _lock_holder(), _stalled()
     except (OperationalError, InterfaceError) as error:
         database_error = f"PostgreSQL unreachable ({_first_line(error)})"
     except DatabaseError as error:
@@ -85,7 +89,7 @@ def collect(only: str | None = None) -> Overview:
         seconds=0.0,
         kafka_error=kafka.error,
         database_error=database_error,
-        relay=_relay(members, holder, backlog),
+        relay=dataclasses.replace(_relay(members, holder, backlog), stalled=stalled),
         groups=backbone_status.group_statuses(contexts, members, kafka, counts),
     )
     return dataclasses.replace(
@@ -108,6 +112,7 @@ def _relay_problems(relay: RelayStatus) -> list[str]:
     if relay.leader is None:
         dead = ", ".join(f"{m.host} pid {m.pid}" for m in relay.dead)
         found.append("relay: no live leader" + (f" (stale heartbeat: {dead})" if dead else ""))
+    found += [_stalled_problem(stalled, relay) for stalled in relay.stalled]
     max_age = settings.STATUS_MAX_BACKLOG_AGE_SECONDS
     if relay.oldest_age is not None and relay.oldest_age > max_age:
         found.append(
@@ -115,6 +120,25 @@ def _relay_problems(relay: RelayStatus) -> list[str]:
             f"{relay.rows_waiting} rows waiting"
         )
     return found
+
+
+def _stalled_problem(stalled: StalledLeader, relay: RelayStatus) -> str:
+    """Names the process (host from its heartbeat, else its address), the shard and the wait."""
+    session, pid = stalled.session, stalled.session.relay_pid
+    hosts = {
+        m.host
+        for m in [*relay.standbys, *relay.dead] + ([relay.leader] if relay.leader else [])
+        if m.pid == pid
+    }
+    host = ", ".join(sorted(hosts)) or session.client
+    age = "?" if stalled.oldest_age is None else f"{stalled.oldest_age:.0f} s"
+    return (
+        f"relay: leader of shard {session.shard.number} of {session.shard.count} stalled: "
+        f"host {host} pid {pid}, "
+        f"its lock session (backend {session.backend_pid}) idle {session.idle:.0f} s "
+        f"(limit {settings.STATUS_MAX_LEADER_IDLE_SECONDS:g} s) while {stalled.rows_waiting} rows wait, "
+        f"the oldest {age} old"
+    )
 
 
 def _group_problems(group: GroupStatus) -> list[str]:
@@ -165,6 +189,11 @@ def _backlog(now: datetime) -> tuple[int | None, float | None]:
     waiting, oldest = (row[0], row[1]) if row else (0, None)
     age = max(0.0, (now - oldest).total_seconds()) if isinstance(oldest, datetime) else None
     return int(waiting), age
+
+
+def _stalled() -> list[StalledLeader]:
+    with connection.cursor() as cursor:
+        return stalled_leaders(cursor, after=settings.STATUS_MAX_LEADER_IDLE_SECONDS)
 
 
 def _lock_holder() -> str | None:

@@ -13,7 +13,7 @@ from backbone.heartbeat import Heartbeat
 from backbone.kafka import physical_topic
 
 from .backoff import Backoff, StopFlag
-from .leader import LeaderLock
+from .leader import LeaderLock, LeadershipLost
 from .listener import OutboxListener
 from .marker import BackgroundMarker
 from .metrics import count_published
@@ -29,6 +29,8 @@ ChunkDeleter = Callable[..., CleanupStep]
 # A metadata request answers in milliseconds when Kafka is up; while it is down, it takes
 # this long to fail, on top of the back-off.
 KAFKA_PROBE_TIMEOUT = 2.0
+# The longest an idle leader leaves its lock session without a statement (stalls.py).
+LOCK_TOUCH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,19 @@ class LeaderTerm:
         self._producer = producer_factory()
         self._publisher = self._new_publisher()
         self.published = 0
+        self._lost = False  # the lock went: another relay may be publishing already
         self._published_since_status = 0
         self._last_status = time.monotonic()
         self._last_cleanup = time.monotonic()
 
     def run(self, *, once: bool) -> None:
+        try:
+            self._run(once=once)
+        except LeadershipLost:
+            self._lost = True
+            raise
+
+    def _run(self, *, once: bool) -> None:
         if self._cleans_up:
             self.clean_up()
         if once and not self._store.count_pending():
@@ -91,7 +101,16 @@ class LeaderTerm:
                 return
             self._housekeeping()
             self._beat()
-            self._listener.wait(self._options.poll_interval)
+            self._sleep()
+
+    def _sleep(self) -> None:
+        """Until the next commit or poll. Meanwhile the lock session runs a statement every
+        LOCK_TOUCH_INTERVAL, so a long poll interval never looks like a stalled leader."""
+        deadline = time.monotonic() + self._options.poll_interval
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            if self._listener.wait(min(left, LOCK_TOUCH_INTERVAL)):
+                return
+            self._lock.verify()
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -124,6 +143,10 @@ class LeaderTerm:
         first_failure: DeliveryFailure | None = None
         rows = self._store.fetch_rows(batches[0])
         for number in range(len(batches)):
+            # Before every batch, not only every window: a leader frozen mid-window whose
+            # session a standby ended must not send the rest of the window when it wakes.
+            if number:
+                self._lock.verify()
             outcome = self._publisher.send(rows, guard)
             upcoming = self._store.fetch_rows(batches[number + 1]) if number + 1 < len(batches) else []
             self._publisher.confirm(outcome, {row.topic for row in rows})
@@ -273,6 +296,10 @@ class LeaderTerm:
     def close(self) -> None:
         """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""
         self._marker.wait()
+        if self._lost:
+            # The next leader may have published these rows and newer ones of their keys:
+            # records still queued here must not follow them onto the topic.
+            self._producer.purge(in_queue=True, in_flight=False)
         in_flight = self._producer.flush(2.0)
         if in_flight:
             # Records not yet sent must not go out late, behind the next leader's.

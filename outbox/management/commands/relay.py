@@ -23,6 +23,7 @@ from outbox.publisher import relay_producer_config
 from outbox.relay import Relay, RelayOptions, database_connector
 from outbox.sharded import run_sharded
 from outbox.shards import MAX_SHARDS, RelayLayout
+from outbox.term import KAFKA_PROBE_TIMEOUT, LOCK_TOUCH_INTERVAL
 
 log = logging.getLogger("outbox.relay")
 
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         stop = StopFlag()
         _stop_on_signals(stop)
         relay_options = _relay_options(options)
+        _check_takeover(relay_options)
         _log_start(relay_options, once=options["once"], shards=options["shards"])
         connect = database_connector(settings.DATABASES["default"])
 
@@ -129,7 +131,22 @@ def _relay_options(options: dict[str, Any]) -> RelayOptions:
         status_interval=settings.RELAY_STATUS_INTERVAL_SECONDS,
         max_backoff=settings.RELAY_MAX_BACKOFF_SECONDS,
         kafka_address=settings.KAFKA_BOOTSTRAP_SERVERS,
+        takeover_after=settings.RELAY_TAKEOVER_AFTER_SECONDS or None,
     )
+
+
+def _check_takeover(options: RelayOptions) -> None:
+    """A working leader leaves its lock session idle for up to a poll interval (at most
+    LOCK_TOUCH_INTERVAL), or a back-off plus two Kafka probes; a takeover limit within that
+    would end healthy leaders."""
+    if options.takeover_after is None:
+        return
+    idle = min(options.poll_interval, LOCK_TOUCH_INTERVAL) + options.max_backoff + 2 * KAFKA_PROBE_TIMEOUT
+    if options.takeover_after <= idle:
+        raise CommandError(
+            f"RELAY_TAKEOVER_AFTER_SECONDS={options.takeover_after:g} must be more than {idle:g} "
+            "(poll interval up to 5 s + RELAY_MAX_BACKOFF_SECONDS + two Kafka probes), or 0 for none"
+        )
 
 
 def _log_start(options: RelayOptions, *, once: bool, shards: int) -> None:
