@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files, served by the shop itself (/api/docs/ works offline, one pinned version).
+    "drf_spectacular_sidecar",
     "backbone",
     "outbox",
     "orders",
@@ -211,7 +213,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".static")  # collectstatic writes here
 # WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
 # (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
 WHITENOISE_USE_FINDERS = True
@@ -259,6 +261,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orders, stock, payments and shipments collaborating through Kafka events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from drf_spectacular_sidecar's static files, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         # 400/401/404/413 wherever they can happen, each with the one error body.
