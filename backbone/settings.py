@@ -233,11 +233,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "backbone.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_PARSER_CLASSES": [
-        "backbone.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: every client sends JSON, and the schema lists the media types parsed here, so
+    # a form or multipart body is 415 rather than offered by the schema and half understood.
+    "DEFAULT_PARSER_CLASSES": ["backbone.parsers.JSONParser"],
     # Every 4xx is {"detail": ..., "errors"?: ...}: see backbone/api_errors.py.
     "EXCEPTION_HANDLER": "backbone.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "backbone.openapi.ShopAutoSchema",
