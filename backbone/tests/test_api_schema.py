@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import jsonschema
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
@@ -172,3 +173,120 @@ def test_the_schema_documents_every_error_in_the_one_shape() -> None:
                     schema = response["content"]["application/json"]["schema"]
                     assert "$ref" in schema, (operation["operationId"], status)
     assert spec["components"]["schemas"]["Error"]["required"] == ["detail"]
+
+
+# --- Where schemathesis found the schema and the API disagreeing, one request each ----------------
+
+
+def _spec() -> dict:
+    return APIClient().get("/api/schema/", {"format": "json"}).json()
+
+
+def _schema_allows(spec: dict, component: str, body: object) -> bool:
+    """Whether the schema calls `body` a valid request of the component. Read-only properties are
+    left out, as OpenAPI says for requests (the token's answer is in the same component)."""
+    schema = copy.deepcopy(spec["components"]["schemas"][component])
+    read_only = {name for name, p in schema.get("properties", {}).items() if p.get("readOnly")}
+    schema["properties"] = {n: p for n, p in schema.get("properties", {}).items() if n not in read_only}
+    schema["required"] = [name for name in schema.get("required", []) if name not in read_only]
+    root = {**schema, "components": spec["components"]}
+    return jsonschema.Draft4Validator(root).is_valid(body)
+
+
+@pytest.fixture
+def api(shop: Shop) -> dict[str, APIClient]:
+    clients = {"customer": APIClient(), "staff": APIClient(), "anonymous": APIClient()}
+    clients["customer"].credentials(HTTP_AUTHORIZATION=f"Token {shop.customer_token}")
+    clients["staff"].credentials(HTTP_AUTHORIZATION=f"Token {shop.staff_token}")
+    return clients
+
+
+ORDER = {"lines": [{"sku": SKUS[1], "quantity": 1}], "payment_token": "tok_visa"}
+PRICED_LINE = {"sku": SKUS[1], "quantity": 1, "price": 1}
+LOGIN = {"username": "carol", "password": PASSWORD}
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "component", "body", "unknown"),
+    [
+        ("customer", "/api/orders/", "PlaceOrder", {**ORDER, "errors": {}}, "errors"),
+        ("customer", "/api/orders/", "PlaceOrder", {**ORDER, "lines": [PRICED_LINE]}, "lines"),
+        ("anonymous", "/api/auth/token/", "Login", {**LOGIN, "remember_me": True}, "remember_me"),
+        ("staff", "/api/shipments/{id}/dispatch/", "Dispatch", {"carrier_name": "Post"}, "carrier_name"),
+        ("staff", "/api/stock/{sku}/receipts/", "Receipt", {"quantity": 1, "note": "late"}, "note"),
+    ],
+)  # fmt: skip
+def test_a_key_the_body_does_not_have_is_refused_and_the_schema_says_so(
+    api: dict[str, APIClient], shop: Shop, who: str, path: str, component: str, body: dict, unknown: str
+) -> None:
+    response = api[who].post(path.format(**shop.real_ids), body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert unknown in response.json()["errors"]
+    assert _schema_allows(_spec(), component, body) is False
+    assert _spec()["components"]["schemas"][component]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "component", "body", "field"),
+    [
+        ("anonymous", "/api/auth/token/", "Login", {**LOGIN, "username": ""}, "username"),
+        ("anonymous", "/api/auth/token/", "Login", {**LOGIN, "username": "   "}, "username"),
+        ("anonymous", "/api/auth/token/", "Login", {**LOGIN, "password": ""}, "password"),
+        ("customer", "/api/orders/", "PlaceOrder", {**ORDER, "payment_token": "tok\x00"}, "payment_token"),
+        ("customer", "/api/orders/", "PlaceOrder", {**ORDER, "payment_token": " "}, "payment_token"),
+        ("staff", "/api/shipments/{id}/dispatch/", "Dispatch", {"carrier": "\t"}, "carrier"),
+    ],
+)  # fmt: skip
+def test_a_string_the_api_refuses_is_invalid_in_the_schema(
+    api: dict[str, APIClient], shop: Shop, who: str, path: str, component: str, body: dict, field: str
+) -> None:
+    response = api[who].post(path.format(**shop.real_ids), body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]
+    assert _schema_allows(_spec(), component, body) is False
+    assert _schema_allows(_spec(), component, {**body, field: "x"}) is True  # only the string was wrong
+
+
+def test_bodies_are_json_only_in_the_api_and_in_the_schema(api: dict[str, APIClient], shop: Shop) -> None:
+    receipts = f"/api/stock/{shop.real_ids['sku']}/receipts/"
+    multipart = api["staff"].post(receipts, {"quantity": 1}, format="multipart")
+    form = api["staff"].post(receipts, "quantity=1", content_type="application/x-www-form-urlencoded")
+    token = api["anonymous"].post("/api/auth/token/", LOGIN, format="multipart")
+
+    assert (multipart.status_code, form.status_code, token.status_code) == (415, 415, 415)
+    assert api["staff"].post(receipts, {"quantity": 1}, format="json").status_code == 201
+    for operations in _spec()["paths"].values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                media_types = list(operation["requestBody"]["content"])
+                assert media_types == ["application/json"], operation["operationId"]
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/products/?page=", "page"),
+        ("/api/products/?page_size=", "page_size"),
+        ("/api/orders/?page=", "page"),
+        ("/api/orders/{order_id}/?wait=", "wait"),
+    ],
+)
+def test_an_empty_number_in_the_query_is_a_field_error(
+    api: dict[str, APIClient], shop: Shop, path: str, name: str
+) -> None:
+    response = api["customer"].get(path.format(**shop.real_ids))
+
+    assert response.status_code == 400, response.content
+    assert name in response.json()["errors"]
+
+
+def test_a_receipt_past_what_a_level_counts_is_a_documented_409(api: dict[str, APIClient], shop) -> None:
+    receipts = f"/api/stock/{shop.real_ids['sku']}/receipts/"
+
+    response = api["staff"].post(receipts, {"quantity": 2**31 - 1}, format="json")
+
+    assert response.status_code == 409, response.content
+    assert "at most" in response.json()["detail"]
+    assert "409" in _spec()["paths"]["/api/stock/{sku}/receipts/"]["post"]["responses"]
