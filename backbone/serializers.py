@@ -7,7 +7,7 @@ unknown key instead, and the OpenAPI schema says `additionalProperties: false` f
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
@@ -15,11 +15,10 @@ from rest_framework import serializers
 # Mixed into a (request) Serializer before the serializer class: unknown keys are 400. Comments,
 # not docstrings, here: drf-spectacular describes a body with the docstring of its class's MRO.
 class StrictMixin:
-    fields: Mapping[str, serializers.Field[Any, Any, Any, Any]]
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
-            writable = {name for name, field in self.fields.items() if not field.read_only}
+            fields = cast("serializers.Serializer[Any]", self).fields
+            writable = {name for name, field in fields.items() if not field.read_only}
             unknown = sorted(str(key) for key in data if key not in writable)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
