@@ -9,6 +9,11 @@ here, once, so no view has to repeat it and none can forget it:
 - 413 and 415 where there is a request body (too large; a media type it does not take),
 - 429 with Retry-After where a rate limit applies (ShopAutoSchema asks the view).
 
+ShopAutoSchema also states what DRF checks but drf-spectacular leaves out: a StrictSerializer's
+body has `additionalProperties: false` (backbone/serializers.py); a request string has no NUL
+character, and one that may not be blank has `minLength: 1` and, where DRF trims it first, a
+character that is not a space.
+
 Every 4xx without a body of its own is described as `Error` (backbone/api_errors.py).
 """
 
@@ -18,6 +23,9 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_array_type
 from drf_spectacular.utils import Direction
+from rest_framework import serializers
+
+from .serializers import StrictMixin
 
 ERROR = {
     "type": "object",
@@ -48,6 +56,35 @@ class ShopAutoSchema(AutoSchema):
         if operation is not None and self.view.get_throttles():
             operation["responses"].setdefault("429", TOO_MANY_REQUESTS)
         return operation
+
+    def _map_basic_serializer(self, serializer: Any, direction: Direction) -> dict[str, Any]:
+        # drf-spectacular's private mappers are unannotated (untyped_calls_exclude covers its calls
+        # from here, not calls through super()).
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)  # type: ignore[no-untyped-call]
+        if isinstance(serializer, StrictMixin):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _map_serializer_field(self, field: Any, direction: Direction, bypass_extensions: bool = False) -> Any:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)  # type: ignore[no-untyped-call]
+        if _request_string(field) and schema.get("type") == "string":
+            if not field.allow_blank:
+                schema["minLength"] = max(schema.get("minLength", 0), 1)
+            # DRF refuses a NUL character in any string, and a blank one after trimming.
+            trimmed = field.trim_whitespace and not field.allow_blank
+            schema.setdefault("pattern", NOT_BLANK_NO_NUL if trimmed else NO_NUL)
+        return schema
+
+
+# Regular expressions both JSON Schema's (ECMA 262) and Python's `re` read alike.
+NO_NUL = r"^[^\u0000]*$"
+NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
+def _request_string(field: Any) -> bool:
+    """A DRF CharField in a body only requests use (responses may hold "" or anything)."""
+    request_only = field.write_only or (isinstance(field.parent, StrictMixin) and not field.read_only)
+    return isinstance(field, serializers.CharField) and request_only
 
 
 TOO_MANY_REQUESTS = {

@@ -2,8 +2,8 @@
 
 DRF's own falls back to the default page size for `page_size=abc` or `0`, and treats
 `page=abc` like a page past the end (404). Here a `page` or `page_size` that is not a positive
-whole number is a 400 field error, a page past the last one is 404, a page size above the
-maximum is capped; the OpenAPI parameters say exactly that.
+whole number (`?page=` empty too) is a 400 field error, a page past the last one is 404, a page
+size above the maximum is capped; the OpenAPI parameters say exactly that.
 """
 
 import re
@@ -22,11 +22,12 @@ class PageNumberPagination(pagination.PageNumberPagination):
     last_page_strings = ()  # `page=last` is not an integer; the schema says integer
 
     def get_page_number(self, request: Request, paginator: Paginator[Any]) -> int:
-        return _positive_int(request.query_params.get(self.page_query_param) or "1", self.page_query_param)
+        # `?page=` is not a number either: 400, like the schema's integer says (not page 1).
+        return _positive_int(request.query_params.get(self.page_query_param, "1"), self.page_query_param)
 
     def get_page_size(self, request: Request) -> int | None:
         name = self.page_size_query_param
-        if name and request.query_params.get(name):
+        if name and name in request.query_params:
             size = _positive_int(request.query_params[name], name)
             return min(size, self.max_page_size) if self.max_page_size else size
         return self.page_size

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files, served by the shop itself (/api/docs/ works offline, one pinned version).
+    "drf_spectacular_sidecar",
     "backbone",
     "outbox",
     "orders",
@@ -211,7 +213,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".static")  # collectstatic writes here
 # WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
 # (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
 WHITENOISE_USE_FINDERS = True
@@ -231,11 +233,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "backbone.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_PARSER_CLASSES": [
-        "backbone.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: every client sends JSON, and the schema lists the media types parsed here, so
+    # a form or multipart body is 415 rather than offered by the schema and half understood.
+    "DEFAULT_PARSER_CLASSES": ["backbone.parsers.JSONParser"],
     # Every 4xx is {"detail": ..., "errors"?: ...}: see backbone/api_errors.py.
     "EXCEPTION_HANDLER": "backbone.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "backbone.openapi.ShopAutoSchema",
@@ -259,6 +259,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orders, stock, payments and shipments collaborating through Kafka events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from drf_spectacular_sidecar's static files, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         # 400/401/404/413 wherever they can happen, each with the one error body.

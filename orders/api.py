@@ -197,7 +197,9 @@ class OrderDetailView(AsyncAPIView):
         },
     )
     async def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        query = WaitQuerySerializer(data=request.query_params)
+        # A plain dict: from a QueryDict DRF reads `?wait=` as absent (the default), where the
+        # schema says a number; as a dict it is "" and a 400 field error.
+        query = WaitQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
         # With a pool (the web process) a read may run on any thread: the loop's shared executor

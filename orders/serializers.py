@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from backbone.serializers import StrictSerializer
 from outbox.story import StoryEntry
 
 from .models import Order, OrderLine, RejectionReason, ShipmentStatus, StockLevelView
@@ -17,20 +18,27 @@ from .story_fields import customer_visible
 # --- Requests ------------------------------------------------------------------------------------
 
 
-class LineInputSerializer(serializers.Serializer):
+class LineInputSerializer(StrictSerializer):
     sku = serializers.CharField(min_length=1, max_length=64)
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
 
 
-class PlaceOrderSerializer(serializers.Serializer):
+class PlaceOrderSerializer(StrictSerializer):
     lines = LineInputSerializer(many=True, allow_empty=False)
     payment_token = serializers.CharField(
         min_length=1, max_length=200, help_text="card token; `tok_declined` is declined"
     )
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # The cap as the list's max_length, read when the serializer is made (a setting tests
+        # change), so that the schema states it as maxItems too.
+        lines = fields["lines"]
+        lines.max_length = settings.ORDER_MAX_LINES
+        lines.error_messages["max_length"] = "An order has at most {max_length} lines."
+        return fields
+
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if len(lines) > settings.ORDER_MAX_LINES:
-            raise serializers.ValidationError(f"An order has at most {settings.ORDER_MAX_LINES} lines.")
         skus = [line["sku"] for line in lines]
         duplicates = sorted({sku for sku in skus if skus.count(sku) > 1})
         if duplicates:

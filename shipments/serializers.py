@@ -2,10 +2,12 @@
 
 from rest_framework import serializers
 
+from backbone.serializers import StrictSerializer
+
 from .models import Shipment, ShipmentLine
 
 
-class DispatchSerializer(serializers.Serializer):
+class DispatchSerializer(StrictSerializer):
     carrier = serializers.CharField(
         required=False,
         min_length=1,

@@ -3,7 +3,6 @@
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +27,9 @@ class StockReceiptsView(APIView):
             400: OpenApiResponse(description="invalid quantity (field errors)"),
             403: OpenApiResponse(description="staff only"),
             404: OpenApiResponse(description="unknown sku"),
+            409: OpenApiResponse(
+                description="the stock on hand would pass what a level counts: nothing booked"
+            ),
         },
         tags=["stock"],
     )
@@ -43,5 +45,7 @@ class StockReceiptsView(APIView):
         except Product.DoesNotExist:
             raise Http404(f"no product with sku {sku!r}") from None
         except services.TooMuchStock as error:
-            raise ValidationError({"quantity": [str(error)]}) from None
+            # A valid quantity that does not fit what is on hand now: a conflict with the state,
+            # like too little stock for an order, not invalid input.
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         return Response(StockLevelSerializer(level).data, status=status.HTTP_201_CREATED)

@@ -2,10 +2,12 @@
 
 from rest_framework import serializers
 
+from backbone.serializers import StrictSerializer
+
 from .models import MAX_UNITS, StockLevel
 
 
-class ReceiptSerializer(serializers.Serializer):
+class ReceiptSerializer(StrictSerializer):
     quantity = serializers.IntegerField(
         min_value=1, max_value=MAX_UNITS, help_text="units that arrived in the warehouse"
     )

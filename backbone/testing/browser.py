@@ -1,5 +1,6 @@
 """Headless Chromium for the browser tests: Debian's `chromium` driven through its
 `chromium-driver` (scripts/services.sh tools installs both; nothing is downloaded at run time).
+The browser resolves no host but 127.0.0.1 and localhost: pages are tested as if offline.
 
 `log_in` signs in through the admin's own form; `screenshot` keeps a picture of the page under
 test-artifacts/ (gitignored) and prints where.
@@ -34,6 +35,9 @@ def chromium(width: int = 1100, height: int = 640) -> Iterator[WebDriver]:
         "--no-sandbox",
         "--disable-dev-shm-usage",
         f"--window-size={width},{height}",
+        # Offline: every host but this machine's is unknown, so a page that needs the internet
+        # (a CDN, say) fails here as it would on a machine without it.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
     ):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)

@@ -126,18 +126,21 @@ def test_nul_in_the_token_endpoint_is_400() -> None:
 # --- Numbers ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("quantity", [2**31, 2**31 - 1, 2**63, 10**30])
+@pytest.mark.parametrize("quantity", [2**31, 2**63, 10**30])
 def test_a_receipt_beyond_the_stock_range_is_400(staff, quantity) -> None:
     response = staff.post("/api/stock/MUG-1/receipts/", {"quantity": quantity}, format="json")
     assert "quantity" in error(response, 400)["errors"]
     assert StockLevel.objects.get(product_id="MUG-1").on_hand == 2
 
 
-def test_a_receipt_that_overflows_on_hand_is_400(staff) -> None:
-    StockLevel.objects.filter(product_id="MUG-1").update(on_hand=2**31 - 10)
-    response = staff.post("/api/stock/MUG-1/receipts/", {"quantity": 100}, format="json")
-    assert "quantity" in error(response, 400)["errors"]
-    assert StockLevel.objects.get(product_id="MUG-1").on_hand == 2**31 - 10
+# A quantity the schema allows that does not fit what is on hand now conflicts with the state:
+# 409, like too little stock for an order (a 400 would call valid input invalid).
+@pytest.mark.parametrize(("on_hand", "quantity"), [(2**31 - 10, 100), (2, 2**31 - 1)])
+def test_a_receipt_that_overflows_on_hand_is_409(staff, on_hand, quantity) -> None:
+    StockLevel.objects.filter(product_id="MUG-1").update(on_hand=on_hand)
+    response = staff.post("/api/stock/MUG-1/receipts/", {"quantity": quantity}, format="json")
+    assert "at most" in error(response, 409)["detail"]
+    assert StockLevel.objects.get(product_id="MUG-1").on_hand == on_hand
 
 
 @pytest.mark.parametrize("wait", ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999"])

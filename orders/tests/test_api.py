@@ -180,7 +180,7 @@ def test_too_many_lines_is_400(client) -> None:
         stock_level(sku, available=5)
     response = client.post(ORDERS, order_body(("A", 1), ("B", 1), ("C", 1)), format="json")
     assert response.status_code == 400
-    assert response.json()["errors"] == {"lines": ["An order has at most 2 lines."]}
+    assert response.json()["errors"] == {"lines": {"non_field_errors": ["An order has at most 2 lines."]}}
 
 
 def test_too_little_stock_in_the_view_is_409_and_emits_nothing(client, catalog) -> None:
