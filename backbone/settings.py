@@ -110,19 +110,25 @@ TEMPLATES = [
 # Defaults match scripts/services.sh (`make services`); set the variables to use others.
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://shop:shop@127.0.0.1:55432/shop")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 # The web process (ASGI, backbone/asgi.py sets DATABASE_POOL_MAX_SIZE) runs each request's sync
 # code in a thread of its own, where a persistent connection would never be used again: it takes
 # connections from a psycopg pool instead, and returns them when a request (or a wait) lets go.
 # The relay, consumers and Celery keep one persistent connection each.
 if DATABASE_POOL_MAX_SIZE := int(os.environ.get("DATABASE_POOL_MAX_SIZE", "0")):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
+    # The checkout checks each connection and replaces a dead one at once (a failover), where
+    # the pool's own check (CONN_HEALTH_CHECKS) paused with a backoff per dead connection.
+    DATABASES["default"]["ENGINE"] = "backbone.postgresql"
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
             "min_size": min(2, DATABASE_POOL_MAX_SIZE),
             "max_size": DATABASE_POOL_MAX_SIZE,
             "timeout": 10,
-        },  # CONN_HEALTH_CHECKS makes Django check each connection as it leaves the pool
+        },
     }
 # Two test runs on one server need two test databases: unset, each run gets its own,
 # test_shop_<run id> (see conftest.py).
@@ -131,8 +137,6 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or 
 # once a connection has run it `prepare_threshold` times; PostgreSQL then skips parsing and
 # planning for the handlers' and the API's repeated statements (docs/benchmarks.md).
 DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")

@@ -7,10 +7,15 @@ events, not a thousand connections or threads. A waiter registers its event *bef
 re-reads the order, so a change that commits between the read and the wait still wakes it.
 Redis is only a doorbell: the state is always read from the database.
 
+The subscription counts only once the server confirmed the PSUBSCRIBE, and stays counted only
+while the connection answers: a quiet one is pinged every PING_INTERVAL seconds, and one that
+does not answer within PONG_TIMEOUT is dropped (a connection can die without a word: a host gone,
+a hung server, an address that still accepts connections while Redis is away).
+
 While Redis is away there are no wake-ups: when the subscription drops, every waiter is woken
 (it re-reads and answers with the current state), a new wait answers at once, and the listener
-reconnects with a backoff, logging once when the outage starts and once when it ends. No waiter
-ever hangs past its timeout.
+reconnects with a backoff, logging once when the outage starts and once when it ends (after the
+server confirmed the new subscription). No waiter ever hangs past its timeout.
 """
 
 import asyncio
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 PATTERN = channel("*")
 PREFIX = channel("")
 CONNECT_TIMEOUT = 2.0  # also how long the first wait of a new worker waits for the subscription
+# A quiet subscription is pinged after PING_INTERVAL s; no answer PONG_TIMEOUT s later: lost.
+PING_INTERVAL, PONG_TIMEOUT = 5.0, 2.0
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 
 T = TypeVar("T")
@@ -81,24 +88,25 @@ class Bells:
         backoff, failing = BACKOFF_START, False
         while True:
             # No retries inside redis-py: a lost subscription must be noticed at once (waiters
-            # answer), and this loop reconnects and subscribes again itself.
+            # answer), and this loop reconnects and subscribes again itself. Every read and
+            # write is bounded: an address that accepts connections and never answers (a server
+            # shutting down, a proxy before a dead node) must not hold the listener.
             client = redis.asyncio.Redis.from_url(
                 self._url,
                 socket_connect_timeout=CONNECT_TIMEOUT,
-                health_check_interval=30,
+                socket_timeout=CONNECT_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
             )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()  # the server's confirmation of PSUBSCRIBE is read, not skipped
             try:
-                await pubsub.psubscribe(PATTERN)
+                await _subscribe(pubsub)
                 self._subscribed.set()
                 self._first_attempt.set()
                 if failing:
                     log.info("order wake-ups are back: subscribed to %s again", PATTERN)
                 backoff, failing = BACKOFF_START, False
-                async for message in pubsub.listen():
-                    self._ring(message["channel"])
-            except (RedisError, OSError) as error:
+                await self._relay(pubsub)
+            except (RedisError, OSError, SubscriptionLost) as error:
                 if not failing:
                     log.warning("order wake-ups stopped, retrying with a backoff (Redis: %s)", error)
                 failing = True
@@ -109,6 +117,33 @@ class Bells:
                 await _close(pubsub, client)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _relay(self, pubsub: redis.asyncio.client.PubSub) -> None:
+        """Ring the doorbells of the changes Redis sends, until the subscription is lost.
+
+        A connection can die without a word (a host gone, a hung server): after PING_INTERVAL
+        seconds without a message it is pinged, and without any answer PONG_TIMEOUT seconds
+        later the subscription counts as lost."""
+        loop = asyncio.get_running_loop()
+        heard, pinged = loop.time(), False
+        while True:
+            silent = loop.time() - heard
+            if silent >= PING_INTERVAL + PONG_TIMEOUT:
+                raise SubscriptionLost(f"no answer to a ping for {PONG_TIMEOUT:g}s")
+            if silent >= PING_INTERVAL and not pinged:
+                try:
+                    async with asyncio.timeout(PONG_TIMEOUT):
+                        await pubsub.ping()
+                except TimeoutError:
+                    raise SubscriptionLost(f"a ping could not be sent in {PONG_TIMEOUT:g}s") from None
+                pinged = True
+            quiet_until = heard + PING_INTERVAL + (PONG_TIMEOUT if pinged else 0)
+            message = await pubsub.get_message(timeout=max(quiet_until - loop.time(), 0.01))
+            if message is None:
+                continue
+            heard, pinged = loop.time(), False  # the server answered: the connection is alive
+            if message["type"] == "pmessage":
+                self._ring(message["channel"])
 
     def _ring(self, name: bytes | str) -> None:
         key = (name.decode() if isinstance(name, bytes) else name).removeprefix(PREFIX)
@@ -121,12 +156,30 @@ class Bells:
                 event.set()
 
 
+class SubscriptionLost(Exception):
+    """The pub/sub connection stopped answering: it is dropped and the subscription made again."""
+
+
+async def _subscribe(pubsub: redis.asyncio.client.PubSub) -> None:
+    """PSUBSCRIBE, and return once the server confirmed it: sending the command proves nothing."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):  # connecting, the handshake and the answer
+            await pubsub.psubscribe(PATTERN)
+            while True:
+                message = await pubsub.get_message(timeout=CONNECT_TIMEOUT)
+                if message is not None and message["type"] == "psubscribe":
+                    return
+    except TimeoutError:
+        raise SubscriptionLost(f"no confirmation of PSUBSCRIBE in {CONNECT_TIMEOUT:g}s") from None
+
+
 async def _close(pubsub: redis.asyncio.client.PubSub, client: redis.asyncio.Redis) -> None:
     try:
-        await pubsub.aclose()
-        await client.aclose()
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await pubsub.aclose()
+            await client.aclose()
     except (RedisError, OSError):
-        pass  # the connection is gone already
+        pass  # the connection is gone already (or hangs: it is dropped all the same)
 
 
 _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bells]" = weakref.WeakKeyDictionary()

@@ -20,14 +20,16 @@ import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from backbone.testing import database_url, free_port, wait_for
 from backbone.testing.processes import terminate
+from orders import wakeups
 from orders.models import Order, OrderState, RejectionReason
 from orders.services import reject_order
 from orders.tests.factories import make_user, place, stock_level
-from orders.tests.test_redis_outage import DisposableRedis
+from orders.tests.test_redis_outage import DisposableRedis, VanishingPath
 from orders.wakeups import channel
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -335,3 +337,85 @@ def test_without_redis_waits_answer_at_once_and_wake_ups_come_back_with_it(tmp_p
     assert "order wake-ups are back" in log, log
     assert "Traceback" not in log, log
     assert '" 500' not in log, log
+
+
+@pytest.mark.parametrize("outage", ["path vanished", "hung", "subscription refused"])
+def test_after_a_redis_outage_the_subscription_is_made_again_and_wakes_waiters_at_once(
+    tmp_path: Path, catalog, outage: str
+) -> None:
+    """The web's listener must count a subscription only once the server confirmed it, notice
+    one that went silent, and subscribe again once Redis is back: the next decision then wakes
+    its waiter at once. The outages, on a redis-server of the test's own:
+
+    - "path vanished": the connection to Redis goes silent (VanishingPath: a host gone, a
+      partition), Redis stops, then starts again at the same address;
+    - "hung": Redis stops answering (SIGSTOP, as `docker pause` or a frozen VM), then resumes;
+    - "subscription refused": Redis drops the subscriber and refuses PSUBSCRIBE (NOPERM: the
+      channels were taken out of the user's ACL, as on a misconfigured replica), then allows it.
+    """
+    headers, (first, second) = pending_orders(f"outage-{outage.split()[0]}", 2)
+    doorbell = DisposableRedis()
+    doorbell.up()
+    path = VanishingPath(doorbell.port)
+    try:
+        web = Web(tmp_path / "web.log", workers=1, REDIS_URL=path.url)  # one worker: one listener
+    except BaseException:
+        path.close()
+        doorbell.down()
+        raise
+
+    def log() -> str:
+        return web.log.read_text(errors="replace")
+
+    def woken_after(order: Order) -> float:
+        """Seconds from the decision's commit (and doorbell) to its waiter's answer."""
+
+        async def scenario() -> float:
+            async with httpx.AsyncClient(timeout=40) as client:
+                waiting = asyncio.create_task(wait_for_outcome(client, web.url, order, headers, wait=15))
+                await asyncio.sleep(1.0)
+                decided = await in_thread(lambda: reject(order))
+                response, answered = await waiting
+                assert response.status_code == 200, response.text
+                assert response.json()["state"] == OrderState.REJECTED, response.json()
+                return answered - decided
+
+        return run(scenario())
+
+    try:
+        with override_settings(REDIS_URL=doorbell.url):  # the decision rings this test's Redis
+            wakeups._publisher.cache_clear()
+            assert woken_after(first) < 0.1, log()  # the listener is subscribed and wakes waiters
+            away_from = len(log())
+            if outage == "path vanished":
+                path.vanish()
+                doorbell.down()
+                time.sleep(10)
+                doorbell.process = None
+                doorbell.up()
+                path.restore()
+            elif outage == "hung":
+                doorbell.hang()
+                time.sleep(10)
+                doorbell.resume()
+            else:
+                doorbell.client().execute_command("ACL", "SETUSER", "default", "resetchannels")
+                time.sleep(5)  # Redis dropped the subscriber; each PSUBSCRIBE is refused
+                doorbell.client().execute_command("ACL", "SETUSER", "default", "allchannels")
+            back_from = len(log())
+            assert "order wake-ups stopped" in log()[away_from:], log()  # noticed while away
+            assert "order wake-ups are back" not in log()[:back_from], log()  # not before it was
+
+            wait_for(
+                lambda: "order wake-ups are back" in log()[back_from:],
+                timeout=30,
+                what=f"resubscribed\n{log()}",
+            )
+            assert woken_after(second) < 0.1, log()
+    finally:
+        web.stop()
+        wakeups._publisher.cache_clear()
+        path.close()
+        doorbell.down()
+    assert "Traceback" not in log(), log()
+    assert '" 500' not in log(), log()

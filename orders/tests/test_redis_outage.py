@@ -9,11 +9,14 @@ accepts connections and never answers), and the real consumer process.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from decimal import Decimal
 
 import pytest
@@ -83,6 +86,67 @@ class DisposableRedis:
             return bool(self.client().ping())
         except redis.RedisError:
             return False
+
+
+class VanishingPath:
+    """A TCP relay between the web process and Redis whose path can vanish without a word.
+
+    `vanish` is what a host that is gone, a lost NAT entry or a partition leave behind: the
+    connections open now stay open and carry nothing more, in either direction (no FIN, no RST
+    ever reaches the client), and new connections are refused. `restore` listens again: new
+    connections reach Redis, the vanished ones stay silent."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._target = target_port
+        self._links: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def vanish(self) -> None:
+        for _, _, cut in self._links:
+            cut.set()
+        if self._listener is not None:
+            with suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes its accept()
+            self._listener.close()
+            self._listener = None
+
+    def close(self) -> None:
+        self.vanish()
+        for client, upstream, _ in self._links:
+            client.close()
+            upstream.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with suppress(OSError):  # the listener was closed
+            while True:
+                client = listener.accept()[0]
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", self._target), timeout=2)
+                except OSError:
+                    client.close()
+                    continue
+                upstream.settimeout(None)
+                cut = threading.Event()
+                self._links.append((client, upstream, cut))
+                for source, target in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, target, cut), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket, cut: threading.Event) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                if cut.is_set():
+                    return  # dropped, and both ends left open
+                target.sendall(data)
+            if not cut.is_set():
+                target.shutdown(socket.SHUT_WR)  # an orderly close travels on, as it would
 
 
 @pytest.fixture

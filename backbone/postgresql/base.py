@@ -1,0 +1,34 @@
+"""Django's PostgreSQL backend, whose pooled checkout replaces dead connections without a pause.
+
+The web process takes its connections from a psycopg pool (DATABASES OPTIONS "pool",
+backbone/settings.py). After a PostgreSQL restart, failover or pg_terminate_backend every idle
+connection in it is dead. psycopg_pool's own `check` callback notices each one, but sleeps with a
+backoff (1 s, 2 s, 4 s...) before it tries the next: with a few dead connections a request waited
+longer than the pool's timeout and answered 500. Here the pool checks nothing itself; the checkout
+tests the connection with `ConnectionPool.check_connection` (one empty query) and, when it is dead,
+hands it back (the pool discards it and opens a new one) and takes the next, at once: a failover
+costs each worker a round trip per dead connection, never an error.
+"""
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+from psycopg import Connection, OperationalError
+from psycopg_pool import ConnectionPool
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        pool: ConnectionPool[Connection[Any]] | None = self.pool  # type: ignore[attr-defined]
+        if pool is None:
+            return super().get_new_connection(conn_params)
+        # Every connection the pool holds may be dead, and then one more it opened meanwhile.
+        for _ in range(pool.max_size):
+            connection = super().get_new_connection(conn_params)
+            try:
+                ConnectionPool.check_connection(connection)
+            except OperationalError:
+                pool.putconn(connection)  # broken: the pool drops it and opens a replacement
+                continue
+            return connection
+        return super().get_new_connection(conn_params)
