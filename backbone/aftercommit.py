@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .correlation import NoSingleStoryError, correlation_scope, current_causation_id, current_correlation_id
-from .tracing import continued, current_traceparent
+from .tracing import continued, current_traceparent, current_tracestate
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,18 @@ def _story_scope() -> AbstractContextManager[object]:
         return nullcontext()
     if correlation_id is None:
         return nullcontext()
-    return _in_story(correlation_id, causation_id, current_traceparent())
+    return _in_story(correlation_id, causation_id, current_traceparent(), current_tracestate())
 
 
 @contextmanager
-def _in_story(correlation_id: str, causation_id: str | None, traceparent: str | None) -> Iterator[None]:
+def _in_story(
+    correlation_id: str, causation_id: str | None, traceparent: str | None, tracestate: str | None
+) -> Iterator[None]:
     # Entered only when the side effect runs, after commit: not at on_commit() time.
-    with correlation_scope(correlation_id, causation_id=causation_id), continued(traceparent):
+    with (
+        correlation_scope(correlation_id, causation_id=causation_id),
+        continued(traceparent, tracestate),
+    ):
         yield
 
 

@@ -7,6 +7,8 @@ and `ce_dataversion`, and the distributed tracing extension `ce_traceparent` (th
 context of the code that emitted the event; see tracing.py). The same trace context also goes as
 a plain `traceparent` header, where OpenTelemetry's Kafka instrumentations (and other stacks) look
 for it; a reader prefers it and falls back on the extension, which older records carry alone.
+The vendors' W3C `tracestate`, when the trace has one, goes the same two ways (`ce_tracestate`,
+the extension's other attribute, and a plain `tracestate`), and is read with its traceparent.
 The record key is the aggregate id.
 """
 
@@ -16,7 +18,9 @@ from datetime import UTC, datetime
 
 from .contracts import ContractError
 from .tracing import HEADER as TRACEPARENT_HEADER
+from .tracing import STATE_HEADER as TRACESTATE_HEADER
 from .tracing import parse as parse_traceparent
+from .tracing import parse_state as parse_tracestate
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -51,6 +55,7 @@ class Envelope:
     correlation_id: str
     causation_id: str | None = None
     traceparent: str | None = None
+    tracestate: str | None = None
 
     def headers(self) -> Headers:
         headers: Headers = [
@@ -68,6 +73,9 @@ class Envelope:
         if self.traceparent:
             traceparent = self.traceparent.encode()
             headers += [("ce_traceparent", traceparent), (TRACEPARENT_HEADER, traceparent)]
+            if self.tracestate:
+                tracestate = self.tracestate.encode()
+                headers += [("ce_tracestate", tracestate), (TRACESTATE_HEADER, tracestate)]
         return headers
 
     @classmethod
@@ -85,6 +93,7 @@ class Envelope:
             data_version = int(values["ce_dataversion"])
         except ValueError:
             raise InvalidEnvelope(f"ce_dataversion is not a number: {values['ce_dataversion']!r}") from None
+        traceparent, tracestate = _trace_context(values)
         return cls(
             id=values["ce_id"],
             type=values["ce_type"],
@@ -93,10 +102,22 @@ class Envelope:
             data_version=data_version,
             correlation_id=values["ce_correlationid"],
             causation_id=values.get("ce_causationid") or None,
-            # Optional: a missing or malformed one only means the handler starts a new trace.
-            traceparent=parse_traceparent(values.get(TRACEPARENT_HEADER))
-            or parse_traceparent(values.get("ce_traceparent")),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
+
+
+def _trace_context(values: dict[str, str]) -> tuple[str | None, str | None]:
+    """The plain W3C headers, else the CloudEvents extension: a traceparent and the tracestate
+    that came with it. Optional: a missing or malformed traceparent only means the handler starts
+    a new trace (and a tracestate without its traceparent is ignored, as the W3C spec says)."""
+    for parent_header, state_header in (
+        (TRACEPARENT_HEADER, TRACESTATE_HEADER),
+        ("ce_traceparent", "ce_tracestate"),
+    ):
+        if traceparent := parse_traceparent(values.get(parent_header)):
+            return traceparent, parse_tracestate(values.get(state_header))
+    return None, None
 
 
 def _header_map(headers: HeaderPairs | None) -> dict[str, str]:

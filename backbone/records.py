@@ -242,7 +242,10 @@ def handle(routed: Routed, *, group: str, batches: BatchItems | None = None) -> 
         with (
             correlation_scope(routed.envelope.correlation_id, causation_id=routed.envelope.id),
             span_scope(
-                f"process {routed.record.topic}", routed.envelope.traceparent, kind="consumer"
+                f"process {routed.record.topic}",
+                routed.envelope.traceparent,
+                kind="consumer",
+                tracestate=routed.envelope.tracestate,
             ) as span,
         ):
             if span is not None:

@@ -35,13 +35,24 @@ if TYPE_CHECKING:  # imported at run time only when tracing is configured
 log = logging.getLogger(__name__)
 
 HEADER = "traceparent"
+STATE_HEADER = "tracestate"
 # version-trace_id-parent_id-flags; a later version may append fields, version ff is invalid.
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _SAMPLED = "01"
 
+# W3C tracestate: at most 32 comma-separated list members `key=value`, 512 characters in all.
+_STATE_KEY = r"(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+_STATE_MEMBER = re.compile(
+    _STATE_KEY + r"=([\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])"
+)
+_STATE_MAX_MEMBERS = 32
+_STATE_MAX_LENGTH = 512
+
 _traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
+# The vendors' tracestate travels with the trace, unchanged: no vendor entry is ours to add.
+_tracestate: ContextVar[str | None] = ContextVar("tracestate", default=None)
 # Set by configure()/use(): None means tracing is off and no SDK call is ever made.
 _tracer: "Tracer | None" = None
 
@@ -65,6 +76,23 @@ def parse(value: str | None) -> str | None:
     return f"00-{trace_id}-{span_id}-{flags}"
 
 
+def parse_state(value: str | None) -> str | None:
+    """`value` as a W3C tracestate (list members trimmed), or None when it is absent or not a
+    valid one: a malformed or oversized header is dropped whole, as the spec allows."""
+    if not value or len(value) > _STATE_MAX_LENGTH:
+        return None
+    members = [member.strip() for member in value.split(",") if member.strip()]
+    keys = [member.partition("=")[0] for member in members]
+    if (
+        not members
+        or len(members) > _STATE_MAX_MEMBERS
+        or len(set(keys)) != len(keys)
+        or not all(_STATE_MEMBER.fullmatch(member) for member in members)
+    ):
+        return None
+    return ",".join(members)
+
+
 def trace_id_of(traceparent: str) -> str:
     return traceparent[3:35]
 
@@ -72,6 +100,11 @@ def trace_id_of(traceparent: str) -> str:
 def current_traceparent() -> str | None:
     """The trace context events emitted now carry; None outside any request or handler."""
     return _traceparent.get()
+
+
+def current_tracestate() -> str | None:
+    """The tracestate that travels with the current trace context; None when it has none."""
+    return _tracestate.get()
 
 
 def child_of(parent: str | None) -> str:
@@ -88,32 +121,42 @@ def enabled() -> bool:
 
 
 @contextmanager
-def span_scope(name: str, parent: str | None, *, kind: str) -> Iterator["Span | None"]:
-    """Run a block as a span that continues `parent` (a valid traceparent or None); what it
-    emits and logs carries the span's traceparent. `kind` is an OpenTelemetry SpanKind name
-    (`server`, `consumer`...). Yields the OpenTelemetry span, or None when tracing is off."""
-    if _tracer is None:
-        token = _traceparent.set(child_of(parent))
-        try:
-            yield None
-        finally:
-            _traceparent.reset(token)
-        return
-    with _tracer.start_as_current_span(name, context=_context_of(parent), kind=_kind(kind)) as span:
-        token = _traceparent.set(_format(span))
-        try:
-            yield span
-        finally:
-            _traceparent.reset(token)
+def span_scope(
+    name: str, parent: str | None, *, kind: str, tracestate: str | None = None
+) -> Iterator["Span | None"]:
+    """Run a block as a span that continues `parent` (a valid traceparent or None) and its
+    `tracestate`; what it emits and logs carries the span's traceparent and that tracestate.
+    `kind` is an OpenTelemetry SpanKind name (`server`, `consumer`...). Yields the OpenTelemetry
+    span, or None when tracing is off."""
+    state_token = _tracestate.set(tracestate if parent is not None else None)
+    try:
+        if _tracer is None:
+            token = _traceparent.set(child_of(parent))
+            try:
+                yield None
+            finally:
+                _traceparent.reset(token)
+            return
+        context = _context_of(parent, tracestate)
+        with _tracer.start_as_current_span(name, context=context, kind=_kind(kind)) as span:
+            token = _traceparent.set(_format(span))
+            try:
+                yield span
+            finally:
+                _traceparent.reset(token)
+    finally:
+        _tracestate.reset(state_token)
 
 
 @contextmanager
-def continued(traceparent: str | None) -> Iterator[None]:
+def continued(traceparent: str | None, tracestate: str | None = None) -> Iterator[None]:
     """Log a block under an existing trace context, without a span of its own."""
     token = _traceparent.set(parse(traceparent))
+    state_token = _tracestate.set(parse_state(tracestate) if _traceparent.get() else None)
     try:
         yield
     finally:
+        _tracestate.reset(state_token)
         _traceparent.reset(token)
 
 
@@ -139,16 +182,25 @@ class TraceContextMiddleware(SyncAndAsyncMiddleware):
     is a context variable (as OpenTelemetry's): per request under async too."""
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
+        parent, tracestate = _client_context(request)
+        with span_scope(request.method or "HTTP", parent, kind="server", tracestate=tracestate) as span:
             response = self.respond(request)
             _answered(span, request, response)
         return response
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse:
-        with span_scope(request.method or "HTTP", parse(request.headers.get(HEADER)), kind="server") as span:
+        parent, tracestate = _client_context(request)
+        with span_scope(request.method or "HTTP", parent, kind="server", tracestate=tracestate) as span:
             response = await self.arespond(request)
             _answered(span, request, response)
         return response
+
+
+def _client_context(request: HttpRequest) -> tuple[str | None, str | None]:
+    """The client's traceparent and tracestate; a tracestate without a valid traceparent is
+    ignored, as the W3C spec asks."""
+    parent = parse(request.headers.get(HEADER))
+    return parent, parse_state(request.headers.get(STATE_HEADER)) if parent else None
 
 
 # Where the URL pattern a request matched is left in its ASGI scope (Django's request keeps the
@@ -224,12 +276,13 @@ def service_name(argv: Sequence[str]) -> str:
     return "shop"
 
 
-def _context_of(parent: str | None) -> "Context | None":
+def _context_of(parent: str | None, tracestate: str | None = None) -> "Context | None":
     if parent is None:
         return None
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    return TraceContextTextMapPropagator().extract({HEADER: parent})
+    carrier = {HEADER: parent, **({STATE_HEADER: tracestate} if tracestate else {})}
+    return TraceContextTextMapPropagator().extract(carrier)
 
 
 def _kind(name: str) -> "SpanKind":

@@ -12,7 +12,7 @@ from backbone.contracts import Event
 from backbone.correlation import current_causation_id, current_correlation_id, new_id
 from backbone.envelope import Envelope, format_time
 from backbone.topics import CONTEXTS, ensure_writer
-from backbone.tracing import child_of, current_traceparent
+from backbone.tracing import child_of, current_traceparent, current_tracestate
 
 
 class OutsideTransactionError(RuntimeError):
@@ -25,8 +25,8 @@ class EventTooLarge(ValueError):
 
 _INSERT = """
     INSERT INTO outbox (event_id, topic, key, event_type, data_version, source,
-                        correlation_id, causation_id, occurred_at, payload, traceparent)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)
+                        correlation_id, causation_id, occurred_at, payload, traceparent, tracestate)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s)
 """
 
 
@@ -64,6 +64,8 @@ def emit(event: Event) -> Envelope:
         # The emitting request's or handler's span, which consumers continue (ce_traceparent);
         # outside both (a Celery task, a command), the root of a new trace.
         traceparent=current_traceparent() or child_of(None),
+        # The vendors' tracestate of that trace, passed on unchanged (none for a new trace).
+        tracestate=current_tracestate() if current_traceparent() else None,
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -80,6 +82,7 @@ def emit(event: Event) -> Envelope:
                 now,
                 payload.decode(),
                 envelope.traceparent,
+                envelope.tracestate,
             ],
         )
     return envelope

@@ -51,6 +51,12 @@ class OutboxRecord(models.Model):
         blank=True,
         help_text="ce_traceparent: the W3C trace context it was emitted in",
     )
+    tracestate = models.CharField(  # noqa: DJ001
+        max_length=512,
+        null=True,
+        blank=True,
+        help_text="ce_tracestate: the vendors' W3C tracestate of that trace context",
+    )
     published_at = models.DateTimeField(null=True, blank=True)
     kafka_partition = models.IntegerField(null=True, blank=True)
     kafka_offset = models.BigIntegerField(null=True, blank=True)

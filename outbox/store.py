@@ -26,7 +26,8 @@ _RECORD_COLUMNS = """
     to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
         || CASE WHEN extract(microseconds FROM o.occurred_at)::bigint %% 1000000 = 0 THEN ''
                 ELSE to_char(o.occurred_at AT TIME ZONE 'UTC', '.US') END || 'Z',
-    o.correlation_id, o.data_version::text, nullif(o.causation_id, ''), nullif(o.traceparent, '')
+    o.correlation_id, o.data_version::text, nullif(o.causation_id, ''), nullif(o.traceparent, ''),
+    nullif(o.tracestate, '')
 """
 
 # Rows commit out of id order (a long transaction takes its id early and commits late), so
@@ -139,6 +140,8 @@ class StoredEvent(Protocol):
     def causation_id(self) -> str: ...
     @property
     def traceparent(self) -> str | None: ...
+    @property
+    def tracestate(self) -> str | None: ...
 
 
 def headers_of(row: StoredEvent) -> Headers:
@@ -153,6 +156,7 @@ def headers_of(row: StoredEvent) -> Headers:
         correlation_id=row.correlation_id,
         causation_id=row.causation_id or None,
         traceparent=row.traceparent,
+        tracestate=row.tracestate,
     ).headers()
 
 
@@ -164,7 +168,7 @@ _CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 def _pending_row(values: Sequence[Any]) -> PendingRow:
     """A row of `ROWS_BY_ID` as the record it becomes: the one piece of Python per row read."""
     (row_id, topic, key, payload, committed_at, event_id, source, event_type, time, correlation_id,
-     data_version, causation_id, traceparent) = values  # fmt: skip
+     data_version, causation_id, traceparent, tracestate) = values  # fmt: skip
     headers: Headers = [
         _SPEC_VERSION,
         ("ce_id", event_id),
@@ -180,6 +184,8 @@ def _pending_row(values: Sequence[Any]) -> PendingRow:
     if traceparent is not None:
         # The CloudEvents extension and the plain W3C header OpenTelemetry's Kafka tools read.
         headers += [("ce_traceparent", traceparent), ("traceparent", traceparent)]
+        if tracestate is not None:
+            headers += [("ce_tracestate", tracestate), ("tracestate", tracestate)]
     return PendingRow(row_id, topic, key, payload, headers, committed_at)
 
 

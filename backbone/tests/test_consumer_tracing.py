@@ -93,3 +93,30 @@ def test_a_consumer_span_follows_the_opentelemetry_messaging_conventions(
         "messaging.message.conversation_id": entry.correlation_id,
         "cloudevents.event_type": "orders.ProbeRecorded",
     }
+
+
+STATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+
+
+def test_the_tracestate_is_continued_with_the_traceparent_it_came_with(
+    probe_context: str, spans: InMemorySpanExporter
+) -> None:
+    plain = send_with(
+        ProbeRecorded(probe_key="ts-plain", seq=1, amount=1),
+        [("traceparent", PLAIN.encode()), ("tracestate", STATE.encode())],
+    )
+    extension = send_with(
+        ProbeRecorded(probe_key="ts-ext", seq=1, amount=1),
+        [("ce_traceparent", EXTENSION.encode()), ("ce_tracestate", STATE.encode())],
+    )
+    orphan = send_with(
+        ProbeRecorded(probe_key="ts-orphan", seq=1, amount=1), [("tracestate", STATE.encode())]
+    )
+
+    assert consume_until_caught_up(probe_context).handled == 3
+
+    for event_id in (plain, extension):
+        parent = span_of(spans, event_id).parent
+        assert parent is not None
+        assert parent.trace_state.to_header() == STATE
+    assert span_of(spans, orphan).parent is None, "a tracestate without its traceparent is ignored"

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -159,3 +161,41 @@ def test_without_otel_variables_no_tracing_sdk_is_loaded_or_called() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("congo=t61rcWkgMzE", "congo=t61rcWkgMzE"),
+        (" rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE ", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        ("tenant@vendor=opaque value", "tenant@vendor=opaque value"),
+        ("rojo=1,rojo=2", None),  # a key twice
+        ("Rojo=1", None),  # keys are lower case
+        ("rojo=a,b", None),  # a member without "="
+        ("rojo=" + "x" * 600, None),  # over 512 characters: ten times a usual header
+        (",".join(f"k{n}=v" for n in range(33)), None),  # over 32 members
+        ("rojo=tab\there", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_only_a_valid_w3c_tracestate_is_passed_on(value: str | None, expected: str | None) -> None:
+    assert tracing.parse_state(value) == expected
+
+
+def test_a_request_passes_the_clients_tracestate_to_what_it_emits_only_with_its_traceparent() -> None:
+    state = "rojo=00f067aa0ba902b7"
+    seen: list[str | None] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(tracing.current_tracestate())
+        return HttpResponse()
+
+    middleware = tracing.TraceContextMiddleware(view)
+    factory = RequestFactory()
+    middleware(factory.get("/", HTTP_TRACEPARENT=PARENT, HTTP_TRACESTATE=state))
+    middleware(factory.get("/", HTTP_TRACESTATE=state))
+    middleware(factory.get("/", HTTP_TRACEPARENT=PARENT, HTTP_TRACESTATE="Bad State"))
+
+    assert seen == [state, None, None]
+    assert tracing.current_tracestate() is None, "the request's tracestate stays in the request"

@@ -194,6 +194,25 @@ def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe
     }
 
 
+def test_the_vendors_tracestate_travels_with_its_traceparent(probe):
+    """A client's tracestate (here two vendors' entries) reaches Kafka unchanged, both as the
+    plain W3C header and as CloudEvents' extension attribute."""
+    key = str(uuid.uuid4())
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    state = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+    with tracing.continued(parent, state), transaction.atomic():
+        emit(probe(order_id=key, step=1))
+    with transaction.atomic():  # a new trace has no vendor state to pass on
+        emit(probe(order_id=key, step=2))
+
+    publish_once()
+
+    first, second = read_records("orders", keys={key}, at_least=2)
+    assert first.headers["tracestate"] == first.headers["ce_tracestate"] == state
+    assert "tracestate" not in second.headers
+    assert "ce_tracestate" not in second.headers
+
+
 SEND_ATTRIBUTES = (
     "messaging.system",
     "messaging.operation.type",

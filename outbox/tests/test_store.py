@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 INSERT = """
     INSERT INTO outbox (event_id, topic, key, event_type, data_version, source, correlation_id,
-                        causation_id, occurred_at, payload, traceparent)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+                        causation_id, occurred_at, payload, traceparent, tracestate)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -35,11 +35,18 @@ class Stored:
     correlation_id: str
     causation_id: str
     traceparent: str | None
+    tracestate: str | None = None
     key: str = "order-1"
     payload: str = '{"order_id": "order-1", "note": "caf\u00e9"}'
 
 
-def stored(occurred_at: datetime, *, causation_id: str = "", traceparent: str | None = None) -> Stored:
+def stored(
+    occurred_at: datetime,
+    *,
+    causation_id: str = "",
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+) -> Stored:
     return Stored(
         event_id=str(uuid.uuid4()),
         event_type="orders.RelayProbe",
@@ -49,6 +56,7 @@ def stored(occurred_at: datetime, *, causation_id: str = "", traceparent: str | 
         correlation_id=f"story-{uuid.uuid4()}",
         causation_id=causation_id,
         traceparent=traceparent,
+        tracestate=tracestate,
     )
 
 
@@ -60,6 +68,9 @@ ROWS = [
     ),
     stored(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)),
     stored(datetime(2026, 3, 4, 5, 6, 7, 1, tzinfo=UTC), traceparent=""),
+    stored(
+        datetime(2026, 3, 4, 5, 6, 8, tzinfo=UTC), traceparent=TRACEPARENT, tracestate="congo=t61rcWkgMzE"
+    ),
     stored(datetime(2026, 12, 31, 23, 30, 0, 500_000, tzinfo=timezone(timedelta(hours=-5)))),
 ]
 
@@ -75,6 +86,7 @@ def insert(relay: psycopg.Connection, rows: list[Stored]) -> list[int]:
     for row in rows:
         values = (row.event_id, "orders", row.key, row.event_type, row.data_version, row.source)
         values += (row.correlation_id, row.causation_id, row.occurred_at, row.payload, row.traceparent)
+        values += (row.tracestate,)
         ids.append(relay.execute(INSERT, values).fetchone()[0])  # type: ignore[index]
     return ids
 
