@@ -33,6 +33,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from backbone.backoff import jittered
+
 from .wakeups import channel
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ class Bells:
                 self._first_attempt.set()
                 self._ring_everyone()  # they re-read and answer: no wake-up can reach them now
                 await _close(pubsub, client)
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(jittered(backoff))  # workers that lost Redis together return apart
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _relay(self, pubsub: redis.asyncio.client.PubSub) -> None:

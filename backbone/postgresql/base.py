@@ -12,9 +12,19 @@ costs each worker a round trip per dead connection, never an error.
 
 from typing import Any
 
+import django
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from psycopg import Connection, OperationalError
 from psycopg_pool import ConnectionPool
+
+# `DatabaseWrapper.pool` (Django 5.1+) is not documented API: an upgrade that renames it must stop
+# the web at start-up, when settings load this engine, not fail a request.
+if not isinstance(getattr(base.DatabaseWrapper, "pool", None), property):
+    raise ImproperlyConfigured(
+        f"backbone.postgresql needs django.db.backends.postgresql's DatabaseWrapper.pool, which "
+        f"Django {django.get_version()} does not have: pin Django 5.2 or adapt backbone/postgresql/base.py"
+    )
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
