@@ -64,6 +64,9 @@ class DeadLetter(models.Model):
     key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     headers = models.JSONField(default=list, help_text="the record's headers, as [name, value] pairs")
     value = models.BinaryField(null=True, blank=True, help_text="the record's value, byte for byte")
+    original_value = models.BinaryField(
+        null=True, blank=True, help_text="the value as consumed, kept when the payload was edited"
+    )
     event_id = models.CharField(max_length=128, blank=True, default="")
     event_type = models.CharField(max_length=150, blank=True, default="")
     correlation_id = models.CharField(max_length=128, blank=True, default="")
@@ -104,6 +107,23 @@ class DeadLetter(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == DeadLetterStatus.PENDING
+
+
+class DeadLetterEdit(models.Model):
+    """Who changed a dead letter's payload, when, and what: one row per edit."""
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.PROTECT, related_name="edits")
+    edited_by = models.CharField(max_length=150)
+    edited_at = models.DateTimeField(db_default=Now())
+    changes = models.JSONField(help_text="the fields changed, as {field: [before, after]}")
+    previous_value = models.BinaryField(help_text="the payload before this edit")
+    new_value = models.BinaryField(help_text="the payload after this edit")
+
+    class Meta:
+        db_table = "dead_letter_edit"
+
+    def __str__(self) -> str:
+        return f"dead letter #{self.dead_letter_id} edited by {self.edited_by} at {self.edited_at}"
 
 
 class ParkedRecord(models.Model):

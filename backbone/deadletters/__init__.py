@@ -12,9 +12,10 @@ is being released (it would be stranded) nor applied before the followers being 
 
 Split by role: gate.py (which keys are blocked, the group lock), store.py (writing dead
 letters and parked records), publisher.py (the `<topic>.dlq` copies), replay.py (replay and
-discard), errors.py.
+discard), edit.py (a payload fixed before replay, validated and audited), errors.py.
 """
 
+from .edit import apply_assignments, current_payload, edit_payload, parse_assignment
 from .errors import DeadLetterError, DeadLetterPublishError, ReplayFailed, describe_failure, summary
 from .gate import KeyGate, lock_group
 from .publisher import (
@@ -37,13 +38,17 @@ __all__ = [
     "PublisherFactory",
     "Release",
     "ReplayFailed",
+    "apply_assignments",
     "copy_for_topic",
+    "current_payload",
     "dead_letter_topic",
     "describe_failure",
     "discard",
+    "edit_payload",
     "lock_group",
     "note_refused_copies",
     "park",
+    "parse_assignment",
     "replay",
     "summary",
     "write_dead_letter",

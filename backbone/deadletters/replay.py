@@ -49,7 +49,7 @@ def replay(
     attempt) when it fails again, and DeadLetterError when it is not pending.
     """
     with transaction.atomic():
-        dead_letter = _lock_pending(dead_letter_id)
+        dead_letter = lock_pending(dead_letter_id)
         routes = _routes(dead_letter.context)
         failure = _apply(_stored_record(dead_letter), routes, group=dead_letter.consumer_group)
         if failure is not None:
@@ -71,14 +71,14 @@ def discard(
 ) -> Release:
     """Drop a pending dead letter for good and apply the records parked behind it."""
     with transaction.atomic():
-        dead_letter = _lock_pending(dead_letter_id)
+        dead_letter = lock_pending(dead_letter_id)
         _resolve(dead_letter, DeadLetterStatus.DISCARDED)
         release = _release_parked(dead_letter, _routes(dead_letter.context), publisher_factory)
     log.info("dead letter #%s discarded; %s parked record(s) applied", dead_letter_id, release.applied)
     return release
 
 
-def _lock_pending(dead_letter_id: int) -> DeadLetter:
+def lock_pending(dead_letter_id: int) -> DeadLetter:
     dead_letter = DeadLetter.objects.filter(pk=dead_letter_id).first()
     if dead_letter is None:
         raise DeadLetterError(f"no dead letter #{dead_letter_id}")
