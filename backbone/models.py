@@ -45,6 +45,9 @@ class DeadLetterStatus(models.TextChoices):
     PENDING = "pending", "pending"
     REPLAYED = "replayed", "replayed"
     DISCARDED = "discarded", "discarded"
+    # Not a dead letter yet: a failed record waiting for its next scheduled retry (`retry_at`,
+    # CONSUMER_RETRY_SCHEDULE); its key is blocked like a pending dead letter's.
+    RETRYING = "retrying", "retrying"
 
 
 class DeadLetterReason(models.TextChoices):
@@ -79,6 +82,7 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
     resolved_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="when a retrying record is tried again")
 
     class Meta:
         db_table = "dead_letter"
@@ -91,11 +95,12 @@ class DeadLetter(models.Model):
             ),
         ]
         indexes = [
-            # The runner's working set: the pending dead letters of its group (whose keys are blocked).
+            # The runner's working set: the pending and retrying records of its group (whose keys
+            # are blocked).
             models.Index(
                 fields=["consumer_group", "topic", "key"],
-                condition=Q(status="pending"),
-                name="dead_letter_pending",
+                condition=Q(status__in=["pending", "retrying"]),
+                name="dead_letter_blocking",
             ),
             models.Index(fields=["status", "created_at"], name="dead_letter_status"),
         ]
