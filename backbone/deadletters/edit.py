@@ -66,14 +66,24 @@ def current_payload(letter: DeadLetter) -> JsonObject:
     return payload
 
 
-def edit_payload(*, dead_letter_id: int, payload: JsonObject, edited_by: str) -> DeadLetterEdit:
-    """Replace the payload of a pending dead letter with `payload`, once it passes its contract.
+def edit_payload(
+    *,
+    dead_letter_id: int,
+    edited_by: str,
+    payload: JsonObject | None = None,
+    assignments: Sequence[tuple[str, Any]] = (),
+) -> DeadLetterEdit:
+    """Replace the payload of a pending dead letter with `payload`, or change the fields of
+    `assignments` in its current payload (read under the lock: two edits never lose one),
+    once the result passes its contract.
 
     Raises DeadLetterError, naming the field, when the new payload is not a valid event of the
     dead letter's type and version, changes its key, or the dead letter is not pending.
     """
     with transaction.atomic():
         letter = lock_pending(dead_letter_id)
+        if payload is None:
+            payload = apply_assignments(current_payload(letter), assignments)
         new_value = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         _validate(letter, new_value)
         previous = bytes(letter.value) if letter.value is not None else b""

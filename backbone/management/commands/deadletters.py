@@ -16,8 +16,6 @@ from backbone.deadletters import (
     DeadLetterError,
     DeadLetterPublishError,
     Release,
-    apply_assignments,
-    current_payload,
     discard,
     edit_payload,
     parse_assignment,
@@ -201,10 +199,12 @@ class Command(BaseCommand):
             if not isinstance(payload, dict):
                 raise DeadLetterError("--payload-file: the payload must be a JSON object")
         else:
-            assignments = [parse_assignment(text) for text in options["assignments"]]
-            payload = apply_assignments(current_payload(letter), assignments)
+            payload = None
+        assignments = [parse_assignment(text) for text in options["assignments"] or []]
         edited_by = options["by"] or getpass.getuser()
-        edit = edit_payload(dead_letter_id=letter.pk, payload=payload, edited_by=edited_by)
+        edit = edit_payload(
+            dead_letter_id=letter.pk, edited_by=edited_by, payload=payload, assignments=assignments
+        )
         changed = ", ".join(
             f"{name}: {before!r} -> {after!r}" for name, (before, after) in edit.changes.items()
         )
