@@ -343,9 +343,9 @@ class ConsumerRunner:
             # Nothing committed; the rows wait for the next check.
             log.warning("%s: scheduled retries postponed: %s", self.context, error)
             return
-        self.stats.add(
-            RunStats(retries=outcome.tried, handled=outcome.applied, dead_lettered=outcome.dead_lettered)
-        )
+        done = RunStats(retries=outcome.tried, handled=outcome.applied, dead_lettered=outcome.dead_lettered)
+        self.stats.add(done)
+        self.metrics.count(done)
         self._budget.spend(outcome.dead_lettered)
 
     def _waiting_retries(self) -> bool:
