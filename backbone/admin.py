@@ -1,4 +1,5 @@
-"""Admin of the consumer side: the inbox (read-only) and dead letters (replay, discard)."""
+"""Admin of the consumer side: the inbox (read-only) and dead letters (replay, discard; found
+by date, error text or event type; their payload edits, made with `manage.py deadletters edit`)."""
 
 import json
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .deadletters import DeadLetterError, DeadLetterPublishError, Release, discard, replay, summary
-from .models import DeadLetter, InboxEntry, ParkedRecord
+from .models import DeadLetter, DeadLetterEdit, InboxEntry, ParkedRecord
 from .readonly_admin import ReadOnlyAdmin
 from .records import decode_headers
 
@@ -48,6 +49,19 @@ class ParkedRecordInline(admin.TabularInline[ParkedRecord, DeadLetter]):
         return False
 
 
+class DeadLetterEditInline(admin.TabularInline[DeadLetterEdit, DeadLetter]):
+    """Who changed the payload (`manage.py deadletters edit`), when, and which fields."""
+
+    model = DeadLetterEdit
+    fields = readonly_fields = ("edited_at", "edited_by", "changes")
+    extra = 0
+    can_delete = False
+    ordering = ["id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
     list_display = [
@@ -64,10 +78,13 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
         "story",
     ]
     list_filter = ["status", "reason", "context", "event_type", "topic"]
-    search_fields = ["=event_id", "=correlation_id", "=key"]
+    # The error text and the event type by substring: operators search for "Timeout" or
+    # "PaymentCaptured" the way they would in ServicePulse.
+    search_fields = ["=event_id", "=correlation_id", "=key", "event_type", "error"]
+    date_hierarchy = "created_at"
     ordering = ["-id"]
     actions = ["replay_selected", "discard_selected"]
-    inlines = [ParkedRecordInline]
+    inlines = [DeadLetterEditInline, ParkedRecordInline]
     fields = readonly_fields = (
         "status",
         "reason",
@@ -85,6 +102,7 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
         "resolved_at",
         "headers_table",
         "value_text",
+        "original_value_text",
         "error_text",
     )
 
@@ -128,12 +146,11 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
 
     @admin.display(description="value")
     def value_text(self, letter: DeadLetter) -> str:
-        raw = bytes(letter.value) if letter.value is not None else b""
-        text = raw.decode("utf-8", errors="replace")
-        # Not JSON: shown as it is, which is often why it is here.
-        with suppress(ValueError):
-            text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
-        return format_html("<pre>{}</pre>", text)
+        return _payload_text(letter.value)
+
+    @admin.display(description="value as consumed (before edits)")
+    def original_value_text(self, letter: DeadLetter) -> str:
+        return "-" if letter.original_value is None else _payload_text(letter.original_value)
 
     @admin.display(description="error")
     def error_text(self, letter: DeadLetter) -> str:
@@ -167,6 +184,15 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
                 self.message_user(request, note, messages.WARNING)
             else:
                 self.message_user(request, note, messages.SUCCESS)
+
+
+def _payload_text(value: bytes | memoryview | None) -> str:
+    raw = bytes(value) if value is not None else b""
+    text = raw.decode("utf-8", errors="replace")
+    # Not JSON: shown as it is, which is often why it is here.
+    with suppress(ValueError):
+        text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    return format_html("<pre>{}</pre>", text)
 
 
 @admin.register(ParkedRecord)

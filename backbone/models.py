@@ -45,6 +45,9 @@ class DeadLetterStatus(models.TextChoices):
     PENDING = "pending", "pending"
     REPLAYED = "replayed", "replayed"
     DISCARDED = "discarded", "discarded"
+    # Not a dead letter yet: a failed record waiting for its next scheduled retry (`retry_at`,
+    # CONSUMER_RETRY_SCHEDULE); its key is blocked like a pending dead letter's.
+    RETRYING = "retrying", "retrying"
 
 
 class DeadLetterReason(models.TextChoices):
@@ -64,6 +67,9 @@ class DeadLetter(models.Model):
     key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     headers = models.JSONField(default=list, help_text="the record's headers, as [name, value] pairs")
     value = models.BinaryField(null=True, blank=True, help_text="the record's value, byte for byte")
+    original_value = models.BinaryField(
+        null=True, blank=True, help_text="the value as consumed, kept when the payload was edited"
+    )
     event_id = models.CharField(max_length=128, blank=True, default="")
     event_type = models.CharField(max_length=150, blank=True, default="")
     correlation_id = models.CharField(max_length=128, blank=True, default="")
@@ -76,6 +82,7 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
     resolved_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="when a retrying record is tried again")
 
     class Meta:
         db_table = "dead_letter"
@@ -88,11 +95,12 @@ class DeadLetter(models.Model):
             ),
         ]
         indexes = [
-            # The runner's working set: the pending dead letters of its group (whose keys are blocked).
+            # The runner's working set: the pending and retrying records of its group (whose keys
+            # are blocked).
             models.Index(
                 fields=["consumer_group", "topic", "key"],
-                condition=Q(status="pending"),
-                name="dead_letter_pending",
+                condition=Q(status__in=["pending", "retrying"]),
+                name="dead_letter_blocking",
             ),
             models.Index(fields=["status", "created_at"], name="dead_letter_status"),
         ]
@@ -104,6 +112,23 @@ class DeadLetter(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == DeadLetterStatus.PENDING
+
+
+class DeadLetterEdit(models.Model):
+    """Who changed a dead letter's payload, when, and what: one row per edit."""
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.PROTECT, related_name="edits")
+    edited_by = models.CharField(max_length=150)
+    edited_at = models.DateTimeField(db_default=Now())
+    changes = models.JSONField(help_text="the fields changed, as {field: [before, after]}")
+    previous_value = models.BinaryField(help_text="the payload before this edit")
+    new_value = models.BinaryField(help_text="the payload after this edit")
+
+    class Meta:
+        db_table = "dead_letter_edit"
+
+    def __str__(self) -> str:
+        return f"dead letter #{self.dead_letter_id} edited by {self.edited_by} at {self.edited_at}"
 
 
 class ParkedRecord(models.Model):

@@ -339,6 +339,16 @@ CONSUMER_RETRY_DELAY_SECONDS = float(os.environ.get("CONSUMER_RETRY_DELAY_SECOND
 # Past this many dead letters within the window the consumer stops: a bug, not bad records.
 CONSUMER_DEAD_LETTER_LIMIT = int(os.environ.get("CONSUMER_DEAD_LETTER_LIMIT", "50"))
 CONSUMER_DEAD_LETTER_WINDOW_SECONDS = float(os.environ.get("CONSUMER_DEAD_LETTER_WINDOW_SECONDS", "600"))
+# Seconds before each retry of a failing record, e.g. "1,5,30,120,600": it waits in the
+# dead_letter table (status retrying), not in the consumer, and its key waits behind it (see
+# backbone/deadletters/retry.py). CONSUMER_RETRY_SCHEDULE_<CONTEXT> sets one context's;
+# empty: CONSUMER_MAX_ATTEMPTS quick retries in the consumer.
+CONSUMER_RETRY_SCHEDULE = os.environ.get("CONSUMER_RETRY_SCHEDULE", "")
+CONSUMER_RETRY_SCHEDULES = {
+    name.removeprefix("CONSUMER_RETRY_SCHEDULE_").lower(): value
+    for name, value in os.environ.items()
+    if name.startswith("CONSUMER_RETRY_SCHEDULE_")
+}
 CONSUMER_STATUS_INTERVAL_SECONDS = float(os.environ.get("CONSUMER_STATUS_INTERVAL_SECONDS", "30"))
 # `manage.py status` (docs/operations-console.md): relay and consumers refresh a heartbeat row
 # this often; one older than the stale limit counts as a dead process. `status --check` reports

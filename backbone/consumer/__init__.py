@@ -11,7 +11,7 @@
 """
 
 from .budget import DeadLetterBudget, DeadLetterLimitReached
-from .options import RunnerOptions
+from .options import RunnerOptions, parse_schedule
 from .protocol import KafkaConsumer
 from .runner import ConsumerRunner
 from .stats import RunStats
@@ -26,4 +26,5 @@ __all__ = [
     "RunnerOptions",
     "create_runner",
     "load_handler_modules",
+    "parse_schedule",
 ]

@@ -10,6 +10,7 @@ as it is, for the runner to wait out.
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import transaction
 
@@ -60,12 +61,14 @@ class BatchApplier:
         *,
         batched: bool,
         exhausted: tuple[str, int] | None = None,
+        retry_at: datetime | None = None,
     ) -> RunStats:
         """One transaction: inbox rows, handlers, parked records and dead letters of `records`.
 
         `batched` gathers the events of batch handlers and calls each once at the end; without
         it they are called per event, in record order. `exhausted` (error, attempts) makes the
-        single record given a dead letter if it would otherwise be handled. Raises
+        single record given a dead letter if it would otherwise be handled; with `retry_at` it
+        waits for a scheduled retry instead (see deadletters/retry.py). Raises
         Interrupted subclasses and BatchHandlerFailed (the transaction rolled back).
         """
         stats = RunStats(records=len(records))
@@ -73,7 +76,7 @@ class BatchApplier:
             gate = KeyGate.load(self.group)
             to_handle: list[tuple[int, ConsumedRecord, Routed]] = []
             for index, record in enumerate(records):
-                routed = self._sort(index, record, gate, stats, exhausted)
+                routed = self._sort(index, record, gate, stats, exhausted, retry_at)
                 if routed is not None:
                     to_handle.append((index, record, routed))
             new_ids = inbox.claim(
@@ -113,6 +116,7 @@ class BatchApplier:
         gate: KeyGate,
         stats: RunStats,
         exhausted: tuple[str, int] | None,
+        retry_at: datetime | None = None,
     ) -> Routed | None:
         """Skip, park or dead-letter a record right here; return it if its handlers should run."""
         if gate.is_dead_letter(record):  # redelivered after a crash: it already waits as one
@@ -130,10 +134,38 @@ class BatchApplier:
         if isinstance(outcome, Invalid):
             self._dead_letter(index, record, gate, stats, DeadLetterReason.INVALID_RECORD, outcome.error, 1)
             return None
+        if exhausted is not None and retry_at is not None:
+            self._defer(record, gate, *exhausted, retry_at)
+            return None
         if exhausted is not None:
             self._dead_letter(index, record, gate, stats, DeadLetterReason.HANDLER_FAILED, *exhausted)
             return None
         return outcome
+
+    def _defer(
+        self, record: ConsumedRecord, gate: KeyGate, error: str, attempts: int, retry_at: datetime
+    ) -> None:
+        """Not a dead letter yet: a row that blocks the key until the runner retries it."""
+        waiting_id = write_dead_letter(
+            group=self.group,
+            context=self.context,
+            record=record,
+            reason=DeadLetterReason.HANDLER_FAILED,
+            error=error,
+            attempts=attempts,
+            retry_at=retry_at,
+        )
+        if waiting_id is not None:
+            gate.block(record, waiting_id)
+        with correlation_scope(record.header("ce_correlationid") or None):
+            log.warning(
+                "%s: %s failed (attempt %s), retrying at %s: %s",
+                self.context,
+                record.describe(),
+                attempts,
+                retry_at.isoformat(),
+                summary(error),
+            )
 
     def _dead_letter(
         self,

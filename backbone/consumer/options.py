@@ -20,10 +20,19 @@ class RunnerOptions:
     status_interval: float = 30.0
     idle_exit: float | None = None  # stop after this many seconds without records
     once: bool = False  # stop as soon as the assigned partitions are caught up
+    # Seconds before each retry, e.g. (1, 5, 30, 120, 600): a failed record waits in the table
+    # (not in the consumer) until due, then after the last one becomes a dead letter. Empty:
+    # `max_attempts` in-process retries with `backoff()`.
+    retry_schedule: tuple[float, ...] = ()
 
     @classmethod
-    def from_settings(cls, **overrides: Any) -> "RunnerOptions":
+    def from_settings(cls, context: str | None = None, **overrides: Any) -> "RunnerOptions":
+        """The settings, the context's retry schedule (CONSUMER_RETRY_SCHEDULE_<CONTEXT>, else
+        CONSUMER_RETRY_SCHEDULE), then `overrides` that are not None."""
+        schedules: dict[str, str] = settings.CONSUMER_RETRY_SCHEDULES
+        schedule = schedules.get((context or "").lower(), settings.CONSUMER_RETRY_SCHEDULE)
         configured: dict[str, Any] = {
+            "retry_schedule": parse_schedule(schedule),
             "batch_size": settings.CONSUMER_BATCH_SIZE,
             "max_attempts": settings.CONSUMER_MAX_ATTEMPTS,
             "retry_delay": settings.CONSUMER_RETRY_DELAY_SECONDS,
@@ -34,6 +43,24 @@ class RunnerOptions:
         configured.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**configured)
 
+    @property
+    def attempts(self) -> int:
+        """Tries before a failing record becomes a dead letter."""
+        return len(self.retry_schedule) + 1 if self.retry_schedule else self.max_attempts
+
     def backoff(self, attempt: int) -> float:
         """The pause after failed attempt number `attempt` (1-based), jittered (backbone/backoff.py)."""
         return jittered(min(self.retry_delay * 2.0 ** (attempt - 1), self.max_retry_delay))
+
+
+def parse_schedule(text: str | tuple[float, ...] | None) -> tuple[float, ...]:
+    """ "1,5,30" -> (1.0, 5.0, 30.0); empty or None -> () (no schedule)."""
+    if text is None or isinstance(text, tuple):
+        return text or ()
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"retry schedule {text!r}: expected seconds separated by commas") from None
+    if any(delay < 0 for delay in delays):
+        raise ValueError(f"retry schedule {text!r}: delays cannot be negative")
+    return delays

@@ -33,7 +33,14 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaError, KafkaException
 
 from ..correlation import correlation_scope
-from ..deadletters import DeadLetterPublisher, DeadLetterPublishError, describe_failure
+from ..deadletters import (
+    DeadLetterPublisher,
+    DeadLetterPublishError,
+    describe_failure,
+    has_retries,
+    next_retry_at,
+    retry_due,
+)
 from ..heartbeat import Heartbeat
 from ..kafka import logical_topic, physical_topic
 from ..outages import DATABASE_UNAVAILABLE, DatabaseOutage
@@ -49,6 +56,8 @@ from .protocol import KafkaConsumer
 from .stats import RunStats
 
 log = logging.getLogger(__name__)
+
+_RETRY_CHECK_SECONDS = 1.0  # how often the runner looks for records whose retry is due
 
 
 class ConsumerRunner:
@@ -74,6 +83,7 @@ class ConsumerRunner:
         self.stats = RunStats()
         self.metrics = ConsumerMetrics(group)
         self._consumer = consumer
+        self._publisher = publisher
         self._clock = clock
         self._sleep = sleep
         self._budget = DeadLetterBudget(
@@ -87,6 +97,7 @@ class ConsumerRunner:
         self._heartbeat = heartbeat
         self._last_handled_at: str | None = None  # wall clock, for `manage.py status`
         self._outage = DatabaseOutage(context, pause=self._pause, clock=clock)
+        self._retries_checked_at = float("-inf")
 
     # --- The loop ---------------------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class ConsumerRunner:
                     break
                 else:
                     self._offsets.confirm_when_idle()
+                self._retry_when_due(now)
                 self._beat()
                 if self.metrics.lag_due():
                     self.metrics.set_lag(self._offsets.partition_lags())
@@ -152,9 +164,11 @@ class ConsumerRunner:
             f"{type_name} -> {', '.join(sub.name + (' (batch)' if sub.batch else '') for sub in subs)}"
             for type_name, subs in sorted(self.routes.items())
         )
+        delays = ", ".join(f"{delay:g}" for delay in self.options.retry_schedule)
+        schedule = f" (retries after {delays} s)" if delays else ""
         return (
             f"consume {self.context}: group {self.group}, topics {', '.join(self.topics())}, "
-            f"batch {self.options.batch_size}, {self.options.max_attempts} attempts; handlers: {routes}"
+            f"batch {self.options.batch_size}, {self.options.attempts} attempts{schedule}; handlers: {routes}"
         )
 
     def _poll(self) -> list[ConsumedRecord]:
@@ -181,7 +195,7 @@ class ConsumerRunner:
         if self.options.idle_exit is not None and idle_for >= self.options.idle_exit:
             log.info("%s: idle for %.0f s, exiting", self.context, idle_for)
             return True
-        if self.options.once and self._caught_up():
+        if self.options.once and self._caught_up() and not self._waiting_retries():
             log.info("%s: caught up, exiting (--once)", self.context)
             return True
         return False
@@ -257,16 +271,21 @@ class ConsumerRunner:
         *,
         batched: bool,
         exhausted: tuple[str, int] | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         """Apply `records` in one transaction (see batch.py) and count what it did."""
         started = time.perf_counter()
-        stats = self._batch.apply(records, batched=batched, exhausted=exhausted)
+        stats = self._batch.apply(records, batched=batched, exhausted=exhausted, retry_at=retry_at)
         self.metrics.batch_applied(stats, time.perf_counter() - started)
         self.stats.add(stats)
 
     def _settle(self, record: ConsumedRecord, error: Exception) -> None:
         """Retry a failing record alone with backoff; dead-letter it after the last attempt.
-        Alone, a batch handler is called with this one record: its failure is the record's."""
+        Alone, a batch handler is called with this one record: its failure is the record's.
+        With a retry schedule, the record waits in the table for its first retry instead."""
+        if self.options.retry_schedule:
+            self._defer(record, error)
+            return
         attempts = 1
         while attempts < self.options.max_attempts:
             delay = self.options.backoff(attempts)
@@ -297,6 +316,40 @@ class ConsumerRunner:
         except LimitReached:
             raise self._budget.exceeded(self.context) from None
         self._offsets.mark_done([record])
+
+    def _defer(self, record: ConsumedRecord, error: Exception) -> None:
+        """Park the failed record with a `retry at` time and move on: waiting minutes here would
+        hold the consumer out of poll() and stop every key of the partition (see retry.py)."""
+        retry_at = next_retry_at(self.options.retry_schedule, 1)
+        try:
+            self._apply([record], batched=False, exhausted=(describe_failure(error), 1), retry_at=retry_at)
+        except LimitReached:
+            raise self._budget.exceeded(self.context) from None
+        self._offsets.mark_done([record])
+
+    def _retry_when_due(self, now: float) -> None:
+        """Between batches, at most once a second: apply the records whose retry is due."""
+        if not self.options.retry_schedule or now - self._retries_checked_at < _RETRY_CHECK_SECONDS:
+            return
+        self._retries_checked_at = now
+        try:
+            outcome = retry_due(
+                group=self.group,
+                routes=self.routes,
+                schedule=self.options.retry_schedule,
+                publisher=self._publisher,
+            )
+        except (*DATABASE_UNAVAILABLE, DeadLetterPublishError) as error:
+            # Nothing committed; the rows wait for the next check.
+            log.warning("%s: scheduled retries postponed: %s", self.context, error)
+            return
+        done = RunStats(retries=outcome.tried, handled=outcome.applied, dead_lettered=outcome.dead_lettered)
+        self.stats.add(done)
+        self.metrics.count(done)
+        self._budget.spend(outcome.dead_lettered)
+
+    def _waiting_retries(self) -> bool:
+        return bool(self.options.retry_schedule) and has_retries(self.group)
 
     def _log_batch_failure(self, failed: BatchHandlerFailed) -> None:
         log.warning(

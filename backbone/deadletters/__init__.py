@@ -12,9 +12,11 @@ is being released (it would be stranded) nor applied before the followers being 
 
 Split by role: gate.py (which keys are blocked, the group lock), store.py (writing dead
 letters and parked records), publisher.py (the `<topic>.dlq` copies), replay.py (replay and
-discard), errors.py.
+discard), retry.py (failed records waiting for a scheduled retry), edit.py (a payload fixed
+before replay, validated and audited), errors.py.
 """
 
+from .edit import apply_assignments, current_payload, edit_payload, parse_assignment
 from .errors import DeadLetterError, DeadLetterPublishError, ReplayFailed, describe_failure, summary
 from .gate import KeyGate, lock_group
 from .publisher import (
@@ -25,6 +27,7 @@ from .publisher import (
     dead_letter_topic,
 )
 from .replay import PublisherFactory, Release, discard, replay
+from .retry import RetryOutcome, has_retries, next_retry_at, retry_due
 from .store import note_refused_copies, park, write_dead_letter
 
 __all__ = [
@@ -37,14 +40,22 @@ __all__ = [
     "PublisherFactory",
     "Release",
     "ReplayFailed",
+    "RetryOutcome",
+    "apply_assignments",
     "copy_for_topic",
+    "current_payload",
     "dead_letter_topic",
     "describe_failure",
     "discard",
+    "edit_payload",
+    "has_retries",
     "lock_group",
+    "next_retry_at",
     "note_refused_copies",
     "park",
+    "parse_assignment",
     "replay",
+    "retry_due",
     "summary",
     "write_dead_letter",
 ]

@@ -1,4 +1,5 @@
-"""Which keys are blocked: a pending dead letter blocks its (topic, key) for its group.
+"""Which keys are blocked: a pending dead letter blocks its (topic, key) for its group, and so
+does a record waiting for a scheduled retry (status `retrying`, see retry.py).
 
 Consumers read the pending dead letters of their group under a shared advisory lock that
 replay and discard take exclusively, so a record is never parked behind a dead letter that
@@ -16,7 +17,7 @@ from ..records import ConsumedRecord
 _LOCK = "SELECT {function}(hashtextextended(%s, 0))"
 _PENDING = """
     SELECT id, topic, key, partition, "offset", record_id FROM dead_letter
-    WHERE consumer_group = %s AND status = 'pending'
+    WHERE consumer_group = %s AND status IN ('pending', 'retrying')
 """
 _SHARED_LOCK = _LOCK.format(function="pg_advisory_xact_lock_shared")
 

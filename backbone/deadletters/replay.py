@@ -49,9 +49,9 @@ def replay(
     attempt) when it fails again, and DeadLetterError when it is not pending.
     """
     with transaction.atomic():
-        dead_letter = _lock_pending(dead_letter_id)
+        dead_letter = lock_pending(dead_letter_id)
         routes = _routes(dead_letter.context)
-        failure = _apply(_stored_record(dead_letter), routes, group=dead_letter.consumer_group)
+        failure = apply_stored(stored_record(dead_letter), routes, group=dead_letter.consumer_group)
         if failure is not None:
             dead_letter.error = failure[1]
             dead_letter.attempts += 1
@@ -59,7 +59,7 @@ def replay(
             dead_letter.save(update_fields=["error", "attempts", "updated_at"])
         else:
             _resolve(dead_letter, DeadLetterStatus.REPLAYED)
-            release = _release_parked(dead_letter, routes, publisher_factory)
+            release = release_parked(dead_letter, routes, publisher_factory)
     if failure is not None:
         raise ReplayFailed(f"dead letter #{dead_letter_id} failed again: {summary(failure[1])}")
     log.info("dead letter #%s replayed; %s parked record(s) applied", dead_letter_id, release.applied - 1)
@@ -71,14 +71,14 @@ def discard(
 ) -> Release:
     """Drop a pending dead letter for good and apply the records parked behind it."""
     with transaction.atomic():
-        dead_letter = _lock_pending(dead_letter_id)
+        dead_letter = lock_pending(dead_letter_id)
         _resolve(dead_letter, DeadLetterStatus.DISCARDED)
-        release = _release_parked(dead_letter, _routes(dead_letter.context), publisher_factory)
+        release = release_parked(dead_letter, _routes(dead_letter.context), publisher_factory)
     log.info("dead letter #%s discarded; %s parked record(s) applied", dead_letter_id, release.applied)
     return release
 
 
-def _lock_pending(dead_letter_id: int) -> DeadLetter:
+def lock_pending(dead_letter_id: int) -> DeadLetter:
     dead_letter = DeadLetter.objects.filter(pk=dead_letter_id).first()
     if dead_letter is None:
         raise DeadLetterError(f"no dead letter #{dead_letter_id}")
@@ -107,7 +107,7 @@ def _resolve(dead_letter: DeadLetter, status: DeadLetterStatus) -> None:
     dead_letter.save(update_fields=["status", "resolved_at", "updated_at"])
 
 
-def _stored_record(row: DeadLetter | ParkedRecord) -> ConsumedRecord:
+def stored_record(row: DeadLetter | ParkedRecord) -> ConsumedRecord:
     return ConsumedRecord.from_stored(
         topic=row.topic,
         partition=row.partition,
@@ -118,7 +118,9 @@ def _stored_record(row: DeadLetter | ParkedRecord) -> ConsumedRecord:
     )
 
 
-def _apply(record: ConsumedRecord, routes: Routes, *, group: str) -> tuple[DeadLetterReason, str] | None:
+def apply_stored(
+    record: ConsumedRecord, routes: Routes, *, group: str
+) -> tuple[DeadLetterReason, str] | None:
     """Apply one stored record in a savepoint; returns why it failed, or None."""
     outcome = route(record, routes)
     if isinstance(outcome, Unrouted):
@@ -134,12 +136,12 @@ def _apply(record: ConsumedRecord, routes: Routes, *, group: str) -> tuple[DeadL
     return None
 
 
-def _release_parked(dead_letter: DeadLetter, routes: Routes, publisher_factory: PublisherFactory) -> Release:
+def release_parked(dead_letter: DeadLetter, routes: Routes, publisher_factory: PublisherFactory) -> Release:
     parked = list(dead_letter.parked.order_by("partition", "offset"))
     applied = 1 if dead_letter.status == DeadLetterStatus.REPLAYED else 0
     for index, row in enumerate(parked):
-        record = _stored_record(row)
-        failure = _apply(record, routes, group=dead_letter.consumer_group)
+        record = stored_record(row)
+        failure = apply_stored(record, routes, group=dead_letter.consumer_group)
         row.delete()
         if failure is None:
             applied += 1

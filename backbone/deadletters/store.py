@@ -9,12 +9,13 @@ row (the table is the record of truth) and says so in its error.
 
 import json
 import logging
+from datetime import datetime
 
 from django.db import connection
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
-from ..models import DeadLetter, DeadLetterReason
+from ..models import DeadLetter, DeadLetterReason, DeadLetterStatus
 from ..records import MAX_ID_LENGTH, MAX_KEY_LENGTH, ConsumedRecord, encode_headers
 
 log = logging.getLogger(__name__)
@@ -25,12 +26,13 @@ _MAX_TYPE_LENGTH = 150
 # opened again: the record was read again (a rebuild) and failed again.
 _WRITE = """
     INSERT INTO dead_letter (consumer_group, context, topic, partition, "offset", record_id, key, headers,
-                             value, event_id, event_type, correlation_id, reason, error, attempts, status)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, 'pending')
+                             value, event_id, event_type, correlation_id, reason, error, attempts, status,
+                             retry_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (consumer_group, topic, partition, "offset", record_id) DO UPDATE
         SET reason = EXCLUDED.reason, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-            status = 'pending', updated_at = now(), resolved_at = NULL
-        WHERE dead_letter.status <> 'pending'
+            status = EXCLUDED.status, retry_at = EXCLUDED.retry_at, updated_at = now(), resolved_at = NULL
+        WHERE dead_letter.status NOT IN ('pending', 'retrying')
     RETURNING id
 """
 
@@ -43,9 +45,17 @@ _PARK = """
 
 
 def write_dead_letter(
-    *, group: str, context: str, record: ConsumedRecord, reason: DeadLetterReason, error: str, attempts: int
+    *,
+    group: str,
+    context: str,
+    record: ConsumedRecord,
+    reason: DeadLetterReason,
+    error: str,
+    attempts: int,
+    retry_at: datetime | None = None,
 ) -> int | None:
-    """Store the record as a pending dead letter; None when it already is one (a redelivery)."""
+    """Store the record as a pending dead letter, or with `retry_at` as one waiting for its next
+    scheduled retry; None when it already is one (a redelivery)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _WRITE,
@@ -65,6 +75,8 @@ def write_dead_letter(
                 reason.value,
                 error,
                 attempts,
+                DeadLetterStatus.PENDING if retry_at is None else DeadLetterStatus.RETRYING,
+                retry_at,
             ],
         )
         row = cursor.fetchone()

@@ -331,7 +331,7 @@ def committed_offsets(group: str, topic: str) -> dict[int, int]:
 def consume_until_caught_up(context: str, **options: Any) -> RunStats:
     """Run the real runner in this process until its partitions are caught up."""
     options = {"once": True, "idle_exit": 60.0, "retry_delay": 0.01, **options}
-    return create_runner(context=context, options=RunnerOptions.from_settings(**options)).run()
+    return create_runner(context=context, options=RunnerOptions.from_settings(context, **options)).run()
 
 
 def subprocess_database_url() -> str:

@@ -1,3 +1,4 @@
+import argparse
 import gc
 import signal
 from collections.abc import Iterator
@@ -14,10 +15,18 @@ from backbone.consumer import (
     RunnerOptions,
     create_runner,
     load_handler_modules,
+    parse_schedule,
 )
 from backbone.metrics import DeadLetterCollector, serve
 from backbone.preflight import ServiceUnavailable, check_kafka, check_postgres, check_topics
 from backbone.subscriptions import subscriptions
+
+
+def _schedule(text: str) -> tuple[float, ...]:
+    try:
+        return parse_schedule(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class Command(BaseCommand):
@@ -33,6 +42,13 @@ class Command(BaseCommand):
             "--max-attempts", type=int, help="tries of a failing handler before it is dead-lettered"
         )
         parser.add_argument("--retry-delay", type=float, help="first backoff in seconds; doubles per attempt")
+        parser.add_argument(
+            "--retry-schedule",
+            type=_schedule,
+            metavar="SECONDS,...",
+            help="delays before each retry, e.g. 1,5,30,120,600; the record waits in the table, not "
+            "in the consumer (CONSUMER_RETRY_SCHEDULE[_<CONTEXT>])",
+        )
         parser.add_argument("--dead-letter-limit", type=int, help="stop past this many dead letters")
         parser.add_argument("--status-interval", type=float, help="seconds between status lines")
         parser.add_argument(
@@ -69,6 +85,8 @@ class Command(BaseCommand):
         runner = create_runner(
             context=context,
             options=RunnerOptions.from_settings(
+                context,
+                retry_schedule=options["retry_schedule"],
                 batch_size=options["batch_size"],
                 max_attempts=options["max_attempts"],
                 retry_delay=options["retry_delay"],
