@@ -3,7 +3,6 @@
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -64,14 +63,6 @@ def test_list_show_replay_and_discard_from_the_command_line(probe_context: str) 
     assert "replayed" in _run("list", "--context", probe_context, "--status", "all")
     with pytest.raises(CommandError, match="no dead letter #999999"):
         _run("show", "999999")
-
-
-@pytest.fixture
-def staff_client() -> Client:
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "a-long-password-1")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_the_admin_lists_filters_shows_and_discards_dead_letters(

@@ -8,7 +8,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
@@ -45,14 +44,6 @@ def _dead_letters(context: str, events: list[ProbeRecorded | ProbeShipped]) -> d
     consume_until_caught_up(context, max_attempts=1)
     letters = DeadLetter.objects.filter(consumer_group=group_id(context))
     return {letter.key or "": letter for letter in letters}
-
-
-@pytest.fixture
-def staff_client() -> Client:
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "a-long-password-1")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_the_admin_finds_dead_letters_by_date_error_text_and_event_type(
