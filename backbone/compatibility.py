@@ -160,25 +160,25 @@ def _check_contract(
         yield Problem(name, current, f"not snapshotted yet: run `{SNAPSHOT_COMMAND}`", breaking=False)
         return
     breaks = list(compare(old, schema))
+    advice = (
+        f"old readers or old records of v{current} break: keep v{current} as it was "
+        f"and declare version={current + 1} with an upcaster from v{current}"
+    )
     for where, what in breaks:
-        yield Problem(
-            name,
-            current,
-            f"{where}: {what}; old readers or old records of v{current} break: keep v{current} as "
-            f"it was and declare version={current + 1} with an upcaster from v{current}",
-        )
+        yield Problem(name, current, f"{f'field {where}' if where else '(contract)'}: {what}; {advice}")
     if not breaks and old != schema:
         stale = f"snapshot is stale (a compatible change): run `{SNAPSHOT_COMMAND}`"
         yield Problem(name, current, stale, breaking=False)
 
 
 def compare(old: JsonSchema, new: JsonSchema) -> Iterator[tuple[str, str]]:
-    """(where, what) for each change from `old` to `new` that breaks FULL compatibility."""
+    """(field path, what) for each change from `old` to `new` that breaks FULL compatibility;
+    the path is empty for the contract as a whole, `lines[].sku` for a field in a list."""
     for keyword in ("x-topic", "x-key"):
         if old.get(keyword) != new.get(keyword):
             what = "topic" if keyword == "x-topic" else "key field"
-            yield "(contract)", f"{what} changed from {old.get(keyword)!r} to {new.get(keyword)!r}"
-    yield from _compare(_Document(old), old, _Document(new), new, "(root)", set())
+            yield "", f"{what} changed from {old.get(keyword)!r} to {new.get(keyword)!r}"
+    yield from _compare(_Document(old), old, _Document(new), new, "", set())
 
 
 class _Document:
@@ -239,18 +239,18 @@ def _compare_objects(
     old_fields: dict[str, JsonSchema] = old.get("properties", {})
     new_fields: dict[str, JsonSchema] = new.get("properties", {})
     old_required, new_required = set(old.get("required", [])), set(new.get("required", []))
-    prefix = "" if where == "(root)" else f"{where}."
+    prefix = f"{where}." if where else ""
     for field in old_fields:
         if field not in new_fields:
-            yield f"field {prefix}{field}", "removed (or renamed)"
+            yield f"{prefix}{field}", "removed (or renamed)"
     for field, schema in new_fields.items():
         if field not in old_fields:
             if field in new_required:
-                yield f"field {prefix}{field}", "new required field without a default"
+                yield f"{prefix}{field}", "new required field without a default"
             continue
         if field in new_required and field not in old_required:
-            yield f"field {prefix}{field}", "now required (records written without it no longer read)"
-        yield from _compare(old_doc, old_fields[field], new_doc, schema, f"field {prefix}{field}", seen)
+            yield f"{prefix}{field}", "now required (records written without it no longer read)"
+        yield from _compare(old_doc, old_fields[field], new_doc, schema, f"{prefix}{field}", seen)
     old_values, new_values = old.get("additionalProperties"), new.get("additionalProperties")
     if isinstance(old_values, dict) and isinstance(new_values, dict):  # a mapping: dict[str, X]
         yield from _compare(old_doc, old_values, new_doc, new_values, f"{where}{{}}", seen)
