@@ -48,11 +48,12 @@ test: services tools  ## run the whole test suite against the real services
 test-fast: venv  ## only the tests that need no service (no database, Kafka or Redis): under a minute
 	$(PYTHON) -m pytest -m fast $(PYTEST_ARGS)
 
-lint: venv  ## ruff: lint and format check
+lint: venv  ## ruff, import rules, mypy, and the event contracts against their snapshots (contracts/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import contracts in pyproject.toml
 	$(VENV)/bin/mypy
+	$(MANAGE) contracts check  # contracts/ snapshots; docs/backbone.md, Changing a contract
 
 format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .

@@ -90,6 +90,9 @@ class EventRegistry:
 
         return decorator
 
+    def has_upcaster(self, type_name: str, from_version: int) -> bool:
+        return (type_name, from_version) in self._upcasters
+
     def get(self, type_name: str) -> type[Event]:
         try:
             return self._classes[type_name]
