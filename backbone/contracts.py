@@ -9,13 +9,20 @@ A context declares what it publishes in its own `events.py`::
 The type name is `<context>.<ClassName>` (the context is the app the class lives in), and the
 registry turns a record's type, version and JSON back into the class. Older versions are
 upcast on read, so handlers only ever see the current shape.
+
+Tolerant reader, strict writer: building a contract (what emit() publishes) refuses a field the
+contract lacks, but `registry.decode()` ignores the fields it does not know, at every level, so an
+additive change published by a newer release is read by an older consumer. Nested parts of a
+contract derive from `Contract` for that reason (a plain pydantic model inside an event is refused
+at class creation). A record whose version is newer than the contract raises `NewerVersion`: the
+consumer keeps it (see docs/consumers.md, "Newer versions") instead of guessing its shape.
 """
 
 import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 JsonDict = dict[str, Any]
 Upcaster = Callable[[JsonDict], JsonDict]
@@ -25,10 +32,66 @@ class ContractError(Exception):
     """A record does not match any registered contract (unknown type, version or shape)."""
 
 
-class Event(BaseModel):
-    """Base of every event contract: a frozen, past-tense fact about one aggregate."""
+class NewerVersion(ContractError):
+    """A record's version is newer than this code's contract: it cannot be read yet."""
+
+    def __init__(self, type_name: str, version: int, known: int) -> None:
+        super().__init__(f"{type_name} v{version} is newer than this consumer reads (v{known})")
+        self.type_name = type_name
+        self.version = version
+        self.known = known
+
+
+# The validation context of a read: unknown fields are dropped instead of refused.
+_READING = {"tolerant": True}
+
+
+class Contract(BaseModel):
+    """Base of events and their nested parts: strict when built, tolerant when read."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown_when_reading(cls, data: Any, info: ValidationInfo) -> Any:
+        # Only decode() passes the context; a contract built in code (emit) stays strict.
+        if not info.context or not info.context.get("tolerant") or not isinstance(data, dict):
+            return data
+        known = _known_names(cls)
+        if data.keys() <= known:
+            return data
+        return {name: value for name, value in data.items() if name in known}
+
+
+def _known_names(cls: type[BaseModel]) -> set[str]:
+    names = set(cls.model_fields)
+    for field in cls.model_fields.values():
+        if isinstance(field.alias, str):
+            names.add(field.alias)
+        if isinstance(field.validation_alias, str):
+            names.add(field.validation_alias)
+    return names
+
+
+def _plain_nested_models(cls: type[BaseModel]) -> list[str]:
+    """Fields whose annotation names a pydantic model that is not a Contract (read strictly)."""
+    found = []
+    for name, field in cls.model_fields.items():
+        for part in _annotation_parts(field.annotation):
+            if isinstance(part, type) and issubclass(part, BaseModel) and not issubclass(part, Contract):
+                found.append(f"{name} ({part.__name__})")
+    return found
+
+
+def _annotation_parts(annotation: Any) -> list[Any]:
+    parts = [annotation]
+    for argument in getattr(annotation, "__args__", ()) or ():
+        parts.extend(_annotation_parts(argument))
+    return parts
+
+
+class Event(Contract):
+    """Base of every event contract: a frozen, past-tense fact about one aggregate."""
 
     topic: ClassVar[str]
     key_field: ClassVar[str]
@@ -52,6 +115,9 @@ class Event(BaseModel):
             return
         if key not in cls.model_fields:
             raise TypeError(f"{cls.__name__}: key field {key!r} is not one of its fields")
+        plain = _plain_nested_models(cls)
+        if plain:
+            raise TypeError(f"{cls.__name__}: nested models must derive from Contract: {', '.join(plain)}")
         cls.topic = topic
         cls.key_field = key
         cls.contract_version = version
@@ -102,21 +168,27 @@ class EventRegistry:
     def __contains__(self, type_name: str) -> bool:
         return type_name in self._classes
 
+    def knows(self, type_name: str, version: int) -> bool:
+        """Whether this code can read `version` of `type_name` (a newer one it cannot)."""
+        cls = self._classes.get(type_name)
+        return cls is not None and version <= cls.contract_version
+
     def all(self) -> list[type[Event]]:
         return sorted(self._classes.values(), key=lambda cls: cls.type_name)
 
-    def decode(self, type_name: str, version: int, data: bytes) -> Event:
-        """Turn a record's JSON into the current version of its contract."""
+    def decode(self, type_name: str, version: int, data: bytes, *, strict: bool = False) -> Event:
+        """Turn a record's JSON into the current version of its contract, ignoring the fields
+        this code does not know (refusing them with `strict`, for a payload a person typed);
+        NewerVersion when the record is newer than the contract."""
         cls = self.get(type_name)
+        context = None if strict else _READING
         if version > cls.contract_version:
-            raise ContractError(
-                f"{type_name} version {version} is newer than this code knows ({cls.contract_version})"
-            )
+            raise NewerVersion(type_name, version, cls.contract_version)
         try:
             if version == cls.contract_version:
-                return cls.model_validate_json(data)
+                return cls.model_validate_json(data, context=context)
             payload = self._upcast(type_name, version, cls.contract_version, json.loads(data))
-            return cls.model_validate(payload)
+            return cls.model_validate(payload, context=context)
         except ValidationError as error:
             raise ContractError(f"{type_name} v{version}: {_first_error(error)}") from None
         except ValueError as error:  # not JSON at all

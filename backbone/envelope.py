@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 Kafka protocol binding, binary content mode.
+"""The CloudEvents 1.0 Kafka protocol binding: binary content mode written, both modes read.
 
 The record value is the event's JSON; the headers carry the context attributes:
 `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `content-type`, and the
@@ -10,8 +10,17 @@ for it; a reader prefers it and falls back on the extension, which older records
 The vendors' W3C `tracestate`, when the trace has one, goes the same two ways (`ce_tracestate`,
 the extension's other attribute, and a plain `tracestate`), and is read with its traceparent.
 The record key is the aggregate id.
+
+What the relay writes is binary mode. A consumer also reads structured mode, as the binding says
+receivers should: a record whose `content-type` is `application/cloudevents` (`+json`, any case,
+with parameters) carries the whole event as JSON in its value, the attributes (extensions
+included) at its top level and the event in `data` (or `data_base64`). `read_record()` turns
+either mode into the same Envelope and data bytes; the attributes are checked by the same rules.
 """
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,10 +89,16 @@ class Envelope:
 
     @classmethod
     def from_headers(cls, headers: HeaderPairs | None) -> "Envelope":
-        values = _header_map(headers)
+        return cls._from_values(_header_map(headers), what="headers")
+
+    @classmethod
+    def _from_values(cls, values: dict[str, str], *, what: str) -> "Envelope":
+        """The envelope of binary-mode headers, or of structured-mode attributes put as headers."""
         missing = [name for name in REQUIRED_HEADERS if not values.get(name)]
         if missing:
-            raise InvalidEnvelope(f"missing CloudEvents headers: {', '.join(missing)}")
+            if what != "headers":  # name the attributes as the structured event spells them
+                missing = [name.removeprefix("ce_") for name in missing]
+            raise InvalidEnvelope(f"missing CloudEvents {what}: {', '.join(missing)}")
         if values["ce_specversion"] != SPEC_VERSION:
             raise InvalidEnvelope(f"unsupported ce_specversion {values['ce_specversion']!r}")
         content_type = values.get("content-type", CONTENT_TYPE)
@@ -105,6 +120,83 @@ class Envelope:
             traceparent=traceparent,
             tracestate=tracestate,
         )
+
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents"
+# Where the structured mode's JSON value says what binary mode's headers say.
+_ATTRIBUTES = {
+    "specversion": "ce_specversion",
+    "id": "ce_id",
+    "source": "ce_source",
+    "type": "ce_type",
+    "time": "ce_time",
+    "datacontenttype": "content-type",
+    "correlationid": "ce_correlationid",
+    "causationid": "ce_causationid",
+    "dataversion": "ce_dataversion",
+    "traceparent": "ce_traceparent",
+    "tracestate": "ce_tracestate",
+}
+
+
+def is_structured(headers: HeaderPairs | None) -> bool:
+    """Whether the record's content-type says structured mode (case-insensitive, as the binding
+    says, and with or without parameters such as `; charset=utf-8`)."""
+    for name, raw in headers or ():
+        if name.lower() == "content-type" and raw is not None:
+            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            return text.strip().lower().startswith(STRUCTURED_CONTENT_TYPE)
+    return False
+
+
+def read_record(headers: HeaderPairs | None, value: bytes) -> tuple[Envelope, bytes]:
+    """The envelope and the event's JSON of a record in either content mode."""
+    if not is_structured(headers):
+        return Envelope.from_headers(headers), value
+    return _read_structured(_header_map(headers), value)
+
+
+def _read_structured(headers: dict[str, str], value: bytes) -> tuple[Envelope, bytes]:
+    try:
+        event = json.loads(value)
+    except ValueError as error:
+        raise InvalidEnvelope(f"structured CloudEvent is not JSON ({error})") from None
+    if not isinstance(event, dict):
+        raise InvalidEnvelope("structured CloudEvent is not a JSON object")
+    values = {
+        # The W3C headers still win over the extension, as in binary mode.
+        name: headers[name]
+        for name in (TRACEPARENT_HEADER, TRACESTATE_HEADER)
+        if name in headers
+    }
+    for attribute, header in _ATTRIBUTES.items():
+        if event.get(attribute) is not None:
+            values[header] = _attribute_text(attribute, event[attribute])
+    envelope = Envelope._from_values(values, what="attributes")
+    return envelope, _structured_data(event)
+
+
+def _attribute_text(attribute: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    # The JSON format lets an integer extension be a JSON number.
+    if attribute == "dataversion" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidEnvelope(f"attribute {attribute} is not a string: {json.dumps(value)[:100]}")
+
+
+def _structured_data(event: dict[str, object]) -> bytes:
+    if "data_base64" in event:
+        encoded = event["data_base64"]
+        try:
+            if not isinstance(encoded, str):
+                raise ValueError("not a string")
+            return base64.b64decode(encoded, validate=True)
+        except (ValueError, binascii.Error) as error:
+            raise InvalidEnvelope(f"data_base64 is not base64 ({error})") from None
+    if "data" not in event:
+        raise InvalidEnvelope("structured CloudEvent has no data")
+    return json.dumps(event["data"]).encode()
 
 
 def _trace_context(values: dict[str, str]) -> tuple[str | None, str | None]:

@@ -53,6 +53,8 @@ class DeadLetterStatus(models.TextChoices):
 class DeadLetterReason(models.TextChoices):
     HANDLER_FAILED = "handler_failed", "handler failed"
     INVALID_RECORD = "invalid_record", "invalid record"
+    # Kept until a consumer that knows the version runs (see deadletters.replay_known_versions).
+    NEWER_VERSION = "newer_version", "newer version"
 
 
 class DeadLetter(models.Model):

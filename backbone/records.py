@@ -4,10 +4,13 @@ The runner, dead-letter replay and parked-record release all go through `route()
 `handle()`, so a record is judged the same way wherever it is applied:
 
 - `Unrouted`: the context has no handler for its type (receiver-driven routing: skip it);
-- `Invalid`: not an event this code can read (no CloudEvents headers, bad JSON, a newer
-  version, a schema mismatch, over the size limit), or not from the topic's single writer (a
+- `Invalid`: not an event this code can read (no CloudEvents headers or attributes, bad JSON,
+  a schema mismatch, over the size limit), or not from the topic's single writer (a
   `ce_source` or topic that does not match the contract): retrying cannot help, it goes to
   the dead letters at once;
+- `Newer`: a version newer than this code's contract: kept (a dead letter of reason
+  `newer_version`, its key's later records parked behind it) until a consumer that knows the
+  version applies it (see `deadletters.replay_known_versions`);
 - `Routed`: the decoded event, its envelope and the handlers to run.
 """
 
@@ -22,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
-from .contracts import ContractError, Event, registry
+from .contracts import ContractError, Event, NewerVersion, registry
 from .correlation import batch_scope, correlation_scope
-from .envelope import Envelope, Headers, InvalidEnvelope
+from .envelope import Envelope, Headers, InvalidEnvelope, is_structured, read_record
 from .kafka import logical_topic
 from .subscriptions import Subscription
 from .topics import TOPICS
@@ -136,6 +139,11 @@ class Invalid:
 
 
 @dataclass(frozen=True, slots=True)
+class Newer:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
     envelope: Envelope
     event: Event
@@ -154,13 +162,16 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _logical_topic = cache(logical_topic)
 
 
-def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed:
+def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Newer | Routed:
     """Decide what a context does with a record; never raises for bad input."""
     event_type = record.header("ce_type")
     if event_type and event_type not in routes:
         return Unrouted(event_type)
+    structured = is_structured(record.headers)
+    if structured and (too_large := _over_size_limit(record)):
+        return Invalid(too_large)  # before parsing a structured value: it is the whole event
     try:
-        envelope = Envelope.from_headers(record.headers)
+        envelope, data = read_record(record.headers, record.value or b"")
     except InvalidEnvelope as error:
         return Invalid(str(error))
     handlers = routes.get(envelope.type)
@@ -169,25 +180,34 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Routed
     event_id = _canonical_uuid(envelope.id)
     if event_id is None:
         return Invalid(f"ce_id is not a UUID: {envelope.id[:100]!r}")
-    if record.value is None:
+    if record.value is None and not structured:
         return Invalid("record has no value (a tombstone), not an event")
     if record.key is not None and len(record.key) > MAX_KEY_LENGTH:
         return Invalid(f"record key of {len(record.key)} characters is over {MAX_KEY_LENGTH}")
     if len(envelope.correlation_id) > MAX_ID_LENGTH:
         return Invalid(f"ce_correlationid is over {MAX_ID_LENGTH} characters")
-    if len(record.value) > settings.EVENT_MAX_BYTES:
-        return Invalid(
-            f"record value of {len(record.value)} bytes is over the event size limit of "
-            f"{settings.EVENT_MAX_BYTES} bytes (EVENT_MAX_BYTES)"
-        )
+    if too_large := _over_size_limit(record):
+        return Invalid(too_large)
     forged = wrong_producer(envelope, record.topic)
     if forged is not None:
         return Invalid(forged)
     try:
-        event = registry.decode(envelope.type, envelope.data_version, record.value)
+        event = registry.decode(envelope.type, envelope.data_version, data)
+    except NewerVersion as error:
+        return Newer(str(error))
     except ContractError as error:
         return Invalid(str(error))
     return Routed(envelope=envelope, event=event, handlers=tuple(handlers), event_id=event_id, record=record)
+
+
+def _over_size_limit(record: ConsumedRecord) -> str | None:
+    size = len(record.value or b"")
+    if size <= settings.EVENT_MAX_BYTES:
+        return None
+    return (
+        f"record value of {size} bytes is over the event size limit of "
+        f"{settings.EVENT_MAX_BYTES} bytes (EVENT_MAX_BYTES)"
+    )
 
 
 def wrong_producer(envelope: Envelope, topic: str) -> str | None:

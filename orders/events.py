@@ -4,14 +4,12 @@ from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from backbone.contracts import Event
+from backbone.contracts import Contract, Event
 
 
-class OrderLine(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class OrderLine(Contract):
     sku: str
     quantity: int = Field(gt=0)
     unit_price: Decimal

@@ -4,21 +4,17 @@
 from decimal import Decimal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from backbone.contracts import Event
+from backbone.contracts import Contract, Event
 
 
-class ReservedLine(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ReservedLine(Contract):
     sku: str
     quantity: int = Field(gt=0)
 
 
-class Shortage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Shortage(Contract):
     sku: str
     requested: int
     available: int

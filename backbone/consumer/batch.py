@@ -23,6 +23,7 @@ from ..records import (
     BatchItems,
     ConsumedRecord,
     Invalid,
+    Newer,
     Routed,
     Routes,
     Unrouted,
@@ -54,6 +55,7 @@ class BatchApplier:
         self.routes = routes
         self._publisher = publisher
         self._budget = budget
+        self._copies = 0  # .dlq copies sent in the current transaction, to flush before it commits
 
     def apply(
         self,
@@ -72,6 +74,7 @@ class BatchApplier:
         Interrupted subclasses and BatchHandlerFailed (the transaction rolled back).
         """
         stats = RunStats(records=len(records))
+        self._copies = 0
         with transaction.atomic():
             gate = KeyGate.load(self.group)
             to_handle: list[tuple[int, ConsumedRecord, Routed]] = []
@@ -102,7 +105,7 @@ class BatchApplier:
                     if connection_lost(error):
                         raise
                     raise BatchHandlerFailed(subscription, len(items), error) from error
-            if stats.dead_lettered:
+            if self._copies:
                 # The .dlq copies are stored (or refused for good, and the rows say so) before
                 # the rows commit; a copy that may work later rolls the batch back, to try again.
                 note_refused_copies(self._publisher.flush())
@@ -133,6 +136,10 @@ class BatchApplier:
             return None
         if isinstance(outcome, Invalid):
             self._dead_letter(index, record, gate, stats, DeadLetterReason.INVALID_RECORD, outcome.error, 1)
+            return None
+        if isinstance(outcome, Newer):
+            # Kept, not lost: a consumer that knows the version applies it on its start-up.
+            self._dead_letter(index, record, gate, stats, DeadLetterReason.NEWER_VERSION, outcome.error, 1)
             return None
         if exhausted is not None and retry_at is not None:
             self._defer(record, gate, *exhausted, retry_at)
@@ -177,7 +184,9 @@ class BatchApplier:
         error: str,
         attempts: int,
     ) -> None:
-        if not self._budget.allows(stats.dead_lettered + 1):
+        # A newer version is a rolling deploy, not a bug: it does not spend the budget.
+        counted = reason != DeadLetterReason.NEWER_VERSION
+        if counted and not self._budget.allows(stats.dead_lettered + 1):
             raise LimitReached(index)
         dead_letter_id = write_dead_letter(
             group=self.group,
@@ -199,8 +208,21 @@ class BatchApplier:
             error=error,
             attempts=attempts,
         )
-        stats.dead_lettered += 1
+        self._copies += 1
+        if counted:
+            stats.dead_lettered += 1
+        else:
+            stats.parked += 1
         with correlation_scope(record.header("ce_correlationid") or None):
+            if not counted:
+                log.warning(
+                    "%s: %s kept as #%s until a consumer that knows its version runs: %s",
+                    self.context,
+                    record.describe(),
+                    dead_letter_id,
+                    error,
+                )
+                return
             log.error(
                 "%s: %s dead-lettered as #%s after %s attempt(s): %s",
                 self.context,

@@ -39,6 +39,7 @@ from ..deadletters import (
     describe_failure,
     has_retries,
     next_retry_at,
+    replay_known_versions,
     retry_due,
 )
 from ..heartbeat import Heartbeat
@@ -113,6 +114,7 @@ class ConsumerRunner:
     def run(self) -> RunStats:
         if not self.routes:
             raise ValueError(f"context {self.context!r} has no handlers")
+        self._apply_known_versions()
         self._consumer.subscribe(
             [physical_topic(topic) for topic in self.topics()],
             on_assign=self._offsets.on_assign,
@@ -158,6 +160,20 @@ class ConsumerRunner:
             self.stats,
         )
         return self.stats
+
+    def _apply_known_versions(self) -> None:
+        """Records kept because their version was newer than the code then running: this code
+        may read them now (a rolling deploy reached this consumer), and nothing else would."""
+        try:
+            applied = replay_known_versions(
+                group=self.group, routes=self.routes, publisher_factory=lambda: self._publisher
+            )
+        except (*DATABASE_UNAVAILABLE, DeadLetterPublishError) as error:
+            log.warning("%s: records of newer versions not replayed now: %s", self.context, error)
+            return
+        if applied:
+            log.info("%s: %s record(s) of a version this code now reads applied", self.context, applied)
+            self.stats.add(RunStats(handled=applied))
 
     def _startup_line(self) -> str:
         routes = "; ".join(

@@ -26,7 +26,7 @@ from .publisher import (
     copy_for_topic,
     dead_letter_topic,
 )
-from .replay import PublisherFactory, Release, discard, replay
+from .replay import PublisherFactory, Release, discard, replay, replay_known_versions
 from .retry import RetryOutcome, has_retries, next_retry_at, retry_due
 from .store import note_refused_copies, park, write_dead_letter
 
@@ -55,6 +55,7 @@ __all__ = [
     "park",
     "parse_assignment",
     "replay",
+    "replay_known_versions",
     "retry_due",
     "summary",
     "write_dead_letter",

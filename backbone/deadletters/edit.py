@@ -109,7 +109,8 @@ def _validate(letter: DeadLetter, value: bytes) -> None:
     if len(value) > settings.EVENT_MAX_BYTES:
         raise DeadLetterError(f"edit refused: {len(value)} bytes is over EVENT_MAX_BYTES")
     try:
-        event = registry.decode(envelope.type, envelope.data_version, value)
+        # Strict: a typo in an operator's field name must not be silently ignored.
+        event = registry.decode(envelope.type, envelope.data_version, value, strict=True)
     except ContractError as error:
         raise DeadLetterError(f"edit refused: {error}") from None
     if letter.key is not None and event.key != letter.key:

@@ -5,6 +5,10 @@
 release becomes the new dead letter (with its `.dlq` copy) and the rest stay parked behind
 it. Both hold the group's advisory lock exclusively (see gate.py), so the group's consumers
 wait for the release instead of parking records behind a dead letter that is going away.
+
+`replay_known_versions()` is what a consumer runs on start-up: the group's dead letters kept
+because their version was newer than the code then knew (reason `newer_version`) are replayed
+when this code reads that version, so a rolling deploy ends with them applied, in key order.
 """
 
 import logging
@@ -16,7 +20,7 @@ from django.utils import timezone
 
 from .. import inbox
 from ..models import DeadLetter, DeadLetterReason, DeadLetterStatus, ParkedRecord
-from ..records import ConsumedRecord, Invalid, Routes, Unrouted, handle, route
+from ..records import ConsumedRecord, Invalid, Newer, Routes, Unrouted, handle, route
 from ..subscriptions import subscriptions
 from .errors import DeadLetterError, ReplayFailed, describe_failure, summary
 from .gate import lock_group
@@ -41,22 +45,26 @@ PublisherFactory = Callable[[], DeadLetterPublisher]
 
 
 def replay(
-    *, dead_letter_id: int, publisher_factory: PublisherFactory = KafkaDeadLetterPublisher.create
+    *,
+    dead_letter_id: int,
+    publisher_factory: PublisherFactory = KafkaDeadLetterPublisher.create,
+    routes: Routes | None = None,
 ) -> Release:
     """Apply a pending dead letter with the current code, then the records parked behind it.
 
     Raises ReplayFailed (the dead letter stays pending, with the new error and one more
-    attempt) when it fails again, and DeadLetterError when it is not pending.
+    attempt) when it fails again, and DeadLetterError when it is not pending. `routes` are the
+    context's handlers in this process unless given (a runner passes its own).
     """
     with transaction.atomic():
         dead_letter = lock_pending(dead_letter_id)
-        routes = _routes(dead_letter.context)
+        routes = routes if routes is not None else _routes(dead_letter.context)
         failure = apply_stored(stored_record(dead_letter), routes, group=dead_letter.consumer_group)
         if failure is not None:
-            dead_letter.error = failure[1]
+            dead_letter.reason, dead_letter.error = failure
             dead_letter.attempts += 1
             dead_letter.updated_at = timezone.now()
-            dead_letter.save(update_fields=["error", "attempts", "updated_at"])
+            dead_letter.save(update_fields=["reason", "error", "attempts", "updated_at"])
         else:
             _resolve(dead_letter, DeadLetterStatus.REPLAYED)
             release = release_parked(dead_letter, routes, publisher_factory)
@@ -64,6 +72,29 @@ def replay(
         raise ReplayFailed(f"dead letter #{dead_letter_id} failed again: {summary(failure[1])}")
     log.info("dead letter #%s replayed; %s parked record(s) applied", dead_letter_id, release.applied - 1)
     return release
+
+
+def replay_known_versions(*, group: str, routes: Routes, publisher_factory: PublisherFactory) -> int:
+    """Replay the group's `newer_version` dead letters whose version this code now reads,
+    oldest first; returns how many records that applied (parked followers included).
+
+    One that fails for another reason stays pending with that reason, for an operator.
+    """
+    letters = DeadLetter.objects.filter(
+        consumer_group=group, status=DeadLetterStatus.PENDING, reason=DeadLetterReason.NEWER_VERSION
+    ).order_by("id")
+    applied = 0
+    for letter in list(letters):
+        if isinstance(route(stored_record(letter), routes), Newer):
+            continue  # still newer than this code: it waits for the next release
+        try:
+            release = replay(dead_letter_id=letter.pk, publisher_factory=publisher_factory, routes=routes)
+        except ReplayFailed as error:
+            log.warning("%s", error)
+        except DeadLetterError:
+            continue  # another member of the group (or an operator) released it first
+        applied += release.applied
+    return applied
 
 
 def discard(
@@ -127,6 +158,8 @@ def apply_stored(
         return None  # the context no longer handles this type: nothing to apply
     if isinstance(outcome, Invalid):
         return DeadLetterReason.INVALID_RECORD, outcome.error
+    if isinstance(outcome, Newer):
+        return DeadLetterReason.NEWER_VERSION, outcome.error
     try:
         with transaction.atomic():
             if inbox.claim(group=group, items=[(record, outcome)]):

@@ -94,7 +94,7 @@ def test_decode_upcasts_older_versions_step_by_step() -> None:
     ("type_name", "version", "data", "message"),
     [
         ("shipments.Unheard", 1, b"{}", "unknown event type 'shipments.Unheard'"),
-        ("shipments.ParcelWeighed", 4, b"{}", "version 4 is newer than this code knows (3)"),
+        ("shipments.ParcelWeighed", 4, b"{}", "ParcelWeighed v4 is newer than this consumer reads (v3)"),
         ("shipments.ParcelWeighed", 3, b"{not json", "Invalid JSON"),
         ("shipments.ParcelWeighed", 3, b'{"parcel_id": "p"}', "grams: Field required"),
         ("shipments.ParcelWeighed", 1, b"[1, 2", "invalid JSON"),
