@@ -11,8 +11,10 @@ from django.db import transaction
 from django.urls import reverse
 
 from backbone.catalog import event_types
+from backbone.contracts import registry
 from backbone.correlation import correlation_scope
 from backbone.kafka import group_id
+from backbone.tests.consumer_probe import ProbeRecorded
 from orders.events import OrderRejected
 from outbox.catalog import entries
 from outbox.emit import emit
@@ -101,3 +103,9 @@ def test_the_outbox_is_read_in_two_queries_whatever_the_number_of_types(django_a
 def test_every_example_made_from_a_schema_is_accepted_by_its_contract() -> None:
     for facts in event_types():
         facts.contract.model_validate(facts.example())
+
+
+def test_the_versions_read_are_the_current_one_and_those_upcasters_lift_to_it() -> None:
+    # ProbeRecorded is at version 2, with an upcaster from 1.
+    assert registry.readable_versions(ProbeRecorded.type_name) == [1, 2]
+    assert registry.readable_versions("orders.OrderRejected") == [1]
