@@ -39,7 +39,7 @@ services-status:  ## say which local services run
 migrate: services  ## apply database migrations
 	$(MANAGE) migrate --noinput
 
-tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, promtool, the JDK and Kafka jars (idempotent)
+tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, promtool, the JDK and Kafka jars, the AsyncAPI parser (npm) (idempotent)
 	@$(SERVICES) tools
 
 test: services tools  ## run the whole test suite against the real services
@@ -48,12 +48,13 @@ test: services tools  ## run the whole test suite against the real services
 test-fast: venv  ## only the tests that need no service (no database, Kafka or Redis): under a minute
 	$(PYTHON) -m pytest -m fast $(PYTEST_ARGS)
 
-lint: venv  ## ruff, import rules, mypy, and the event contracts against their snapshots (contracts/)
+lint: venv  ## ruff, import rules, mypy, the event contracts against their snapshots (contracts/), docs/asyncapi.yaml current
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import contracts in pyproject.toml
 	$(VENV)/bin/mypy
 	$(MANAGE) contracts check  # contracts/ snapshots; docs/backbone.md, Changing a contract
+	$(MANAGE) contracts asyncapi --check  # the AsyncAPI document matches the contracts (backbone/asyncapi.py)
 
 format: venv  ## ruff: fix what can be fixed
 	$(VENV)/bin/ruff check --fix .

@@ -176,6 +176,13 @@ class EventRegistry:
     def all(self) -> list[type[Event]]:
         return sorted(self._classes.values(), key=lambda cls: cls.type_name)
 
+    def readable_versions(self, type_name: str) -> list[int]:
+        """The current version and every older one an unbroken chain of upcasters lifts to it."""
+        versions = [self.get(type_name).contract_version]
+        while (type_name, versions[0] - 1) in self._upcasters:
+            versions.insert(0, versions[0] - 1)
+        return versions
+
     def decode(self, type_name: str, version: int, data: bytes, *, strict: bool = False) -> Event:
         """Turn a record's JSON into the current version of its contract, ignoring the fields
         this code does not know (refusing them with `strict`, for a payload a person typed);

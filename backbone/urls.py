@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from .asyncapi import asyncapi_view
 from .health import health
 from .metrics import metrics_view
 from .throttling import throttle_logins
@@ -23,6 +24,8 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("metrics", metrics_view, name="metrics"),  # Prometheus scrapes /metrics (docs/metrics.md)
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The events' AsyncAPI document, public like the OpenAPI schema (backbone/asyncapi.py).
+    path("api/asyncapi/", asyncapi_view, name="asyncapi"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Each context mounts its own routes; none knows the others'.
     path("api/", include("orders.urls")),

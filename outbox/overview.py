@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from .catalog import event_catalog
 from .status import age_text, collect
 
 REFRESH_SECONDS = 10
@@ -23,4 +24,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 # Mounted under admin/ before the admin's own routes; admin_view asks staff to log in.
-urlpatterns = [path("backbone-overview/", admin.site.admin_view(overview), name="backbone-overview")]
+urlpatterns = [
+    path("backbone-overview/", admin.site.admin_view(overview), name="backbone-overview"),
+    path("event-catalog/", admin.site.admin_view(event_catalog), name="event-catalog"),
+]

@@ -6,8 +6,11 @@
 #   scripts/services.sh down [postgres|redis|kafka ...]  stop what `up` started
 #   scripts/services.sh status   one line per service
 #   scripts/services.sh tools    install docker-compose (validates docker-compose.yml),
-#                                chromium + chromium-driver (the browser tests) and promtool
-#                                (Debian's prometheus: the metrics tests) if missing
+#                                chromium + chromium-driver (the browser tests), promtool
+#                                (Debian's prometheus: the metrics tests) and the AsyncAPI
+#                                parser (`npm` below) if missing
+#   scripts/services.sh npm      only the AsyncAPI parser: npm's @asyncapi/parser, pinned, in
+#                                .services/npm (Debian's nodejs and npm first if missing)
 #
 # A service named by its environment variable (DATABASE_URL, REDIS_URL,
 # KAFKA_BOOTSTRAP_SERVERS) is used as it is: checked, never started here.
@@ -51,6 +54,28 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
     >>"$LOGS/apt.log" 2>&1 || fail "apt-get install $* failed; see $LOGS/apt.log"
+}
+
+# ---------------------------------------------------------------- npm tools
+
+# The official AsyncAPI parser validates docs/asyncapi.yaml (backbone/tests/test_asyncapi.py).
+# The parser, not @asyncapi/cli: 54 MB installed against the CLI's 441 MB, the same checks.
+ASYNCAPI_PARSER_VERSION=3.6.6
+NPM_DIR=$STATE/npm
+
+npm_tools_install() {
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || apt_install "node or npm not found (the AsyncAPI test runs the official parser)" nodejs npm
+  local installed=$NPM_DIR/node_modules/@asyncapi/parser/package.json
+  if [ -f "$installed" ] && grep -q "\"version\": \"$ASYNCAPI_PARSER_VERSION\"" "$installed"; then
+    say "@asyncapi/parser: installed ($ASYNCAPI_PARSER_VERSION)"
+    return
+  fi
+  say "@asyncapi/parser $ASYNCAPI_PARSER_VERSION: installing into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --no-save --silent \
+    "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >"$LOGS/npm.log" 2>&1 \
+    || fail "npm install @asyncapi/parser failed; see $LOGS/npm.log"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -372,10 +397,12 @@ main() {
       else
         apt_install "promtool not found (the metrics tests check each endpoint with it)" prometheus
       fi
+      npm_tools_install
       kafka_install "$STATE/kafka"
       ;;
+    npm) npm_tools_install ;;
     -h|--help|help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" ;;
-    *) fail "unknown command '$command' (use up, down, status or tools)" ;;
+    *) fail "unknown command '$command' (use up, down, status, tools or npm)" ;;
   esac
 }
 

@@ -1,4 +1,5 @@
-"""`manage.py contracts [list|snapshot|check]`: the event contracts and their committed snapshots.
+"""`manage.py contracts [list|snapshot|check|asyncapi]`: the event contracts, their committed
+snapshots, and the AsyncAPI document made from them.
 
 The rules the check applies are in backbone/compatibility.py and docs/backbone.md ("Changing a
 contract"). Adding a subcommand takes one `add_parser` call and one `handle_<name>` method.
@@ -12,7 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from backbone import compatibility
+from backbone.asyncapi import rendered as rendered_asyncapi
 from backbone.contracts import registry
+
+DEFAULT_ASYNCAPI = "docs/asyncapi.yaml"
 
 
 def default_snapshots() -> Path:
@@ -24,7 +28,7 @@ class Command(BaseCommand):
         "The registered event contracts. `list` (the default) lists them; `snapshot` writes the "
         "committed JSON Schema of each one's current version; `check` (run by `make lint`) fails "
         "on a change that breaks old readers or old records without a new version and an upcaster, "
-        "and on a stale snapshot."
+        "and on a stale snapshot; `asyncapi` writes the AsyncAPI 3.0 document (docs/asyncapi.yaml)."
     )
     # Reading contracts needs no database, Kafka or Redis: `make lint` runs this without services.
     requires_system_checks: list[str] = []
@@ -33,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--schemas", metavar="DIR", help="(list) also write <type>.v<version>.schema.json files to DIR"
         )
-        commands = parser.add_subparsers(dest="subcommand", metavar="{list,snapshot,check}")
+        commands = parser.add_subparsers(dest="subcommand", metavar="{list,snapshot,check,asyncapi}")
         commands.add_parser("list", help="list every contract with its version, topic and key (the default)")
         snapshot = commands.add_parser(
             "snapshot",
@@ -53,10 +57,35 @@ class Command(BaseCommand):
             description="One line per problem: type, version, field, and what to do.",
         )
         _directory_option(check)
+        asyncapi = commands.add_parser(
+            "asyncapi",
+            help="write the AsyncAPI 3.0 document of the events; --check (`make lint`) fails when stale",
+            description="Channels = the topics with their keys, messages = the event types with their "
+            "payload schemas and the CloudEvents headers, operations = each context's send and receive.",
+        )
+        asyncapi.add_argument(
+            "--output", default=DEFAULT_ASYNCAPI, help=f"where to write it (default {DEFAULT_ASYNCAPI})"
+        )
+        asyncapi.add_argument(
+            "--check",
+            action="store_true",
+            help="write nothing; exit 1 when the file differs from the contracts",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         subcommand = options.get("subcommand") or "list"
         getattr(self, f"handle_{subcommand}")(options)
+
+    def handle_asyncapi(self, options: dict[str, Any]) -> None:
+        path = _asyncapi_path(options["output"])
+        text = rendered_asyncapi()
+        if options["check"]:
+            if not path.exists() or path.read_text() != text:
+                raise CommandError(f"{path} is stale: run `manage.py contracts asyncapi` and commit it")
+            self.stdout.write(f"{path} is current")
+            return
+        path.write_text(text)
+        self.stdout.write(f"wrote {path}")
 
     def handle_list(self, options: dict[str, Any]) -> None:
         target = Path(options["schemas"]) if options["schemas"] else None
@@ -109,3 +138,8 @@ def _directory_option(parser: argparse.ArgumentParser) -> None:
         default=str(default_snapshots()),
         help="the snapshot directory (default: contracts/ at the repository root)",
     )
+
+
+def _asyncapi_path(output: str) -> Path:
+    path = Path(output)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
