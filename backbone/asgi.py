@@ -1,18 +1,25 @@
 """The web process's application: gunicorn runs it in uvicorn workers (Procfile `web:`).
 
-Wrapped in the access log (backbone/access_log.py): one line per request with its duration.
-
-ASGI, so that a long-poll (GET /api/orders/{id}/?wait=N) is a coroutine that holds no worker
-thread. Sync code of a request runs in a thread of asgiref's, which takes a database connection
-from a pool (DATABASE_POOL_MAX_SIZE, per worker process) rather than keeping one of its own.
+Two lanes (backbone/web_lanes.py): a request that does not ask to wait runs Django's WSGI
+handler on one of a few threads each worker keeps (WEB_THREADS); a long-poll runs Django's ASGI
+handler, a coroutine that holds no thread. Both take database connections from a pool
+(DATABASE_POOL_MAX_SIZE, per worker process). Wrapped in the access log
+(backbone/access_log.py): one line per request with its duration.
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.conf import settings
 
 from backbone.access_log import AccessLog
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
 os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "10")
-application = AccessLog(get_asgi_application())
+django.setup(set_prefix=False)
+
+from backbone.web_lanes import WebApplication  # noqa: E402  (Django's handlers need the settings)
+
+application = AccessLog(
+    WebApplication(threads=settings.WEB_THREADS, queue_seconds=settings.WEB_QUEUE_SECONDS)
+)

@@ -112,9 +112,9 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://shop:shop@127.0.0.1:55
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
-# The web process (ASGI, backbone/asgi.py sets DATABASE_POOL_MAX_SIZE) runs each request's sync
-# code in a thread of its own, where a persistent connection would never be used again: it takes
-# connections from a psycopg pool instead, and returns them when a request (or a wait) lets go.
+# The web process (backbone/asgi.py sets DATABASE_POOL_MAX_SIZE) serves requests on a few threads
+# and thousands of waits on one: it takes connections from a psycopg pool, and returns them when a
+# request (or a wait's read) lets go.
 # The relay, consumers and Celery keep one persistent connection each.
 if DATABASE_POOL_MAX_SIZE := int(os.environ.get("DATABASE_POOL_MAX_SIZE", "0")):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
@@ -373,6 +373,10 @@ METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 # GET /api/orders/{id}/?wait=N waits at most this long. A wait is a coroutine of the ASGI worker
 # (orders/bells.py), not a thread; one customer may hold at most ORDER_WAITS_PER_CUSTOMER at once
 # across all workers (more are answered 429 with Retry-After).
+# The web's direct lane (backbone/web_lanes.py): threads per worker process, each serving one
+# request at a time, and how long a request may wait for one before a 503 with Retry-After.
+WEB_THREADS = int(os.environ.get("WEB_THREADS", "4"))
+WEB_QUEUE_SECONDS = float(os.environ.get("WEB_QUEUE_SECONDS", "5"))
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
 ORDER_WAITS_PER_CUSTOMER = int(os.environ.get("ORDER_WAITS_PER_CUSTOMER", "20"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))

@@ -4,6 +4,10 @@ DRF's throttles keep each client's recent request times in the `default` cache (
 under CACHE_KEY_PREFIX). Rates come from `settings.THROTTLE_RATES`, read on every request (not
 once at import, as DRF's own throttles do), so they follow the environment and test overrides.
 
+All throttles share one cache client per process (`shared_cache()`): Django's `cache` is one
+per thread and async context, so under ASGI every request made a client, a connection pool and a
+new Redis connection of its own.
+
 When Redis is unreachable the limit is not enforced: the request goes through and a warning is
 logged (fail open). A cache outage must not lock every customer out of logging in or ordering;
 the price is that guessing passwords is unthrottled for as long as Redis is down.
@@ -17,7 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import BaseCache, caches
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
@@ -27,8 +34,24 @@ log = logging.getLogger(__name__)
 View = Callable[..., HttpResponse]
 
 
+@functools.cache
+def shared_cache() -> BaseCache:
+    """The `default` cache, one client for the process (its Redis connection pool is thread safe)."""
+    return caches.create_connection("default")
+
+
+@receiver(setting_changed)
+def _forget_shared_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHES":
+        shared_cache.cache_clear()
+
+
 class SettingsRateThrottle(SimpleRateThrottle):
     """A throttle whose rate is `settings.THROTTLE_RATES[scope]`, failing open on a cache outage."""
+
+    def __init__(self) -> None:
+        self.cache = shared_cache()
+        super().__init__()
 
     def get_rate(self) -> str | None:
         if self.scope is None:

@@ -203,16 +203,18 @@ def _client_context(request: HttpRequest) -> tuple[str | None, str | None]:
     return parent, parse_state(request.headers.get(STATE_HEADER)) if parent else None
 
 
-# Where the URL pattern a request matched is left in its ASGI scope (Django's request keeps the
-# scope it was made from), for the access log's duration histogram: the pattern, not the path,
+# Where the URL pattern a request matched is left in its ASGI scope (Django's ASGI request keeps
+# the scope it was made from; the web's direct lane puts it in the WSGI environ), for the access
+# log's duration histogram: the pattern, not the path,
 # so its labels stay few. Absent for a request no pattern matched (404, static files).
 ROUTE_SCOPE_KEY = "backbone.route"
+SCOPE_ENVIRON_KEY = "asgi.scope"  # where backbone/wsgi_on_threads.py puts it
 
 
 def _answered(span: "Span | None", request: HttpRequest, response: HttpResponse) -> None:
     match = request.resolver_match
     route = match.route if match is not None else None
-    scope = getattr(request, "scope", None)  # ASGI only; WSGI requests have none
+    scope = getattr(request, "scope", None) or request.META.get(SCOPE_ENVIRON_KEY)
     if scope is not None and route is not None:
         scope[ROUTE_SCOPE_KEY] = f"/{route}"
     if span is not None:

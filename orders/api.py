@@ -26,7 +26,6 @@ from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
 from backbone.pagination import PageNumberPagination
-from backbone.request_thread import release_request_thread
 from backbone.throttling import OrderPlacementThrottle
 
 from . import bells, selectors, services, wait_slots
@@ -210,10 +209,6 @@ class OrderDetailView(AsyncAPIView):
         final, data = await read(request, order_id)
         if final or timeout <= 0:
             return Response(data)
-        if _pooled():
-            # Its sync code so far (authentication, signals) left no connection in the request's
-            # thread: end that thread rather than keep it idle for the whole wait.
-            release_request_thread()
         try:
             async with wait_slots.slot(request.user.pk, seconds=timeout):
                 _, data = await bells.wait_until(
