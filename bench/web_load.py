@@ -28,6 +28,9 @@ class Spent:
     postgres_cpu_seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # The server's CPU per second with no request, measured before: what each figure includes
+    # of its own background work (worker heartbeats, pool upkeep), spread over the requests.
+    idle_cpu_ms_per_second: float = 0.0
 
     @property
     def succeeded(self) -> int:
@@ -53,6 +56,12 @@ class Meter:
         self._pid = server_pid
         self._database = database
         self._web = self._postgres = self._wall = 0.0
+        self.idle_cpu_ms_per_second = 0.0
+
+    async def measure_idle(self, seconds: float = 1.0) -> None:
+        before = cpu_seconds(self._pid)
+        await asyncio.sleep(seconds)
+        self.idle_cpu_ms_per_second = 1000 * (cpu_seconds(self._pid) - before) / seconds
 
     def start(self) -> None:
         self._web, self._postgres = cpu_seconds(self._pid), postgres_cpu_seconds(self._database)
@@ -66,6 +75,7 @@ class Meter:
             postgres_cpu_seconds=postgres_cpu_seconds(self._database) - self._postgres,
             latencies=latencies,
             errors=errors,
+            idle_cpu_ms_per_second=self.idle_cpu_ms_per_second,
         )
 
 

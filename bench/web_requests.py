@@ -195,7 +195,10 @@ async def _server(
             base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
         ) as client:
             await _wait_answering(client, context, ready)
-            yield client, Meter(process.popen.pid, database)
+            meter = Meter(process.popen.pid, database)
+            await meter.measure_idle()
+            progress("  %s idle: %.1f ms CPU per second", name, meter.idle_cpu_ms_per_second)
+            yield client, meter
     finally:
         context.processes.stop(process)
 

@@ -128,4 +128,5 @@ def _details(spent: Spent) -> dict[str, float | int | str]:
         "postgres_cpu_ms_per_request": round(spent.postgres_ms(), 3),
         "p50_ms": round(latency["p50_ms"], 2),
         "p99_ms": round(latency["p99_ms"], 2),
+        "server_idle_cpu_ms_per_second": round(spent.idle_cpu_ms_per_second, 2),
     }
