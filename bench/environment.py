@@ -271,9 +271,15 @@ def cpu_seconds(process_group: int) -> float:
 
 
 def postgres_cpu_seconds(database: str) -> float:
-    """CPU of the PostgreSQL backends serving `database` (their title names it)."""
+    """CPU of the PostgreSQL backends serving `database` (their title names it). Only titles
+    PostgreSQL set count: the bench's own command line names the database too (--database)."""
     marker = f" {database} "
-    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: marker in cmdline))
+    return sum(cpu for _pgrp, cpu in _proc_cpu(lambda stat, cmdline: _serves(cmdline, marker)))
+
+
+def _serves(cmdline: str, marker: str) -> bool:
+    # A backend's title: "postgres: <user> <database> <client> <state>" (see _proc_cpu's padding).
+    return cmdline.startswith(" postgres: ") and marker in cmdline
 
 
 def kafka_broker_cpu_seconds() -> float:

@@ -38,6 +38,11 @@ class Mode:
     e2e_saturation_clients: int
     waiters: int
     waiters_load_seconds: float
+    web_requests: int  # per endpoint, for the CPU per request
+    web_baseline_rate: float  # the plain Django baseline's fixed rate (orders/s)
+    web_baseline_seconds: float
+    web_saturation_seconds: float
+    web_saturation_clients: int
 
 
 MODES: dict[str, Mode] = {
@@ -58,6 +63,11 @@ MODES: dict[str, Mode] = {
         e2e_saturation_clients=16,
         waiters=1_000,
         waiters_load_seconds=10,
+        web_requests=1_500,
+        web_baseline_rate=20,
+        web_baseline_seconds=10,
+        web_saturation_seconds=10,
+        web_saturation_clients=16,
     ),
     "full": Mode(
         name="full",
@@ -76,6 +86,11 @@ MODES: dict[str, Mode] = {
         e2e_saturation_clients=24,
         waiters=5_000,
         waiters_load_seconds=20,
+        web_requests=5_000,
+        web_baseline_rate=20,
+        web_baseline_seconds=30,
+        web_saturation_seconds=30,
+        web_saturation_clients=16,
     ),
 }
 

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +40,21 @@ BENCHMARKS: dict[str, str] = {
     "overhead": "bench.outbox_overhead",
     "e2e": "bench.end_to_end",
     "waiters": "bench.waiters",
+    # After e2e: it compares the shop's CPU per order, when e2e ran, with a plain Django view's.
+    "web": "bench.web_requests",
 }
 
 
 @dataclass
 class BenchContext:
-    """What every benchmark gets: the mode, the bench database and namespace, a process pool."""
+    """What every benchmark gets: the mode, the bench database and namespace, a process pool,
+    and the results of the benchmarks that ran before it (for comparisons across them)."""
 
     mode: Mode
     database_url: str
     namespace: str
     processes: Processes
+    results: list[Result] = field(default_factory=list)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,11 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "wall (idle time too: where a process waits for PostgreSQL or Kafka)",
     )
     args = parser.parse_args(argv)
-    selected = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHMARKS)
-    unknown = sorted(set(selected) - set(BENCHMARKS))
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHMARKS)
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    args.selected = selected
+    # In the registry's order, whatever the order given: a benchmark may compare with an earlier one.
+    args.selected = [name for name in BENCHMARKS if name in chosen]
     return args
 
 
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = _prepare(url)
         for name in args.selected:
             results.extend(_run_one(name, context))
+            context.results = list(results)
     except Exception as error:
         log.error("set-up failed: %s", error)
         return 2
