@@ -20,6 +20,9 @@ django.setup(set_prefix=False)
 
 from backbone.web_lanes import WebApplication  # noqa: E402  (Django's handlers need the settings)
 
-application = AccessLog(
-    WebApplication(threads=settings.WEB_THREADS, queue_seconds=settings.WEB_QUEUE_SECONDS)
+lanes = WebApplication(
+    threads=settings.WEB_THREADS,
+    queue_seconds=settings.WEB_QUEUE_SECONDS,
+    waiting_urlconf=settings.WEB_WAITING_URLCONF,
 )
+application = AccessLog(lanes)

@@ -377,6 +377,7 @@ METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 # request at a time, and how long a request may wait for one before a 503 with Retry-After.
 WEB_THREADS = int(os.environ.get("WEB_THREADS", "4"))
 WEB_QUEUE_SECONDS = float(os.environ.get("WEB_QUEUE_SECONDS", "5"))
+WEB_WAITING_URLCONF = "backbone.urls_waiting"  # the views that can wait without a thread
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
 ORDER_WAITS_PER_CUSTOMER = int(os.environ.get("ORDER_WAITS_PER_CUSTOMER", "20"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))

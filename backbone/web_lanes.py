@@ -9,15 +9,18 @@ middleware hook, signal and view: a dozen hops for one `GET`. Most requests neve
   the whole middleware chain and view in one call, on one of a fixed set of threads that live
   as long as the worker (`WEB_THREADS` per worker). A thread serves one request at a time. The
   body is read on the event loop first (backbone/wsgi_on_threads.py).
-- **The waiting lane** (a request that asks to wait: `?wait=` in its query or `Prefer: wait=`)
-  runs Django's ASGI handler, so an async view's wait is a coroutine. Its sync code (signals,
-  middleware hooks, authentication) runs on one thread the worker's waits share, so that a
-  thousand waiters are a thousand coroutines and one thread. That code must leave no database
-  connection open between its calls (the views' database turns close theirs).
+- **The waiting lane** runs Django's ASGI handler on its own URLconf (`WEB_WAITING_URLCONF`),
+  whose views are async: their wait is a coroutine. A request goes there when its path matches
+  a view of that URLconf and the view's `asks_to_wait(scope)` says the request asks to wait
+  (`?wait=N`, `Prefer: wait=N`). Its sync code (signals, middleware hooks, authentication,
+  reads) runs on one thread the worker's waits share, so that a thousand waiters are a
+  thousand coroutines and one thread. That code must leave no database connection open
+  between its calls (the orders views' database turns close theirs).
 
-Both lanes run the same URLconf and views: Django adapts a sync view to the ASGI lane and an
-async one to the WSGI lane, so the choice of lane changes the cost of a request, never its
-answer.
+Every other request, and every request of a sync server (the test client, runserver), goes by
+the project's ROOT_URLCONF: a waiting view there (orders' detail view is one) works in both
+lanes, and a view that only the waiting lane has (placing an order and waiting for it) is an
+extra, never the only way to an answer.
 
 When every direct thread is busy, a request waits for one at most `WEB_QUEUE_SECONDS`; past
 that it is answered 503 with `Retry-After` (load shed, no dropped connection).
@@ -25,10 +28,12 @@ that it is answered 503 with `Retry-After` (load shed, no dropped connection).
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from asgiref.sync import ThreadSensitiveContext
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.wsgi import WSGIHandler
+from django.urls import Resolver404, resolve
 
 from . import wsgi_on_threads
 from .wsgi_on_threads import Receive, Scope, Send
@@ -36,10 +41,16 @@ from .wsgi_on_threads import Receive, Scope, Send
 RETRY_AFTER_SECONDS = 1
 
 
+class WaitingView(Protocol):
+    @classmethod
+    def asks_to_wait(cls, scope: Scope) -> bool: ...
+
+
 class WebApplication:
-    def __init__(self, *, threads: int, queue_seconds: float) -> None:
+    def __init__(self, *, threads: int, queue_seconds: float, waiting_urlconf: str) -> None:
         self._direct = WSGIHandler()
-        self._waiting = ASGIHandler()
+        self._waiting = _WaitingHandler(waiting_urlconf)
+        self._waiting_urlconf = waiting_urlconf
         self._threads = threads
         self._queue_seconds = queue_seconds
         # Made on first use, in the worker's event loop (asyncio objects belong to one loop).
@@ -47,7 +58,7 @@ class WebApplication:
         self._waits_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-waits")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or asks_to_wait(scope):
+        if scope["type"] != "http" or self._asks_to_wait(scope):
             # Django's handler answers what is not HTTP (uvicorn's lifespan probe) by raising.
             async with ThreadSensitiveContext(executor=self._waits_thread):
                 await self._waiting(scope, receive, send)  # type: ignore[arg-type]  # Django's types are narrower
@@ -74,13 +85,35 @@ class WebApplication:
                 self._idle.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"web-{number}"))
         return self._idle
 
+    def _asks_to_wait(self, scope: Scope) -> bool:
+        try:
+            match = resolve(scope["path"], urlconf=self._waiting_urlconf)
+        except Resolver404:
+            return False
+        view: WaitingView = match.func.view_class  # type: ignore[attr-defined]  # DRF and adrf set it
+        return view.asks_to_wait(scope)
 
-def asks_to_wait(scope: Scope) -> bool:
-    """A long-poll (`?wait=` in the query) or `Prefer: wait=N` (RFC 7240)."""
+
+class _WaitingHandler(ASGIHandler):
+    """Django's ASGI handler, resolving by the waiting URLconf (`request.urlconf`, which Django
+    reads before ROOT_URLCONF)."""
+
+    def __init__(self, urlconf: str) -> None:
+        super().__init__()
+        self.request_class = type("WaitingRequest", (ASGIRequest,), {"urlconf": urlconf})
+
+
+def query_has(scope: Scope, name: str) -> bool:
+    """Whether the request's query string has the parameter (with any value)."""
     query: bytes = scope.get("query_string", b"")
-    if query.startswith(b"wait=") or b"&wait=" in query:
-        return True
-    return any(name == b"prefer" and b"wait" in value.lower() for name, value in scope.get("headers", ()))
+    key = name.encode() + b"="
+    return query.startswith(key) or b"&" + key in query
+
+
+def header(scope: Scope, name: str) -> str | None:
+    wanted = name.lower().encode()
+    values = [value.decode("latin1") for key, value in scope.get("headers", ()) if key == wanted]
+    return ", ".join(values) if values else None
 
 
 async def _shed(send: Send) -> None:

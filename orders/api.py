@@ -25,8 +25,11 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
+from backbone import prefer
 from backbone.pagination import PageNumberPagination
+from backbone.prefer import PREFERENCE_APPLIED
 from backbone.throttling import OrderPlacementThrottle
+from backbone.web_lanes import Scope, header, query_has
 
 from . import bells, selectors, services, wait_slots
 from .models import Order, StockLevelView
@@ -75,6 +78,24 @@ REPLAYED = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     response=[202],
     description="present when an Idempotency-Key retry returned the order placed before",
+)
+PREFER = OpenApiParameter(
+    name="Prefer",
+    type={"type": "string", "maxLength": 255},
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "`wait=N` (RFC 7240): wait up to N seconds (capped by ORDER_WAIT_MAX_SECONDS) for the outcome "
+        "and answer 200 with the decided order, or 202 if it is still undecided; either way with "
+        "`Preference-Applied: wait`. Other preferences are ignored."
+    ),
+)
+APPLIED = OpenApiParameter(
+    name="Preference-Applied",
+    type={"type": "string", "enum": ["wait"]},
+    location=OpenApiParameter.HEADER,
+    response=[200, 202],
+    description="present when the server waited as `Prefer: wait=N` asked",
 )
 RETRY_AFTER = OpenApiParameter(
     name="Retry-After",
@@ -125,12 +146,16 @@ class OrderListCreateView(ListAPIView):
         description=(
             "Checks Orders' view of stock levels, records the order as REQUESTED and emits "
             "`OrderRequested` in one transaction, and answers at once: Stock, Payments and Orders "
-            "decide the outcome through events. Follow the `Location` header with `?wait=N`."
+            "decide the outcome through events. Follow the `Location` header with `?wait=N`, or "
+            "send `Prefer: wait=N` to have this request wait for the outcome."
         ),
         tags=["orders"],
         request=PlaceOrderSerializer,
-        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
+        parameters=[IDEMPOTENCY_KEY, PREFER, LOCATION, REPLAYED, APPLIED],
         responses={
+            200: OpenApiResponse(
+                OrderSerializer, description="with `Prefer: wait=N`: the order, decided within N s"
+            ),
             202: OpenApiResponse(OrderSerializer, description="accepted: the order is REQUESTED"),
             400: OpenApiResponse(description="field errors: unknown sku, bad quantity, bad lines, no token"),
             409: OpenApiResponse(InsufficientStockSerializer, description="too little stock: nothing placed"),
@@ -144,29 +169,7 @@ class OrderListCreateView(ListAPIView):
         },
     )
     def post(self, request: Request) -> Response:
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= 255:
-            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
-        serializer = PlaceOrderSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            placement = services.place_order(
-                customer=request.user,
-                lines=[services.LineRequest(**line) for line in serializer.validated_data["lines"]],
-                payment_token=serializer.validated_data["payment_token"],
-                idempotency_key=key,
-            )
-        except services.UnknownProducts as error:  # the catalog changed since validation
-            raise ValidationError({"lines": [str(error)]}) from None
-        except services.InsufficientStock as error:
-            body = {"detail": str(error), "shortages": [vars(shortage) for shortage in error.shortages]}
-            return Response(body, status.HTTP_409_CONFLICT)
-        except services.IdempotencyKeyReused as error:
-            return Response({"detail": str(error)}, status.HTTP_422_UNPROCESSABLE_ENTITY)
-        headers = {"Location": reverse("orders:order-detail", args=[placement.order.id], request=request)}
-        if not placement.created:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(OrderSerializer(placement.order).data, status.HTTP_202_ACCEPTED, headers=headers)
+        return _place(request)
 
 
 class OrderDetailView(AsyncAPIView):
@@ -177,6 +180,10 @@ class OrderDetailView(AsyncAPIView):
         # this in the request's thread).
         with _database_turn():
             super().initial(request, *args, **kwargs)
+
+    @classmethod
+    def asks_to_wait(cls, scope: Scope) -> bool:
+        return scope["method"] == "GET" and query_has(scope, "wait")
 
     @extend_schema(
         summary="Show an order, optionally waiting for its outcome",
@@ -239,6 +246,83 @@ class OrderEventsView(APIView):
             "events": selectors.order_story(order),
         }
         return Response(OrderStorySerializer(story).data)
+
+
+class PlaceOrderAndWaitView(AsyncAPIView):
+    """`POST /api/orders/` with `Prefer: wait=N`, in the web's waiting lane (orders/urls_waiting.py):
+    places the order, then waits up to N seconds (capped) for its outcome, holding no thread.
+
+    The project's URLconf has the sync view, which documents the header and places without
+    waiting: a sync server (the test client, runserver) answers 202 as if no wait were asked.
+    """
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [OrderPlacementThrottle()]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        with _database_turn():
+            super().initial(request, *args, **kwargs)
+
+    @classmethod
+    def asks_to_wait(cls, scope: Scope) -> bool:
+        return scope["method"] == "POST" and bool(prefer.wait_seconds(header(scope, "Prefer")))
+
+    async def post(self, request: Request) -> Response:
+        placed = await sync_to_async(_place_in_a_turn)(request)
+        seconds = prefer.wait_seconds(request.headers.get("Prefer"))
+        if placed.status_code != status.HTTP_202_ACCEPTED or not seconds:
+            return placed
+        order_id = uuid.UUID(placed.data["id"])
+        timeout = min(seconds, settings.ORDER_WAIT_MAX_SECONDS)
+        read = sync_to_async(_read_order, thread_sensitive=False)
+        try:
+            async with wait_slots.slot(request.user.pk, seconds=timeout):
+                final, data = await bells.wait_until(
+                    order_id,
+                    read=lambda: read(request, order_id),
+                    done=lambda outcome: outcome[0],
+                    timeout=timeout,
+                )
+        except wait_slots.TooManyWaits:
+            return placed  # the order is placed: answer as without the preference
+        placed[PREFERENCE_APPLIED] = "wait"
+        if not final:
+            return placed
+        decided = Response(data, status.HTTP_200_OK, headers={"Location": placed["Location"]})
+        decided[PREFERENCE_APPLIED] = "wait"
+        return decided
+
+
+def _place(request: Request) -> Response:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 255:
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+    serializer = PlaceOrderSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    try:
+        placement = services.place_order(
+            customer=request.user,
+            lines=[services.LineRequest(**line) for line in serializer.validated_data["lines"]],
+            payment_token=serializer.validated_data["payment_token"],
+            idempotency_key=key,
+        )
+    except services.UnknownProducts as error:  # the catalog changed since validation
+        raise ValidationError({"lines": [str(error)]}) from None
+    except services.InsufficientStock as error:
+        body = {"detail": str(error), "shortages": [vars(shortage) for shortage in error.shortages]}
+        return Response(body, status.HTTP_409_CONFLICT)
+    except services.IdempotencyKeyReused as error:
+        return Response({"detail": str(error)}, status.HTTP_422_UNPROCESSABLE_ENTITY)
+    headers = {"Location": reverse("orders:order-detail", args=[placement.order.id], request=request)}
+    if not placement.created:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(OrderSerializer(placement.order).data, status.HTTP_202_ACCEPTED, headers=headers)
+
+
+def _place_in_a_turn(request: Request) -> Response:
+    """Place on the waiting lane's shared thread, whose connection must go back before the wait."""
+    with _database_turn():
+        return _place(request)
 
 
 # Waits that start or wake together (a thousand customers after a sale) take turns at the
