@@ -32,7 +32,7 @@ from backbone.throttling import OrderPlacementThrottle
 from backbone.web_lanes import Scope, header, query_has
 
 from . import bells, selectors, services, wait_slots
-from .models import Order, StockLevelView
+from .models import FINAL_STATES, Order, StockLevelView
 from .serializers import (
     InsufficientStockSerializer,
     OrderErrorSerializer,
@@ -211,24 +211,21 @@ class OrderDetailView(AsyncAPIView):
         # With a pool (the web process) a read may run on any thread: the loop's shared executor
         # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
         # (runserver, tests) it stays on the request's thread, with its connection and transaction.
-        read = sync_to_async(_read_order, thread_sensitive=not _pooled())
-        # The first read answers 404 for others' orders before any wait, and a decided order at once.
-        final, data = await read(request, order_id)
-        if final or timeout <= 0:
-            return Response(data)
-        try:
-            async with wait_slots.slot(request.user.pk, seconds=timeout):
-                _, data = await bells.wait_until(
-                    order_id,
-                    read=lambda: read(request, order_id),
-                    done=lambda outcome: outcome[0],
-                    timeout=timeout,
-                )
-        except wait_slots.TooManyWaits as refused:
-            raise Throttled(
-                wait=refused.retry_after,
-                detail=f"Too many waits at once: at most {settings.ORDER_WAITS_PER_CUSTOMER} per customer.",
-            ) from None
+        thread_sensitive = not _pooled()
+        decided = sync_to_async(_is_decided, thread_sensitive=thread_sensitive)
+        # The first read answers 404 for others' orders before any wait. While waiting, a ring
+        # of the doorbell re-reads only the state; the order is read in full once, to answer.
+        if not await decided(request, order_id) and timeout > 0:
+            try:
+                async with wait_slots.slot(request.user.pk, seconds=timeout):
+                    await bells.wait_until(
+                        order_id, read=lambda: decided(request, order_id), done=bool, timeout=timeout
+                    )
+            except wait_slots.TooManyWaits as refused:
+                cap = settings.ORDER_WAITS_PER_CUSTOMER
+                detail = f"Too many waits at once: at most {cap} per customer."
+                raise Throttled(wait=refused.retry_after, detail=detail) from None
+        _, data = await sync_to_async(_read_order, thread_sensitive=thread_sensitive)(request, order_id)
         return Response(data)
 
 
@@ -274,20 +271,18 @@ class PlaceOrderAndWaitView(AsyncAPIView):
             return placed
         order_id = uuid.UUID(placed.data["id"])
         timeout = min(seconds, settings.ORDER_WAIT_MAX_SECONDS)
-        read = sync_to_async(_read_order, thread_sensitive=False)
+        decided = sync_to_async(_is_decided, thread_sensitive=False)
         try:
             async with wait_slots.slot(request.user.pk, seconds=timeout):
-                final, data = await bells.wait_until(
-                    order_id,
-                    read=lambda: read(request, order_id),
-                    done=lambda outcome: outcome[0],
-                    timeout=timeout,
+                final = await bells.wait_until(
+                    order_id, read=lambda: decided(request, order_id), done=bool, timeout=timeout
                 )
         except wait_slots.TooManyWaits:
             return placed  # the order is placed: answer as without the preference
         placed[PREFERENCE_APPLIED] = "wait"
         if not final:
             return placed
+        _, data = await sync_to_async(_read_order, thread_sensitive=False)(request, order_id)
         decided = Response(data, status.HTTP_200_OK, headers={"Location": placed["Location"]})
         decided[PREFERENCE_APPLIED] = "wait"
         return decided
@@ -354,6 +349,14 @@ def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict
     with _database_turn():
         order = _order_or_404(request, order_id)
         return order.is_final, OrderSerializer(order).data
+
+
+def _is_decided(request: Request, order_id: uuid.UUID) -> bool:
+    with _database_turn():
+        state = selectors.order_state_visible_to(request.user, order_id)
+    if state is None:
+        raise Http404("No such order.")
+    return state in FINAL_STATES
 
 
 def _order_or_404(request: Request, order_id: uuid.UUID) -> Order:

@@ -20,6 +20,13 @@ def order_visible_to(user: AbstractBaseUser | AnonymousUser, order_id: uuid.UUID
     return orders_visible_to(user).filter(id=order_id).first()
 
 
+def order_state_visible_to(user: AbstractBaseUser | AnonymousUser, order_id: uuid.UUID) -> str | None:
+    """Only the state: what a waiting request re-reads each time its doorbell rings."""
+    orders = Order.objects.filter(id=order_id)
+    orders = orders if user.is_staff else orders.filter(customer_id=user.pk)
+    return orders.values_list("state", flat=True).first()
+
+
 def catalog() -> QuerySet[StockLevelView]:
     return StockLevelView.objects.order_by("sku")
 
