@@ -1,0 +1,68 @@
+"""The web process's two lanes (backbone/web_lanes.py) on the real server: requests that do not
+wait share a fixed set of threads, a crowd past them is answered 503 with Retry-After (never a
+dropped connection), and only a view of the waiting lane that is asked to wait waits."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from orders.tests import test_long_polls
+from orders.tests.test_long_polls import Web, customer, pending_orders, run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+catalog = test_long_polls.catalog
+
+
+def test_a_crowd_past_the_threads_is_answered_503_with_retry_after_never_dropped(tmp_path, catalog) -> None:
+    web = Web(tmp_path / "web.log", workers=1, WEB_THREADS="2", WEB_QUEUE_SECONDS="0.05")
+    crowd = 300
+
+    async def scenario() -> tuple[list[httpx.Response | BaseException], int]:
+        limits = httpx.Limits(max_connections=crowd, max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            catalog = f"{web.url}/api/products/?page_size=100"
+            requests = [client.get(catalog) for _ in range(crowd)]
+            answers = await asyncio.gather(*requests, return_exceptions=True)
+            return answers, web.worker_threads()
+
+    try:
+        answers, threads = run(scenario())
+    finally:
+        web.stop()
+    failures = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert not failures, failures[:3]
+    responses = [answer for answer in answers if isinstance(answer, httpx.Response)]
+    statuses = {response.status_code for response in responses}
+    assert statuses <= {200, 503}, statuses
+    shed = [response for response in responses if response.status_code == 503]
+    assert shed, "a crowd of 300 on 2 threads with a 50 ms queue: some must be shed"
+    assert all(response.headers["Retry-After"] == "1" for response in shed)
+    assert all("busy" in response.json()["detail"] for response in shed)
+    assert threads < 30, f"{threads} threads: the direct lane's are fixed, not one per request"
+    assert "Traceback" not in web.log.read_text()
+
+
+def test_only_a_waiting_view_asked_to_wait_waits(tmp_path, catalog) -> None:
+    web = Web(tmp_path / "web.log")
+    headers, (order,) = pending_orders("uma", 1)
+    try:
+        timings = {}
+        for name, path in {
+            "catalog with ?wait": "/api/products/?wait=3",
+            "order list with ?wait": "/api/orders/?wait=3",
+            "order's story with ?wait": f"/api/orders/{order.id}/events/?wait=3",
+            "order with ?wait": f"/api/orders/{order.id}/?wait=1",
+        }.items():
+            started = time.monotonic()
+            response = httpx.get(f"{web.url}{path}", headers=headers, timeout=30)
+            timings[name] = time.monotonic() - started
+            assert response.status_code == 200, (name, response.text)
+        other = httpx.get(f"{web.url}/api/orders/{order.id}/?wait=1", headers=customer("vic"), timeout=30)
+    finally:
+        web.stop()
+    assert timings["order with ?wait"] >= 1.0  # the one that waits
+    assert max(t for name, t in timings.items() if name != "order with ?wait") < 1.0, timings
+    assert other.status_code == 404
