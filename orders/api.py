@@ -9,7 +9,7 @@ from typing import Any
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -109,6 +109,16 @@ class ProductListView(ListAPIView):
 
 class OrderListCreateView(ListAPIView):
     serializer_class = OrderSerializer
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        # Placing an order is one transaction, reads included: the token, the catalog check,
+        # the stock check, the order's rows and the answer's lines. Each read on its own was
+        # an autocommit transaction, four commits more per order. The order's own atomic block
+        # becomes a savepoint, which a lost race on an Idempotency-Key rolls back alone.
+        with transaction.atomic():
+            return super().dispatch(request, *args, **kwargs)
 
     def get_throttles(self) -> list[BaseThrottle]:
         # Placing orders is limited per customer; reading them is not.

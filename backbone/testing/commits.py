@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from psycopg import pq
 _ROOT = str(Path(__file__).resolve().parents[2]) + os.sep
 _SKIPPED = (os.sep + ".venv" + os.sep, os.sep + "site-packages" + os.sep, __file__)
 _lock = threading.Lock()
-_state: dict[str, Any] = {"dir": None, "files": {}}
+_state: dict[str, Any] = {"dir": None, "files": {}, "patched": False, "listeners": []}
 
 IDLE = pq.TransactionStatus.IDLE
 INTRANS = pq.TransactionStatus.INTRANS
@@ -57,6 +58,8 @@ def _caller() -> str:
 
 
 def _record(label: str) -> None:
+    for listener in _state["listeners"]:
+        listener.append(label)
     directory = _state["dir"]
     if directory is None:
         return
@@ -107,17 +110,31 @@ def _wrap_ending(method: Any, connection_of: Any) -> Any:
     return wrapper
 
 
-def install(directory: str) -> None:
-    """Count this process's commits into `directory` (idempotent)."""
-    if _state["dir"] is not None:
+def install(directory: str | None = None) -> None:
+    """Count this process's commits (into `directory`, if given); idempotent."""
+    if directory is not None:
+        _state["dir"] = directory
+    if _state["patched"]:
         return
-    _state["dir"] = directory
+    _state["patched"] = True
     for name in ("execute", "executemany"):
         setattr(psycopg.Cursor, name, _wrap_statement(getattr(psycopg.Cursor, name)))
     psycopg.Connection.commit = _wrap_ending(psycopg.Connection.commit, lambda c: c)  # type: ignore[method-assign]
     psycopg.Transaction.__exit__ = _wrap_ending(  # type: ignore[method-assign]
         psycopg.Transaction.__exit__, lambda t: t.connection
     )
+
+
+@contextmanager
+def counting() -> Iterator[list[str]]:
+    """The commits of this process inside the block, one label each (the function that made it)."""
+    install()
+    labels: list[str] = []
+    _state["listeners"].append(labels)
+    try:
+        yield labels
+    finally:
+        _state["listeners"].remove(labels)
 
 
 def read_counts(directory: Path) -> Counter[tuple[str, str]]:

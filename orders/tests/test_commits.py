@@ -122,13 +122,12 @@ def test_commits_per_confirmed_order(live_shop: Shop, commit_dir: Path) -> None:
         settled(live_shop, ids)
         after = Snapshot(commit_dir)
         results[count] = per_order(previous, after, idle, count)
-        # Every commit of the window is in the profile: the processes' counts add up to PostgreSQL's.
+        # The processes' counts add up to PostgreSQL's: no commit escapes the profile.
         counted = sum(after.counts.values()) - sum(previous.counts.values())
         server = after.server - previous.server
-        raw = Counter()
-        for key in after.counts:
-            raw[key[0]] += after.counts[key] - previous.counts[key]
-        print("RAW", count, counted, server, dict(raw))
+        # (PostgreSQL also counts a statement's first preparation on a connection: some more.)
+        assert server * 0.8 <= counted <= server * 1.05 + 5, (counted, server)
+        print(f"window of {count} order(s): {counted} commits counted by the processes, {server} by PostgreSQL")
         previous = after
 
     idle_lines = "\n".join(f"  {rate:5.2f}/s  {p} {f}" for (p, f), rate in sorted(idle.items()))

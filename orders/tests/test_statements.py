@@ -55,3 +55,26 @@ def test_a_move_from_the_wrong_state_changes_nothing(order: Order) -> None:
 
     order.refresh_from_db()
     assert (order.state, order.payment_token) == (OrderState.REQUESTED, "tok_visa")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_placing_an_order_over_http_is_one_commit() -> None:
+    """Authentication, the catalog check, the stock check and the order's rows share the
+    request's one transaction: each read outside it was a commit of its own (docs/shop.md)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from backbone.testing.commits import counting
+
+    stock_level("SKU-C", available=5)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('counted')).key}")
+    body = {"lines": [{"sku": "SKU-C", "quantity": 1}], "payment_token": "tok_visa"}
+    with counting() as commits:
+        response = client.post("/api/orders/", body, format="json")
+    assert response.status_code == 202, response.content
+    assert len(commits) == 1, commits
+    with counting() as commits:
+        refused = client.post("/api/orders/", {**body, "lines": [{"sku": "SKU-C", "quantity": 50}]}, format="json")
+    assert refused.status_code == 409
+    assert len(commits) <= 1, commits
