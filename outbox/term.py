@@ -19,7 +19,7 @@ from .marker import BackgroundMarker
 from .metrics import count_published
 from .options import Clock, ProducerFactory, RelayOptions
 from .publisher import DeliveryFailure, OrderGuard, Publisher, Stall
-from .store import CleanupStep, OutboxStore
+from .store import CleanupStep, OutboxStore, PendingRow
 
 log = logging.getLogger("outbox.relay")  # one logger for every line the relay writes
 
@@ -120,10 +120,19 @@ class LeaderTerm:
         while not self._stop.is_set():
             self._lock.verify()
             self._marker.wait()  # the scan must not see rows whose marks are still on the way
-            ids = self._store.pending_ids(self._options.window_size)
-            if not ids:
+            # A wake-up finds a few rows: read them with the scan, one statement (one commit).
+            # A full batch may be a backlog: then windows of ids, ordered by one scan each.
+            rows = self._store.pending_rows(self._options.batch_size)
+            if not rows:
                 return
-            result = self._publish_window(ids)
+            if len(rows) < self._options.batch_size:
+                ids = [row.id for row in rows]
+                result = self._publish_window(ids, first=rows)
+            else:
+                ids = self._store.pending_ids(self._options.window_size)
+                if not ids:
+                    return
+                result = self._publish_window(ids)
             if not result.complete and not self._stop.is_set():
                 delay = failures.next_delay()
                 self._report_refused(result, delay)
@@ -133,15 +142,15 @@ class LeaderTerm:
             if len(ids) < self._options.window_size:
                 return
 
-    def _publish_window(self, ids: list[int]) -> WindowResult:
+    def _publish_window(self, ids: list[int], *, first: list[PendingRow] | None = None) -> WindowResult:
         """Publish the rows of one scan, a batch at a time, reading the next batch while
-        Kafka confirms the current one."""
+        Kafka confirms the current one (`first`: the first batch's rows, already read)."""
         size = self._options.batch_size
         batches = [ids[start : start + size] for start in range(0, len(ids), size)]
         guard = OrderGuard()
         total = marked = failures = 0
         first_failure: DeliveryFailure | None = None
-        rows = self._store.fetch_rows(batches[0])
+        rows = first if first is not None else self._store.fetch_rows(batches[0])
         for number in range(len(batches)):
             # Before every batch, not only every window: a leader frozen mid-window whose
             # session a standby ended must not send the rest of the window when it wakes.

@@ -41,8 +41,12 @@ def process_name(argv: list[str]) -> str:
         if rest[:1] == ["consume"] and len(rest) > 1:
             return f"consume-{rest[1]}"
         return rest[0] if rest else "manage.py"
-    for known, name in (("gunicorn", "web"), ("pytest", "pytest"), ("beat", "beat"), ("worker", "worker")):
-        if any(known in part for part in argv):
+    if any("gunicorn" in part for part in argv):
+        return "web"
+    if any("pytest" in part for part in argv):
+        return "pytest"
+    for name in ("beat", "worker"):  # celery's subcommand
+        if name in argv:
             return name
     return words[0] if words else "python"
 
@@ -86,7 +90,12 @@ def _wrap_statement(method: Any) -> Any:
         connection = self.connection
         # An empty query (psycopg_pool's connection check) runs no transaction.
         empty = bool(args) and isinstance(args[0], (str, bytes)) and not args[0]
-        implicit = not empty and connection.autocommit and _status(connection) == IDLE and getattr(connection, "_pipeline", None) is None
+        implicit = (
+            not empty
+            and connection.autocommit
+            and _status(connection) == IDLE
+            and getattr(connection, "_pipeline", None) is None
+        )
         label = _caller() if implicit else ""
         result = method(self, *args, **kwargs)
         if implicit:

@@ -75,6 +75,8 @@ def test_placing_an_order_over_http_is_one_commit() -> None:
     assert response.status_code == 202, response.content
     assert len(commits) == 1, commits
     with counting() as commits:
-        refused = client.post("/api/orders/", {**body, "lines": [{"sku": "SKU-C", "quantity": 50}]}, format="json")
+        refused = client.post(
+            "/api/orders/", {**body, "lines": [{"sku": "SKU-C", "quantity": 50}]}, format="json"
+        )
     assert refused.status_code == 409
     assert len(commits) <= 1, commits

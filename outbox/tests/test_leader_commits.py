@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def connect(django_db_setup):  # noqa: ARG001 (the test database must exist)
+def connect(django_db_setup):  # the test database must exist first
     from django.db import connection
 
     return database_connector(connection.settings_dict)
@@ -22,7 +22,9 @@ def test_verifying_the_leader_lock_commits_nothing_and_still_sees_an_ended_sessi
     lock = LeaderLock(connect)
     assert lock.try_acquire()
     with connect() as monitor:
-        commits = server_commits([lock.session()], lambda: [lock.verify() for _ in range(20)], monitor=monitor)
+        commits = server_commits(
+            [lock.session()], lambda: [lock.verify() for _ in range(20)], monitor=monitor
+        )
         assert commits <= 2, commits  # the monitor's own reads may be flushed meanwhile
         monitor.execute("SELECT pg_terminate_backend(%s)", (lock.session().info.backend_pid,))
     with pytest.raises(LeadershipLost):
@@ -38,7 +40,9 @@ def test_verifying_a_shard_lock_and_its_layout_commits_nothing(connect) -> None:
         assert lock.try_acquire()
         with connect() as monitor:
             commits = server_commits(
-                [lock.session(), layout._connection], lambda: [lock.verify() for _ in range(20)], monitor=monitor
+                [lock.session(), layout._connection],
+                lambda: [lock.verify() for _ in range(20)],
+                monitor=monitor,
             )
             assert commits <= 2, commits
     finally:

@@ -11,7 +11,8 @@ from pathlib import Path
 if os.environ.get("COMMIT_LOG_DIR"):
     _path = Path(__file__).resolve().parent.parent / "commits.py"
     _spec = importlib.util.spec_from_file_location("_commit_counter", _path)
-    assert _spec is not None and _spec.loader is not None
+    if _spec is None or _spec.loader is None:
+        raise ImportError(f"cannot load {_path}")
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)
     _module.install(os.environ["COMMIT_LOG_DIR"])
