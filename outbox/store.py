@@ -86,8 +86,9 @@ def _pending_rows(pending_ids: str, columns: str) -> str:
 MARK_PUBLISHED = """
     WITH marked AS (
         UPDATE outbox AS o
-        SET published_at = %s, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
-        FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, kafka_partition, kafka_offset)
+        SET published_at = d.published_at, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
+        FROM unnest(%s::timestamptz[], %s::bigint[], %s::int[], %s::bigint[])
+            AS d(published_at, id, kafka_partition, kafka_offset)
         WHERE o.id = d.id AND o.published_at IS NULL
         RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.correlation_id, o.causation_id,
             o.occurred_at, o.published_at, o.kafka_partition, o.kafka_offset
@@ -282,12 +283,16 @@ class OutboxStore:
             cursor.execute(self._rows_by_id, (ids,), prepare=True)
             return cursor.fetchall()
 
-    def mark_published(self, placements: list[Placement], *, published_at: datetime) -> int:
+    def mark_published(
+        self, placements: list[Placement], *, published_at: datetime | Sequence[datetime]
+    ) -> int:
+        """Stamp the rows published: at one time, or each at its own (marks held together)."""
         if not placements:
             return 0
+        times = [published_at] * len(placements) if isinstance(published_at, datetime) else list(published_at)
         ids, partitions, offsets = zip(*((p.row_id, p.partition, p.offset) for p in placements), strict=True)
         cursor = self._connection.execute(
-            MARK_PUBLISHED, (published_at, list(ids), list(partitions), list(offsets)), prepare=True
+            MARK_PUBLISHED, (times, list(ids), list(partitions), list(offsets)), prepare=True
         )
         return cursor.rowcount
 
