@@ -185,9 +185,16 @@ class OrderDetailView(AsyncAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication reads the token: in a database turn like the order's reads (adrf runs
-        # this in the request's thread).
-        with _database_turn():
+        # this in the request's thread). The first read of the order follows in the same turn
+        # and transaction: one commit where the token and the order were one each.
+        self._first_read: tuple[bool, ReturnDict] | Http404 | None = None
+        with _database_turn(), transaction.atomic():
             super().initial(request, *args, **kwargs)
+            if request.method == "GET":
+                try:
+                    self._first_read = _order_state(request, kwargs["order_id"])
+                except Http404 as missing:
+                    self._first_read = missing  # answered once `?wait=` is known to be valid
 
     @extend_schema(
         summary="Show an order, optionally waiting for its outcome",
@@ -217,7 +224,10 @@ class OrderDetailView(AsyncAPIView):
         # (runserver, tests) it stays on the request's thread, with its connection and transaction.
         read = sync_to_async(_read_order, thread_sensitive=not _pooled())
         # The first read answers 404 for others' orders before any wait, and a decided order at once.
-        final, data = await read(request, order_id)
+        first = self._first_read
+        if isinstance(first, Http404):
+            raise first
+        final, data = first if first is not None else await read(request, order_id)
         if final or timeout <= 0:
             return Response(data)
         if _pooled():
@@ -283,8 +293,12 @@ def _pooled() -> bool:
 def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
     """Whether the order is decided, and its representation: one short use of the database."""
     with _database_turn():
-        order = _order_or_404(request, order_id)
-        return order.is_final, OrderSerializer(order).data
+        return _order_state(request, order_id)
+
+
+def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
+    order = _order_or_404(request, order_id)
+    return order.is_final, OrderSerializer(order).data
 
 
 def _order_or_404(request: Request, order_id: uuid.UUID) -> Order:
