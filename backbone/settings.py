@@ -112,6 +112,8 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://shop:shop@127.0.0.1:55
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
+# Django's engine, with a health check that commits nothing (backbone/postgresql/base.py).
+DATABASES["default"]["ENGINE"] = "backbone.postgresql"
 # The web process (backbone/asgi.py sets DATABASE_POOL_MAX_SIZE) serves requests on a few threads
 # and thousands of waits on one: it takes connections from a psycopg pool, and returns them when a
 # request (or a wait's read) lets go.
@@ -120,7 +122,6 @@ if DATABASE_POOL_MAX_SIZE := int(os.environ.get("DATABASE_POOL_MAX_SIZE", "0")):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
     # The checkout checks each connection and replaces a dead one at once (a failover), where
     # the pool's own check (CONN_HEALTH_CHECKS) paused with a backoff per dead connection.
-    DATABASES["default"]["ENGINE"] = "backbone.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),

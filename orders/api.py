@@ -9,7 +9,7 @@ from typing import Any
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -130,6 +130,16 @@ class ProductListView(ListAPIView):
 class OrderListCreateView(ListAPIView):
     serializer_class = OrderSerializer
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        # Placing an order is one transaction, reads included: the token, the catalog check,
+        # the stock check, the order's rows and the answer's lines. Each read on its own was
+        # an autocommit transaction, four commits more per order. The order's own atomic block
+        # becomes a savepoint, which a lost race on an Idempotency-Key rolls back alone.
+        with transaction.atomic():
+            return super().dispatch(request, *args, **kwargs)
+
     def get_throttles(self) -> list[BaseThrottle]:
         # Placing orders is limited per customer; reading them is not.
         return [OrderPlacementThrottle()] if self.request.method == "POST" else []
@@ -177,9 +187,16 @@ class OrderDetailView(AsyncAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication reads the token: in a database turn like the order's reads (adrf runs
-        # this in the request's thread).
-        with _database_turn():
+        # this in the request's thread). The first read of the order follows in the same turn
+        # and transaction: one commit where the token and the order were one each.
+        self._first_read: bool | Http404 | None = None
+        with _database_turn(), transaction.atomic():
             super().initial(request, *args, **kwargs)
+            if request.method == "GET":
+                try:
+                    self._first_read = _state_is_final(request, kwargs["order_id"])
+                except Http404 as missing:
+                    self._first_read = missing  # answered once `?wait=` is known to be valid
 
     @classmethod
     def asks_to_wait(cls, scope: Scope) -> bool:
@@ -213,9 +230,14 @@ class OrderDetailView(AsyncAPIView):
         # (runserver, tests) it stays on the request's thread, with its connection and transaction.
         thread_sensitive = not _pooled()
         decided = sync_to_async(_is_decided, thread_sensitive=thread_sensitive)
-        # The first read answers 404 for others' orders before any wait. While waiting, a ring
-        # of the doorbell re-reads only the state; the order is read in full once, to answer.
-        if not await decided(request, order_id) and timeout > 0:
+        # The first read (in initial()) answers 404 for others' orders before any wait. While
+        # waiting, a ring of the doorbell re-reads only the state; the order is read in full
+        # once, to answer.
+        first = self._first_read
+        if isinstance(first, Http404):
+            raise first
+        final = first if first is not None else await decided(request, order_id)
+        if not final and timeout > 0:
             try:
                 async with wait_slots.slot(request.user.pk, seconds=timeout):
                     await bells.wait_until(
@@ -315,8 +337,9 @@ def _place(request: Request) -> Response:
 
 
 def _place_in_a_turn(request: Request) -> Response:
-    """Place on the waiting lane's shared thread, whose connection must go back before the wait."""
-    with _database_turn():
+    """Place on the waiting lane's shared thread, whose connection must go back before the wait;
+    one transaction, as the sync view's (OrderListCreateView.dispatch)."""
+    with _database_turn(), transaction.atomic():
         return _place(request)
 
 
@@ -347,13 +370,21 @@ def _pooled() -> bool:
 def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
     """Whether the order is decided, and its representation: one short use of the database."""
     with _database_turn():
-        order = _order_or_404(request, order_id)
-        return order.is_final, OrderSerializer(order).data
+        return _order_state(request, order_id)
+
+
+def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
+    order = _order_or_404(request, order_id)
+    return order.is_final, OrderSerializer(order).data
 
 
 def _is_decided(request: Request, order_id: uuid.UUID) -> bool:
     with _database_turn():
-        state = selectors.order_state_visible_to(request.user, order_id)
+        return _state_is_final(request, order_id)
+
+
+def _state_is_final(request: Request, order_id: uuid.UUID) -> bool:
+    state = selectors.order_state_visible_to(request.user, order_id)
     if state is None:
         raise Http404("No such order.")
     return state in FINAL_STATES

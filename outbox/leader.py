@@ -60,7 +60,7 @@ class LeaderLock:
         if self._connection is None or not self._held:
             raise LeadershipLost("this relay does not hold the leader lock")
         try:
-            self._connection.execute("SELECT 1")
+            touch(self._connection)
         except psycopg.Error as error:
             self._held = False
             raise LeadershipLost(f"the leader lock's database session ended ({_first_line(error)})") from None
@@ -78,6 +78,13 @@ class LeaderLock:
         finally:
             self._held = False
             connection.close()
+
+
+def touch(connection: psycopg.Connection) -> None:
+    """One round trip on the session that fails if it ended, and moves its `state_change`
+    (what stall detection reads), without a transaction: an empty query runs none, where
+    `SELECT 1` was a commit of its own before every window (docs/relay.md)."""
+    connection.execute("")
 
 
 def _first_line(error: BaseException) -> str:

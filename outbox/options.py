@@ -18,6 +18,9 @@ class RelayOptions:
     batch_size: int = 2000  # rows read, produced, confirmed and marked together
     window_size: int = 50_000  # rows ordered by one scan of the backlog
     mark_connections: int = 2  # batches marked in parallel, while later ones are published
+    # A wake-up's few marks wait this long for the next wake-ups', to go in one statement
+    # (0: each batch is marked at once). See marker.HeldMarks.
+    mark_hold: float = 0.1
     poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
     retention: timedelta = timedelta(hours=72)
     event_log_retention: timedelta = timedelta(days=400)  # the compact records of published events

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from .leader import RELAY_LOCK_KEY, LeaderLock, LeadershipLost
+from .leader import RELAY_LOCK_KEY, LeaderLock, LeadershipLost, touch
 
 log = logging.getLogger("outbox.relay")
 
@@ -119,7 +119,7 @@ class RelayLayout:
         try:
             if self._connection is None:
                 raise LeadershipLost("this relay's shard layout is not registered")
-            self._connection.execute("SELECT 1")
+            touch(self._connection)
         except psycopg.Error as error:
             raise LeadershipLost(f"the shard layout's database session ended ({error})") from None
 

@@ -67,6 +67,15 @@ ROWS_BY_ID = _ROWS_BY_ID.format(columns=_RECORD_COLUMNS.format(committed="o.occu
 ROWS_BY_ID_WITH_COMMIT_TIME = _ROWS_BY_ID.format(
     columns=_RECORD_COLUMNS.format(committed="coalesce(pg_xact_commit_timestamp(o.xmin), o.occurred_at)")
 )
+
+
+# A wake-up's few rows in one statement: the scan's ids, oldest first, and their rows (the scan
+# inside ARRAY() keeps its order, WITH ORDINALITY keeps it through the join). Two statements
+# were two commits per wake-up; a backlog still goes by windows of ids (see term.py).
+def _pending_rows(pending_ids: str, columns: str) -> str:
+    return _ROWS_BY_ID.replace("%s::bigint[]", f"ARRAY({pending_ids.strip()})").format(columns=columns)
+
+
 # No index of `outbox` covers these three columns, and the table leaves half of every page
 # free (fillfactor 50), so a mark is a HOT update: a new row version on the same page and no
 # new index entry. The UPDATE trigger takes the ids off `outbox_pending`.
@@ -77,8 +86,9 @@ ROWS_BY_ID_WITH_COMMIT_TIME = _ROWS_BY_ID.format(
 MARK_PUBLISHED = """
     WITH marked AS (
         UPDATE outbox AS o
-        SET published_at = %s, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
-        FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, kafka_partition, kafka_offset)
+        SET published_at = d.published_at, kafka_partition = d.kafka_partition, kafka_offset = d.kafka_offset
+        FROM unnest(%s::timestamptz[], %s::bigint[], %s::int[], %s::bigint[])
+            AS d(published_at, id, kafka_partition, kafka_offset)
         WHERE o.id = d.id AND o.published_at IS NULL
         RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.correlation_id, o.causation_id,
             o.occurred_at, o.published_at, o.kafka_partition, o.kafka_offset
@@ -231,6 +241,12 @@ class OutboxStore:
                 PENDING_IDS_OF_SHARD_IN_COMMIT_ORDER if in_commit_order else PENDING_IDS_OF_SHARD_IN_ID_ORDER
             )
         self._rows_by_id = ROWS_BY_ID_WITH_COMMIT_TIME if in_commit_order else ROWS_BY_ID
+        committed = (
+            "coalesce(pg_xact_commit_timestamp(o.xmin), o.occurred_at)"
+            if in_commit_order
+            else "o.occurred_at"
+        )
+        self._pending_rows = _pending_rows(self._pending_ids, _RECORD_COLUMNS.format(committed=committed))
         # Marking need not wait for the WAL flush: should a crash lose a mark, the row is
         # simply published again, a duplicate consumers drop by ce_id. Only this session.
         connection.execute("SET synchronous_commit = off")
@@ -253,6 +269,13 @@ class OutboxStore:
         cursor = self._connection.execute(self._pending_ids, (*self._shard_params, limit), prepare=True)
         return [row[0] for row in cursor]
 
+    def pending_rows(self, limit: int) -> list[PendingRow]:
+        """The oldest unpublished rows themselves, in commit order: `pending_ids` and
+        `fetch_rows` in one statement, for a wake-up that finds a batch or less."""
+        with self._connection.cursor(row_factory=_pending_row_maker, binary=True) as cursor:
+            cursor.execute(self._pending_rows, (*self._shard_params, limit), prepare=True)
+            return cursor.fetchall()
+
     def fetch_rows(self, ids: list[int]) -> list[PendingRow]:
         """The rows with these ids, in the order given (those deleted meanwhile left out)."""
         # Binary results: numbers and the commit time arrive without parsing text.
@@ -260,12 +283,16 @@ class OutboxStore:
             cursor.execute(self._rows_by_id, (ids,), prepare=True)
             return cursor.fetchall()
 
-    def mark_published(self, placements: list[Placement], *, published_at: datetime) -> int:
+    def mark_published(
+        self, placements: list[Placement], *, published_at: datetime | Sequence[datetime]
+    ) -> int:
+        """Stamp the rows published: at one time, or each at its own (marks held together)."""
         if not placements:
             return 0
+        times = [published_at] * len(placements) if isinstance(published_at, datetime) else list(published_at)
         ids, partitions, offsets = zip(*((p.row_id, p.partition, p.offset) for p in placements), strict=True)
         cursor = self._connection.execute(
-            MARK_PUBLISHED, (published_at, list(ids), list(partitions), list(offsets)), prepare=True
+            MARK_PUBLISHED, (times, list(ids), list(partitions), list(offsets)), prepare=True
         )
         return cursor.rowcount
 

@@ -15,11 +15,11 @@ from backbone.kafka import physical_topic
 from .backoff import Backoff, StopFlag
 from .leader import LeaderLock, LeadershipLost
 from .listener import OutboxListener
-from .marker import BackgroundMarker
+from .marker import BackgroundMarker, HeldMarks
 from .metrics import count_published
 from .options import Clock, ProducerFactory, RelayOptions
 from .publisher import DeliveryFailure, OrderGuard, Publisher, Stall
-from .store import CleanupStep, OutboxStore
+from .store import CleanupStep, OutboxStore, PendingRow
 
 log = logging.getLogger("outbox.relay")  # one logger for every line the relay writes
 
@@ -67,6 +67,7 @@ class LeaderTerm:
         self._cleans_up = cleans_up
         self._heartbeat = heartbeat
         self._marker = marker
+        self._held = HeldMarks(options.mark_hold)
         self._listener = listener
         self._lock = lock
         self._producer_factory = producer_factory
@@ -108,7 +109,9 @@ class LeaderTerm:
         LOCK_TOUCH_INTERVAL, so a long poll interval never looks like a stalled leader."""
         deadline = time.monotonic() + self._options.poll_interval
         while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-            if self._listener.wait(min(left, LOCK_TOUCH_INTERVAL)):
+            self._write_held_marks_when_due()
+            due = self._held.due_in()
+            if self._listener.wait(min(left, LOCK_TOUCH_INTERVAL, left if due is None else due)):
                 return
             self._lock.verify()
 
@@ -119,11 +122,27 @@ class LeaderTerm:
         failures = Backoff(cap=self._options.max_backoff)
         while not self._stop.is_set():
             self._lock.verify()
+            self._write_held_marks_when_due()
             self._marker.wait()  # the scan must not see rows whose marks are still on the way
-            ids = self._store.pending_ids(self._options.window_size)
-            if not ids:
+            # A wake-up finds a few rows: read them with the scan, one statement (one commit),
+            # leaving out the rows whose marks are held (published already), and hold their
+            # marks too. A full batch may be a backlog: then windows of ids, ordered by one
+            # scan each, marked at once, as the held marks are first.
+            limit = self._options.batch_size + len(self._held)
+            scanned = self._store.pending_rows(limit)
+            rows = [row for row in scanned if not self._held.is_held(row.id)]
+            if not rows:
                 return
-            result = self._publish_window(ids)
+            if len(scanned) < limit:
+                ids = [row.id for row in rows]
+                result = self._publish_window(ids, first=rows, hold=True)
+            else:
+                self._held.hand_to(self._marker)
+                self._marker.wait()
+                ids = self._store.pending_ids(self._options.window_size)
+                if not ids:
+                    return
+                result = self._publish_window(ids)
             if not result.complete and not self._stop.is_set():
                 delay = failures.next_delay()
                 self._report_refused(result, delay)
@@ -133,15 +152,18 @@ class LeaderTerm:
             if len(ids) < self._options.window_size:
                 return
 
-    def _publish_window(self, ids: list[int]) -> WindowResult:
+    def _publish_window(
+        self, ids: list[int], *, first: list[PendingRow] | None = None, hold: bool = False
+    ) -> WindowResult:
         """Publish the rows of one scan, a batch at a time, reading the next batch while
-        Kafka confirms the current one."""
+        Kafka confirms the current one (`first`: the first batch's rows, already read;
+        `hold`: their marks wait for the next wake-ups', see marker.HeldMarks)."""
         size = self._options.batch_size
         batches = [ids[start : start + size] for start in range(0, len(ids), size)]
         guard = OrderGuard()
         total = marked = failures = 0
         first_failure: DeliveryFailure | None = None
-        rows = self._store.fetch_rows(batches[0])
+        rows = first if first is not None else self._store.fetch_rows(batches[0])
         for number in range(len(batches)):
             # Before every batch, not only every window: a leader frozen mid-window whose
             # session a standby ended must not send the rest of the window when it wakes.
@@ -154,7 +176,10 @@ class LeaderTerm:
             failpoint("relay.after-delivery")
             placements = guard.safe_to_mark(rows, outcome)
             delivered = self._clock()
-            self._marker.submit(placements, published_at=delivered)
+            if hold:
+                self._held.add(placements, published_at=delivered)
+            else:
+                self._marker.submit(placements, published_at=delivered)
             count_published(rows, placements, delivered)
             self._count(len(placements))
             total, marked, failures = (
@@ -169,6 +194,10 @@ class LeaderTerm:
                 break
             rows = upcoming
         return WindowResult(rows=total, marked=marked, failures=failures, first_failure=first_failure)
+
+    def _write_held_marks_when_due(self) -> None:
+        if len(self._held) >= self._options.batch_size or self._held.due_in() == 0:
+            self._held.hand_to(self._marker)
 
     def _count(self, published: int) -> None:
         self.published += published
@@ -294,7 +323,9 @@ class LeaderTerm:
         return deleted
 
     def close(self) -> None:
-        """Wait for the last marks; say what Kafka has not confirmed (it is published again)."""
+        """Write the held marks and wait for the last ones; say what Kafka has not confirmed
+        (it is published again)."""
+        self._held.hand_to(self._marker)
         self._marker.wait()
         if self._lost:
             # The next leader may have published these rows and newer ones of their keys:

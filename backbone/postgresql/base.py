@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, whose pooled checkout replaces dead connections without a pause.
+"""Django's PostgreSQL backend, whose pooled checkout replaces dead connections without a pause,
+and whose health check commits nothing.
 
 The web process takes its connections from a psycopg pool (DATABASES OPTIONS "pool",
 backbone/settings.py). After a PostgreSQL restart, failover or pg_terminate_backend every idle
@@ -28,6 +29,18 @@ if not isinstance(getattr(base.DatabaseWrapper, "pool", None), property):
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def is_usable(self) -> bool:
+        """Django's health check (CONN_HEALTH_CHECKS: Celery asks before every task) with an
+        empty query: the same round trip on the same session, but no transaction, where
+        `SELECT 1` was a commit of its own per task."""
+        if self.connection is None:
+            return False
+        try:
+            self.connection.execute("")
+        except OperationalError:
+            return False
+        return True
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         pool: ConnectionPool[Connection[Any]] | None = self.pool  # type: ignore[attr-defined]
         if pool is None:

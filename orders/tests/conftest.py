@@ -89,7 +89,13 @@ def shop_namespace() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -> Iterator[Shop]:
+def shop_env() -> dict[str, str]:
+    """More environment for the shop's processes: a test module overrides it."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker, shop_namespace, shop_env, tmp_path_factory) -> Iterator[Shop]:
     work = tmp_path_factory.mktemp("shop")
     email_dir = work / "emails"
     email_dir.mkdir()
@@ -112,6 +118,7 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, tmp_path_factory) -
         "ORDER_NOTIFICATION_GRACE_SECONDS": "3",
         # Shipments wait for the staff API in these tests, not for the periodic dispatch.
         "SHIPMENT_AUTO_DISPATCH_SECONDS": "3600",
+        **shop_env,
     }
     processes = ShopProcesses(env=env, log_dir=work)
     consumers = [*(f"consume-{c}" for c in sorted(CONTEXTS)), "consume-stock-2"]

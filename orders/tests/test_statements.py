@@ -2,6 +2,7 @@
 makes two of them (validate, confirm), each in the Orders consumer's batch transaction."""
 
 import re
+import uuid
 
 import pytest
 from django.db import connection
@@ -55,3 +56,51 @@ def test_a_move_from_the_wrong_state_changes_nothing(order: Order) -> None:
 
     order.refresh_from_db()
     assert (order.state, order.payment_token) == (OrderState.REQUESTED, "tok_visa")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_placing_an_order_over_http_is_one_commit() -> None:
+    """Authentication, the catalog check, the stock check and the order's rows share the
+    request's one transaction: each read outside it was a commit of its own (docs/shop.md)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from backbone.testing.commits import counting
+
+    stock_level("SKU-C", available=5)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('counted')).key}")
+    body = {"lines": [{"sku": "SKU-C", "quantity": 1}], "payment_token": "tok_visa"}
+    with counting() as commits:
+        response = client.post("/api/orders/", body, format="json")
+    assert response.status_code == 202, response.content
+    assert len(commits) == 1, commits
+    with counting() as commits:
+        refused = client.post(
+            "/api/orders/", {**body, "lines": [{"sku": "SKU-C", "quantity": 50}]}, format="json"
+        )
+    assert refused.status_code == 409
+    assert len(commits) <= 1, commits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reading_an_order_over_http_is_one_commit() -> None:
+    """The token and the order's first read share one transaction (`OrderDetailView.initial`)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from backbone.testing.commits import counting
+
+    customer = make_user("reader")
+    stock_level("SKU-R", available=5)
+    order = place(customer, ("SKU-R", 1))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=customer).key}")
+    with counting() as commits:
+        response = client.get(f"/api/orders/{order.id}/", {"wait": 0})
+    assert response.status_code == 200, response.content
+    assert len(commits) == 1, commits
+    with counting() as commits:
+        assert client.get(f"/api/orders/{uuid.uuid4()}/").status_code == 404
+        assert client.get(f"/api/orders/{uuid.uuid4()}/", {"wait": "x"}).status_code == 400  # before 404
+    assert len(commits) == 2, commits

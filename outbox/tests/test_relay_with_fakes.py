@@ -200,3 +200,26 @@ def test_a_relay_that_loses_its_lock_stops_and_leads_again_once_it_is_free(probe
     wait_for(lambda: not unpublished(key), what="the relay to lead again and publish")
     assert "no longer the leader" in caplog.text
     assert caplog.text.count("is now the leader") == 2
+
+
+def test_the_marks_of_wake_ups_close_together_are_written_in_one_statement(probe, background):
+    """Three commits, three wake-ups, each published at once: their marks wait for each other
+    (mark_hold) and go in one statement, one commit; meanwhile the rows held are not sent
+    again, and each keeps the time Kafka confirmed it."""
+    from backbone.testing.commits import counting
+
+    key = str(uuid.uuid4())
+    producer = FakeProducer()
+    with counting() as commits:
+        background(producer=producer, mark_hold=2.0)
+        ids = []
+        for step in range(3):
+            ids += emit_steps(probe, key, [step])
+            wait_for(lambda n=step + 1: len(producer.produced) == n, what=f"{step + 1} record(s) sent")
+        assert unpublished(key), "marked before the hold ended"
+        wait_for(lambda: not unpublished(key), timeout=10, what="the held marks")
+    assert commits.count("outbox/store.py:mark_published") == 1, commits
+    assert [r.headers["ce_id"] for r in producer.produced] == ids  # each once, in order
+    times = list(OutboxRecord.objects.filter(key=key).order_by("id").values_list("published_at", flat=True))
+    assert times == sorted(times)
+    assert len(set(times)) == 3

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
@@ -137,3 +137,27 @@ def test_the_application_still_reads_the_payload_as_json(relay_connection):
     assert OutboxRecord.objects.get(id=row_id).payload == {"order_id": "order-1", "note": "caf\u00e9"}
     notes = OutboxRecord.objects.filter(id=row_id).values_list("payload__note", flat=True)
     assert list(notes) == ["caf\u00e9"]
+
+
+@pytest.mark.parametrize("in_commit_order", [True, False])
+@pytest.mark.parametrize("shard", [(0, 1), (0, 2), (1, 2)])
+def test_a_wake_up_reads_the_same_rows_in_one_statement_as_scan_and_fetch(
+    relay_connection, in_commit_order, shard
+):
+    """`pending_rows` is `pending_ids` then `fetch_rows`, in one statement: the same rows in
+    the same (commit) order, within the limit, for every shard."""
+    connect = database_connector(connection.settings_dict)
+    with connect() as early, connect() as late:
+        early.autocommit = False
+        (first,) = insert(early, [stored(datetime.now(UTC))])  # takes its id first, commits last
+        insert(late, [replace(stored(datetime.now(UTC)), key=f"order-{n}") for n in range(6)])
+        early.commit()
+    store = OutboxStore(relay_connection, in_commit_order=in_commit_order, shard=shard)
+
+    for limit in (5, 10):  # part of what waits, then all of it (the early row last, in commit order)
+        expected = store.fetch_rows(store.pending_ids(limit))
+        together = store.pending_rows(limit)
+        assert [row.id for row in together] == [row.id for row in expected]
+        assert together == expected
+    if shard == (0, 1):
+        assert [row.id for row in together][-1 if in_commit_order else 0] == first
