@@ -188,15 +188,19 @@ class OrderDetailView(AsyncAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication reads the token: in a database turn like the order's reads (adrf runs
         # this in the request's thread). The first read of the order follows in the same turn
-        # and transaction: one commit where the token and the order were one each.
-        self._first_read: bool | Http404 | None = None
+        # and transaction, one commit: in full when the request will not wait, else only its
+        # state. `?wait=` is checked first: a bad one is a 400 before any 404.
+        self._timeout = 0.0
+        self._answer: ReturnDict | None = None
+        self._decided = False
         with _database_turn(), transaction.atomic():
             super().initial(request, *args, **kwargs)
             if request.method == "GET":
-                try:
-                    self._first_read = _state_is_final(request, kwargs["order_id"])
-                except Http404 as missing:
-                    self._first_read = missing  # answered once `?wait=` is known to be valid
+                self._timeout = _wait_timeout(request)
+                if self._timeout > 0:
+                    self._decided = _state_is_final(request, kwargs["order_id"])
+                else:
+                    _, self._answer = _order_state(request, kwargs["order_id"])
 
     @classmethod
     def asks_to_wait(cls, scope: Scope) -> bool:
@@ -220,24 +224,18 @@ class OrderDetailView(AsyncAPIView):
         },
     )
     async def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        # A plain dict: from a QueryDict DRF reads `?wait=` as absent (the default), where the
-        # schema says a number; as a dict it is "" and a 400 field error.
-        query = WaitQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        timeout = min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS)
+        if self._answer is not None:  # no wait asked: read in full by initial()
+            return Response(self._answer)
+        timeout = self._timeout
         # With a pool (the web process) a read may run on any thread: the loop's shared executor
         # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
         # (runserver, tests) it stays on the request's thread, with its connection and transaction.
         thread_sensitive = not _pooled()
         decided = sync_to_async(_is_decided, thread_sensitive=thread_sensitive)
-        # The first read (in initial()) answers 404 for others' orders before any wait. While
+        # The first read (initial()) answered 404 for others' orders before any wait. While
         # waiting, a ring of the doorbell re-reads only the state; the order is read in full
         # once, to answer.
-        first = self._first_read
-        if isinstance(first, Http404):
-            raise first
-        final = first if first is not None else await decided(request, order_id)
-        if not final and timeout > 0:
+        if not self._decided:
             try:
                 async with wait_slots.slot(request.user.pk, seconds=timeout):
                     await bells.wait_until(
@@ -376,6 +374,15 @@ def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict
 def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
     order = _order_or_404(request, order_id)
     return order.is_final, OrderSerializer(order).data
+
+
+def _wait_timeout(request: Request) -> float:
+    """The seconds `?wait=` asks for, capped; a 400 field error for a bad value."""
+    # A plain dict: from a QueryDict DRF reads `?wait=` as absent (the default), where the
+    # schema says a number; as a dict it is "" and a 400 field error.
+    query = WaitQuerySerializer(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return float(min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS))
 
 
 def _is_decided(request: Request, order_id: uuid.UUID) -> bool:
