@@ -96,6 +96,9 @@ def baseline_rows(rate: float, fixed: Spent, clients: int, saturated: Spent) -> 
     ]
 
 
+TARGET_PRICE_OF_ARCHITECTURE = 3.0  # the shop's CPU per order at most 3x the plain view's
+
+
 def comparison_rows(earlier: list[Result], rate: float, baseline: Spent) -> list[Result]:
     """The shop's CPU per confirmed order (the e2e part's total at the same rate, when it ran
     in this invocation) against the plain Django view's: what the architecture costs."""
@@ -104,6 +107,7 @@ def comparison_rows(earlier: list[Result], rate: float, baseline: Spent) -> list
     if shop is None or shop.value is None:
         return []
     plain = baseline.web_ms() + baseline.postgres_ms()
+    ratio = shop.value / plain if plain > 0 else None
     return [
         Result(
             NAME,
@@ -111,7 +115,9 @@ def comparison_rows(earlier: list[Result], rate: float, baseline: Spent) -> list
             shop.value,
             "ms",
             baseline=plain,
-            ratio=shop.value / plain if plain > 0 else None,
+            ratio=ratio,
+            target=f"<= {TARGET_PRICE_OF_ARCHITECTURE:.0f}x",
+            met=ratio is not None and ratio <= TARGET_PRICE_OF_ARCHITECTURE,
             note="shop: e2e's total (every process and PostgreSQL); plain: web and PostgreSQL",
         )
     ]
