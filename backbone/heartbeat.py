@@ -48,6 +48,10 @@ class Heartbeat:
         self._counts: deque[tuple[float, int]] = deque()
         self._failing = False
 
+    def due(self, state: str) -> bool:
+        """Whether `beat(state=...)` would write now: callers skip gathering facts otherwise."""
+        return state != self._state or self._last is None or self._clock() - self._last >= self._interval
+
     def beat(
         self, *, state: str, count: int = 0, facts: Mapping[str, Any] | None = None, force: bool = False
     ) -> None:

@@ -390,8 +390,8 @@ class ConsumerRunner:
 
     def _beat(self) -> None:
         """Refresh this member's heartbeat row (throttled): its partitions and last handled time."""
-        if self._heartbeat is None:
-            return
+        if self._heartbeat is None or not self._heartbeat.due("consuming"):
+            return  # the assignment and facts are gathered only for a beat that writes
         partitions = sorted(f"{logical_topic(tp.topic)}/{tp.partition}" for tp in self._consumer.assignment())
         self._heartbeat.beat(
             state="consuming",
