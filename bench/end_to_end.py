@@ -7,7 +7,9 @@ Phases at fixed offered rates (open loop: a new order every 1/rate s, whatever t
 its next order once the last one is decided). Latency runs from sending the POST to receiving
 the CONFIRMED order. Baseline: the POST alone (until its 202), measured on the same orders.
 Each phase measures the CPU every process spent per confirmed order; the 20/s phase, a rate
-the shop sustains with room to spare, reports it as rows, one per process.
+the shop sustains with room to spare, reports it as rows, one per process. A second 20/s phase
+sends `Prefer: wait=10` with each POST (one request per order when decided within 10 s) and
+reports its total and commits.
 """
 
 import asyncio
@@ -94,11 +96,37 @@ async def _drive(context: BenchContext, base_url: str, tokens: dict[str, str]) -
             results.extend(_fixed_rate_results(rate, phase, target=rate == mode.e2e_target_rate))
             if rate == mode.e2e_rate:
                 cpu_rows = cpu_results(NAME, f"@{rate:.0f}/s", phase.cpu)
+                cpu_rows += await _one_request_per_order(context, client, tokens, skus, rate, seconds)
         clients, seconds = mode.e2e_saturation_clients, mode.e2e_saturation_seconds
         progress("saturation: %d clients for %.0fs (closed loop)", clients, seconds)
         phase = await _measure_phase(context, shop, closed_loop(shop, clients=clients, seconds=seconds))
         results.extend(_saturation_results(clients, phase))
     return results + cpu_rows
+
+
+async def _one_request_per_order(
+    context: BenchContext,
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    skus: list[str],
+    rate: float,
+    seconds: float,
+) -> list[Result]:
+    """The same rate with `Prefer: wait=10` on each POST: a client that wants one request per
+    order. Only its total and commits: the per-process rows are the plain phase's."""
+    progress("fixed rate: %.0f orders/s for %.0fs with Prefer: wait (open loop)", rate, seconds)
+    shop = Shop(client, [tokens["alice"], tokens["bob"]], skus, prefer_wait=True)
+    phase = await _measure_phase(context, shop, open_loop(shop, rate=rate, seconds=seconds))
+    *_, total, commits = cpu_results(NAME, f"@{rate:.0f}/s, Prefer: wait", phase.cpu)
+    failures = _failures(phase.outcomes)
+    confirmed = Result(
+        NAME,
+        f"confirmed orders/s @{rate:.0f}/s offered, Prefer: wait",
+        len(phase.confirmed) / phase.seconds,
+        "/s",
+        note=failures,
+    )
+    return [confirmed, total, commits]
 
 
 @dataclass
