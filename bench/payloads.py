@@ -43,6 +43,7 @@ class OutboxRow:
     occurred_at: datetime
     payload: str
     traceparent: str | None
+    tracestate: str | None = None  # none of the bench's events carries a vendor's state
 
     def as_copy_row(self) -> tuple[object, ...]:
         return tuple(getattr(self, column) for column in OUTBOX_COLUMNS)
