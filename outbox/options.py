@@ -19,8 +19,10 @@ class RelayOptions:
     window_size: int = 50_000  # rows ordered by one scan of the backlog
     mark_connections: int = 2  # batches marked in parallel, while later ones are published
     # A wake-up's few marks wait this long for the next wake-ups', to go in one statement
-    # (0: each batch is marked at once). See marker.HeldMarks.
-    mark_hold: float = 0.1
+    # (0: each batch is marked at once). See marker.HeldMarks. Off by default: with 0.1 s,
+    # commit->readable right after a 30,000-row burst rose from p50 1.3 ms to 2.3 s in the
+    # bench's latency part (docs/relay.md), a cause not found yet.
+    mark_hold: float = 0.0
     poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
     retention: timedelta = timedelta(hours=72)
     event_log_retention: timedelta = timedelta(days=400)  # the compact records of published events
