@@ -192,14 +192,12 @@ class OrderDetailView(AsyncAPIView):
         # state. `?wait=` is checked first: a bad one is a 400 before any 404.
         self._timeout = 0.0
         self._answer: ReturnDict | None = None
-        self._decided = False
         with _database_turn(), transaction.atomic():
             super().initial(request, *args, **kwargs)
             if request.method == "GET":
                 self._timeout = _wait_timeout(request)
-                if self._timeout > 0:
-                    self._decided = _state_is_final(request, kwargs["order_id"])
-                else:
+                # Decided already, or no wait asked: read in full now, answered without a wait.
+                if self._timeout <= 0 or _state_is_final(request, kwargs["order_id"]):
                     _, self._answer = _order_state(request, kwargs["order_id"])
 
     @classmethod
@@ -224,28 +222,28 @@ class OrderDetailView(AsyncAPIView):
         },
     )
     async def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        if self._answer is not None:  # no wait asked: read in full by initial()
+        if self._answer is not None:  # decided, or no wait asked: read in full by initial()
             return Response(self._answer)
         timeout = self._timeout
         # With a pool (the web process) a read may run on any thread: the loop's shared executor
         # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
         # (runserver, tests) it stays on the request's thread, with its connection and transaction.
         thread_sensitive = not _pooled()
-        decided = sync_to_async(_is_decided, thread_sensitive=thread_sensitive)
+        decided = sync_to_async(_decided_order, thread_sensitive=thread_sensitive)
         # The first read (initial()) answered 404 for others' orders before any wait. While
-        # waiting, a ring of the doorbell re-reads only the state; the order is read in full
-        # once, to answer.
-        if not self._decided:
-            try:
-                async with wait_slots.slot(request.user.pk, seconds=timeout):
-                    await bells.wait_until(
-                        order_id, read=lambda: decided(request, order_id), done=bool, timeout=timeout
-                    )
-            except wait_slots.TooManyWaits as refused:
-                cap = settings.ORDER_WAITS_PER_CUSTOMER
-                detail = f"Too many waits at once: at most {cap} per customer."
-                raise Throttled(wait=refused.retry_after, detail=detail) from None
-        _, data = await sync_to_async(_read_order, thread_sensitive=thread_sensitive)(request, order_id)
+        # waiting, a ring of the doorbell re-reads only the state, and the order in full once
+        # it is decided, in one transaction.
+        try:
+            async with wait_slots.slot(request.user.pk, seconds=timeout):
+                data = await bells.wait_until(
+                    order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
+                )
+        except wait_slots.TooManyWaits as refused:
+            cap = settings.ORDER_WAITS_PER_CUSTOMER
+            detail = f"Too many waits at once: at most {cap} per customer."
+            raise Throttled(wait=refused.retry_after, detail=detail) from None
+        if data is None:  # still undecided after the wait: as it is now
+            _, data = await sync_to_async(_read_order, thread_sensitive=thread_sensitive)(request, order_id)
         return Response(data)
 
 
@@ -291,18 +289,17 @@ class PlaceOrderAndWaitView(AsyncAPIView):
             return placed
         order_id = uuid.UUID(placed.data["id"])
         timeout = min(seconds, settings.ORDER_WAIT_MAX_SECONDS)
-        decided = sync_to_async(_is_decided, thread_sensitive=False)
+        decided = sync_to_async(_decided_order, thread_sensitive=False)
         try:
             async with wait_slots.slot(request.user.pk, seconds=timeout):
-                final = await bells.wait_until(
-                    order_id, read=lambda: decided(request, order_id), done=bool, timeout=timeout
+                data = await bells.wait_until(
+                    order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
                 )
         except wait_slots.TooManyWaits:
             return placed  # the order is placed: answer as without the preference
         placed[PREFERENCE_APPLIED] = "wait"
-        if not final:
+        if data is None:
             return placed
-        _, data = await sync_to_async(_read_order, thread_sensitive=False)(request, order_id)
         decided = Response(data, status.HTTP_200_OK, headers={"Location": placed["Location"]})
         decided[PREFERENCE_APPLIED] = "wait"
         return decided
@@ -385,9 +382,17 @@ def _wait_timeout(request: Request) -> float:
     return float(min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS))
 
 
-def _is_decided(request: Request, order_id: uuid.UUID) -> bool:
-    with _database_turn():
-        return _state_is_final(request, order_id)
+def _decided_order(request: Request, order_id: uuid.UUID) -> ReturnDict | None:
+    """The order in full once it is decided, else None; one short transaction either way."""
+    with _database_turn(), transaction.atomic():
+        if not _state_is_final(request, order_id):
+            return None
+        _, data = _order_state(request, order_id)
+        return data
+
+
+def _is_given(data: ReturnDict | None) -> bool:
+    return data is not None
 
 
 def _state_is_final(request: Request, order_id: uuid.UUID) -> bool:

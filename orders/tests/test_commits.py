@@ -30,9 +30,9 @@ HOOK = Path(__file__).resolve().parents[2] / "backbone" / "testing" / "commit_ho
 STATS_FLUSH_SECONDS = 11  # an idle backend reports its counts to pg_stat_database within 10 s
 IDLE_SECONDS = 10
 # At 20 orders at once, every process together: 24 before the cuts of docs/benchmarks.md
-# ("Commits per order"), 16-17 after (12-13 with the relay's held marks, off: docs/relay.md);
+# ("Commits per order"), 14-17 after (12-13 with the relay's held marks, off: docs/relay.md);
 # the goal is 12, this guards against a slide back.
-MOST_PER_ORDER = 20  # measured 16.7; a run moves by a commit or two with how work batches
+MOST_PER_ORDER = 20  # measured 14.4 to 16.7: a run moves by a commit or two with how work batches
 
 Counts = Counter[tuple[str, str]]
 
