@@ -66,3 +66,22 @@ def test_only_a_waiting_view_asked_to_wait_waits(tmp_path, catalog) -> None:
     assert timings["order with ?wait"] >= 1.0  # the one that waits
     assert max(t for name, t in timings.items() if name != "order with ?wait") < 1.0, timings
     assert other.status_code == 404
+
+
+def test_a_body_ten_times_too_big_is_a_413_in_either_lane(tmp_path, catalog) -> None:
+    web = Web(tmp_path / "web.log")
+    headers = {**customer("wes"), "Content-Type": "application/json"}
+    body = b'{"lines": [], "payment_token": "' + b"x" * (10 * 65536) + b'"}'
+    try:
+        direct = httpx.post(f"{web.url}/api/orders/", content=body, headers=headers, timeout=30)
+        waiting = httpx.post(
+            f"{web.url}/api/orders/", content=body, headers={**headers, "Prefer": "wait=5"}, timeout=30
+        )
+        after = httpx.get(f"{web.url}/api/products/", timeout=30)
+    finally:
+        web.stop()
+    assert direct.status_code == 413, direct.text
+    assert waiting.status_code == 413, waiting.text
+    assert "detail" in direct.json()
+    assert after.status_code == 200  # the worker serves on
+    assert "Traceback" not in web.log.read_text()
