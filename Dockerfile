@@ -32,5 +32,5 @@ USER shop
 
 EXPOSE 8000
 
-CMD ["gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application", \
+CMD ["gunicorn", "-c", "config/gunicorn_config.py", "config.asgi:application", \
      "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,5 +1,4 @@
-"""The Django project and the event backbone library."""
+"""The event backbone: contracts, consumers, dead letters, tracing and status for Django apps
+that collaborate through Kafka events (docs/library.md)."""
 
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+__version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """The web process's access log: one line per HTTP request, with its duration.
 
 uvicorn's own access log has neither the duration nor the story's id (its worker runs with it
-off: backbone/uvicorn_worker.py). This ASGI wrapper times each request from its first byte in
+off: config/uvicorn_worker.py). This ASGI wrapper times each request from its first byte in
 to its last byte out, and logs, under the request's correlation id (taken from the response's
 X-Correlation-ID header, so the line joins the request's other log lines):
 

@@ -6,7 +6,7 @@ pending) are read when scraped, by collectors: they stay true while the process 
 otherwise report them is down, and cost nothing between scrapes.
 
 Under gunicorn each worker is a process of its own: `PROMETHEUS_MULTIPROC_DIR` (set by
-backbone/gunicorn_config.py) makes prometheus-client keep their values in files that
+config/gunicorn_config.py) makes prometheus-client keep their values in files that
 `/metrics` adds up, whichever worker answers. See docs/metrics.md for every name.
 """
 

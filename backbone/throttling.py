@@ -1,4 +1,5 @@
-"""Rate limits on credentials and on placing orders, counted in Redis through Django's cache.
+"""Rate limits, counted in Redis through Django's cache: credentials here, and the base class of
+the apps' own (orders/throttling.py counts placements per customer).
 
 DRF's throttles keep each client's recent request times in the `default` cache (Redis, keys
 under CACHE_KEY_PREFIX). Rates come from `settings.THROTTLE_RATES`, read on every request (not
@@ -95,15 +96,6 @@ class LoginUsernameThrottle(SettingsRateThrottle):
             return None  # no username, nothing to guess: the address limit still counts it
         # Hashed: a key of any length or characters, and no usernames in Redis.
         return self.cache_format % {"ident": hashlib.sha256(username.casefold().encode()).hexdigest()}
-
-
-class OrderPlacementThrottle(SettingsRateThrottle):
-    """Orders placed per customer."""
-
-    scope = "orders"
-
-    def get_cache_key(self, request: Any, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
 LOGIN_THROTTLES = (LoginAddressThrottle, LoginUsernameThrottle)

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = url
     os.environ["REDIS_URL"] = redis_url()
     os.environ["KAFKA_NAMESPACE"] = namespace
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -28,7 +28,6 @@ from rest_framework.views import APIView
 from backbone import prefer
 from backbone.pagination import PageNumberPagination
 from backbone.prefer import PREFERENCE_APPLIED
-from backbone.throttling import OrderPlacementThrottle
 from backbone.web_lanes import Scope, header, query_has
 
 from . import bells, selectors, services, wait_slots
@@ -42,6 +41,7 @@ from .serializers import (
     ProductSerializer,
     WaitQuerySerializer,
 )
+from .throttling import OrderPlacementThrottle
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     name="Idempotency-Key",

@@ -2,7 +2,7 @@
 and whose health check commits nothing.
 
 The web process takes its connections from a psycopg pool (DATABASES OPTIONS "pool",
-backbone/settings.py). After a PostgreSQL restart, failover or pg_terminate_backend every idle
+config/settings/base.py). After a PostgreSQL restart, failover or pg_terminate_backend every idle
 connection in it is dead. psycopg_pool's own `check` callback notices each one, but sleeps with a
 backoff (1 s, 2 s, 4 s...) before it tries the next: with a few dead connections a request waited
 longer than the pool's timeout and answered 500. Here the pool checks nothing itself; the checkout

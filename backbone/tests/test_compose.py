@@ -28,7 +28,7 @@ APP_ENVIRONMENT = {
     "REDIS_URL": "redis://redis:6379/0",
     "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
 }
-# Host ports: the defaults in backbone/settings.py and scripts/services.sh.
+# Host ports: the defaults in config/settings/base.py and scripts/services.sh.
 HOST_PORTS = {"postgres": (55432, 5432), "redis": (56379, 6379), "kafka": (59092, 59092)}
 
 
@@ -169,7 +169,7 @@ def test_app_commands() -> None:
 
     assert "python manage.py migrate --noinput && python manage.py topics" in command("migrate")
     # Prometheus multiprocess mode: the gunicorn config empties this directory at start.
-    assert command("web").startswith("gunicorn -c backbone/gunicorn_config.py backbone.asgi")
+    assert command("web").startswith("gunicorn -c config/gunicorn_config.py config.asgi")
     assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus-web"
     assert "0.0.0.0:8000" in command("web")
     assert (8000, 8000) in _published(services["web"])
@@ -179,8 +179,8 @@ def test_app_commands() -> None:
     for port, (name, context) in enumerate(CONSUMERS.items(), 9192):
         assert command(name) == f"python manage.py consume {context} --metrics-port {port}"
         assert (port, port) in _published(services[name])
-    assert command("celery-worker").startswith("celery -A backbone worker")
-    assert command("celery-beat").startswith("celery -A backbone beat")
+    assert command("celery-worker").startswith("celery -A config worker")
+    assert command("celery-beat").startswith("celery -A config beat")
     assert services["migrate"].get("restart", "no") == "no", "migrate is one-shot"
 
 

@@ -14,7 +14,7 @@ from backbone.consumer.stats import RunStats
 from outbox.metrics import count_published
 from outbox.store import PendingRow, Placement
 
-CONFIG = Path(__file__).resolve().parents[1] / "gunicorn_config.py"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "gunicorn_config.py"
 
 
 def value(name: str, **labels: str) -> float | None:

@@ -13,9 +13,14 @@ from backbone.testing import free_port
 ROOT = Path(settings.BASE_DIR)
 
 
+# The processes of these tests pick their settings as a deployment does, not pytest's.
+DEPLOYED_SETTINGS = "config.settings"
+
+
 def _run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": DEPLOYED_SETTINGS, **env}
     return subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False
     )
 
 

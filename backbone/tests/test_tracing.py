@@ -120,7 +120,7 @@ def test_the_exporters_come_from_the_standard_environment_variables(monkeypatch:
     assert not tracing.enabled()
 
     assert tracing.service_name(["manage.py", "consume", "stock"]) == "shop-stock"
-    assert tracing.service_name(["/app/.venv/bin/gunicorn", "backbone.wsgi"]) == "shop-web"
+    assert tracing.service_name(["/app/.venv/bin/gunicorn", "config.wsgi"]) == "shop-web"
     assert tracing.service_name(["manage.py", "relay", "--once"]) == "shop-relay"
 
 
@@ -153,7 +153,7 @@ def test_without_otel_variables_no_tracing_sdk_is_loaded_or_called() -> None:
     done = subprocess.run(
         [sys.executable, "-c", OFF_PROBE, PARENT],
         cwd=settings.BASE_DIR,
-        env={**env, "DJANGO_SETTINGS_MODULE": "backbone.settings"},
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,8 +5,8 @@ the same server, workers and middleware as the shop's API (and to `manage.py mig
 plain_shop`, which creates its tables in the bench database).
 """
 
-from backbone.settings import *  # noqa: F403
-from backbone.settings import INSTALLED_APPS
+from config.settings import *  # noqa: F403
+from config.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.plain_shop"]
 ROOT_URLCONF = "bench.plain_shop.urls"

@@ -40,7 +40,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 def _session_celery_queue() -> None:
     """Tasks enqueued by this session (on_commit in transactional tests) go to the session's
     queue, which only its own end-to-end worker reads: never to a running shop's worker."""
-    from backbone.celery import app
+    from config.celery import app
 
     app.conf.task_default_queue = f"{settings.KAFKA_NAMESPACE}celery"
 
@@ -152,7 +152,7 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, shop_env, tmp_path_
     processes.add(
         "web",
         python_argv(
-            "-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
+            "-m", "gunicorn", "-c", "config/gunicorn_config.py", "config.asgi:application",
             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60",
         ),
     )  # fmt: skip

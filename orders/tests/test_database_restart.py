@@ -1,11 +1,11 @@
 """A PostgreSQL restart or failover under the web process: the next requests do not notice.
 
 The web process keeps its connections between requests in a pool (DATABASE_POOL_MAX_SIZE,
-set by backbone/asgi.py); its checkout (backbone/postgresql/base.py) tests each connection and
+set by config/asgi.py); its checkout (backbone/postgresql/base.py) tests each connection and
 replaces a dead one at once, so sessions PostgreSQL terminated cost a round trip each, not a 500
 or the pool's backoff. The test terminates only the sessions of its own gunicorn, on the test
 database. A Celery worker keeps its connections between tasks too (CELERY_DB_REUSE_MAX) and
-closes a broken one before the next task (backbone/celery.py)."""
+closes a broken one before the next task (config/celery.py)."""
 
 import os
 import subprocess
@@ -70,7 +70,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def web(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     name, port, log = f"web-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "web.log"
     process = start(
-        ["-m", "gunicorn", "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
+        ["-m", "gunicorn", "-c", "config/gunicorn_config.py", "config.asgi:application",
          "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         application_name=name,
         log=log,

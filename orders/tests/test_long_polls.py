@@ -53,7 +53,7 @@ class Web:
         }
         argv = [
             sys.executable, "-m", "gunicorn",
-            "-c", "backbone/gunicorn_config.py", "backbone.asgi:application",
+            "-c", "config/gunicorn_config.py", "config.asgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
             "--timeout", "60",
         ]  # fmt: skip

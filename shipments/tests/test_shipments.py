@@ -14,9 +14,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from backbone import testing, tracing
-from backbone.celery import app
 from backbone.envelope import Envelope
 from backbone.subscriptions import subscriptions
+from config.celery import app
 from orders.events import OrderConfirmed, OrderLine
 from outbox.models import OutboxRecord
 from outbox.testing import emitted

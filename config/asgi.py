@@ -14,7 +14,7 @@ from django.conf import settings
 
 from backbone.access_log import AccessLog
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "10")
 django.setup(set_prefix=False)
 

@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .asyncapi import asyncapi_view
-from .health import health
-from .metrics import metrics_view
-from .throttling import throttle_logins
+from backbone.asyncapi import asyncapi_view
+from backbone.health import health
+from backbone.metrics import metrics_view
+from backbone.throttling import throttle_logins
 
 # Under /api/, Django's own error pages are JSON too: a path that matches no route (a
 # malformed UUID, say) is a JSON 404. See backbone/api_errors.py.

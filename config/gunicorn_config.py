@@ -1,4 +1,4 @@
-"""gunicorn settings for the web process: Prometheus multiprocess mode (`-c backbone/gunicorn_config.py`).
+"""gunicorn settings for the web process: Prometheus multiprocess mode (`-c config/gunicorn_config.py`).
 
 Each worker keeps its metric values in files under PROMETHEUS_MULTIPROC_DIR, which `GET /metrics`
 adds up. The directory is emptied when the server starts (files of an earlier run would be added
@@ -22,9 +22,9 @@ if _owned:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-web-")
 _directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
-# ASGI (backbone.asgi:application) in uvicorn workers: a long-poll is a coroutine, not a thread.
+# ASGI (config.asgi:application) in uvicorn workers: a long-poll is a coroutine, not a thread.
 # The access log is the application's (backbone/access_log.py), not uvicorn's.
-worker_class = "backbone.uvicorn_worker.WebWorker"
+worker_class = "config.uvicorn_worker.WebWorker"
 
 
 def _raise_open_files_limit() -> None:

@@ -1,4 +1,4 @@
-"""The Celery application: `celery -A backbone worker` (and `beat`) run it."""
+"""The Celery application: `celery -A config worker` (and `beat`) run it."""
 
 import os
 from typing import Any
@@ -7,9 +7,9 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun
 from django.db import close_old_connections
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backbone.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("backbone")
+app = Celery("shop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
