@@ -138,14 +138,14 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, shop_env, tmp_path_
     processes.add(
         "worker",
         python_argv(
-            "-m", "celery", "-A", "backbone", "worker", "--pool=threads", "--concurrency=4",
+            "-m", "celery", "-A", "config", "worker", "--pool=threads", "--concurrency=4",
             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
         ),
     )  # fmt: skip
     processes.add(
         "beat",
         python_argv(
-            "-m", "celery", "-A", "backbone", "beat", "--loglevel=INFO",
+            "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
             "--schedule", str(work / "celerybeat-schedule"),
         ),
     )  # fmt: skip

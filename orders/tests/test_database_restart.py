@@ -126,7 +126,7 @@ def worker(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """A Celery worker as the Procfile runs it (pool and connection reuse from settings)."""
     name, queue, log = f"worker-{uuid.uuid4().hex[:8]}", f"restart-{uuid.uuid4().hex[:8]}", tmp_path / "w.log"
     process = start(
-        ["-m", "celery", "-A", "backbone", "worker", "--queues", queue, "--concurrency", "2",
+        ["-m", "celery", "-A", "config", "worker", "--queues", queue, "--concurrency", "2",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
         application_name=name,
         log=log,

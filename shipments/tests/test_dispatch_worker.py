@@ -38,7 +38,7 @@ def worker_queue() -> Iterator[str]:
         "DATABASE_URL": worker_database_url(),
         "SHIPMENT_AUTO_DISPATCH_SECONDS": "30",
     }
-    command = [sys.executable, "-m", "celery", "-A", "backbone", "worker", "--pool=solo", "--queues", queue]
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--queues", queue]
     quiet = ["--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     process = subprocess.Popen(
         [*command, *quiet],
