@@ -1,6 +1,12 @@
 from importlib import import_module
 
+import django_stubs_ext
 from django.apps import AppConfig, apps
+
+# The admin classes of backbone and outbox subclass Django's generic classes as their type hints
+# write them (`admin.ModelAdmin[OutboxRecord]`): subscriptable at run time in any project, before
+# the admin imports them. Django imports every app's apps.py first.
+django_stubs_ext.monkeypatch()
 
 
 class BackboneConfig(AppConfig):

@@ -13,11 +13,9 @@ config/gunicorn_config.py) makes prometheus-client keep their values in files th
 import logging
 import os
 import platform
-import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -29,6 +27,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .kafka import group_id
 from .topics import CONTEXTS
 
@@ -130,7 +129,7 @@ class BuildInfoCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             "shop_build_info",
-            "The shop's version (pyproject.toml) and the Python it runs on; always 1.",
+            "The backbone's version and the Python it runs on; always 1.",
             labels=["version", "python_version"],
         )
         info.add_metric([shop_version(), platform.python_version()], 1.0)
@@ -139,20 +138,15 @@ class BuildInfoCollector(Collector):
 
 @cache
 def shop_version() -> str:
-    """The installed distribution's version, else pyproject.toml's (the shop runs from a
-    checkout, not installed); "unknown" when neither can be read."""
+    """The installed library's version, else the checkout's (the shop runs from a checkout,
+    not installed): both come from backbone/__init__.py, which pyproject.toml reads."""
     try:
         return version(DISTRIBUTION)
     except PackageNotFoundError:
-        pass
-    try:
-        with (Path(settings.BASE_DIR) / "pyproject.toml").open("rb") as file:
-            return str(tomllib.load(file)["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown"
+        return __version__
 
 
-DISTRIBUTION = "shop-on-events"
+DISTRIBUTION = "django-event-backbone"
 
 
 class _ProcessRegistry(Collector):

@@ -19,8 +19,14 @@ from backbone.contracts import registry
 DEFAULT_ASYNCAPI = "docs/asyncapi.yaml"
 
 
+def project_root() -> Path:
+    """Where relative paths start: the project's BASE_DIR (startproject writes one), else the
+    current directory, for a project whose settings do not name it."""
+    return Path(getattr(settings, "BASE_DIR", None) or Path.cwd())
+
+
 def default_snapshots() -> Path:
-    return Path(settings.BASE_DIR) / "contracts"
+    return project_root() / "contracts"
 
 
 class Command(BaseCommand):
@@ -136,10 +142,10 @@ def _directory_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dir",
         default=str(default_snapshots()),
-        help="the snapshot directory (default: contracts/ at the repository root)",
+        help="the snapshot directory (default: contracts/ under the project's BASE_DIR)",
     )
 
 
 def _asyncapi_path(output: str) -> Path:
     path = Path(output)
-    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+    return path if path.is_absolute() else project_root() / path
