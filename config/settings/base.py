@@ -344,8 +344,6 @@ BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
 # Prometheus metrics (docs/metrics.md): `relay --metrics-port` and `consume --metrics-port` listen
 # on this address (0.0.0.0 in containers); GET /metrics on the web process needs no port.
 METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "127.0.0.1")
-# Collectors that read PostgreSQL at scrape time, besides the dead letters (backbone.metrics).
-METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 
 # --- Orders ---------------------------------------------------------------------------------
 # GET /api/orders/{id}/?wait=N waits at most this long. A wait is a coroutine of the ASGI worker
