@@ -8,6 +8,7 @@ handler, a coroutine that holds no thread. Both take database connections from a
 """
 
 import os
+from urllib.parse import urlsplit
 
 import django
 from django.conf import settings
@@ -24,5 +25,7 @@ lanes = WebApplication(
     threads=settings.WEB_THREADS,
     queue_seconds=settings.WEB_QUEUE_SECONDS,
     waiting_urlconf=settings.WEB_WAITING_URLCONF,
+    # STATIC_URL's path: those requests go to the async lane, where ServeStatic serves them.
+    static_prefix=urlsplit(settings.STATIC_URL).path,
 )
 application = AccessLog(lanes)

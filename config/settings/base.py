@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's files, served by the shop itself (/api/docs/ works offline, one pinned version).
     "drf_spectacular_sidecar",
+    "servestatic",  # its system checks of the SERVESTATIC_* settings
     "backbone",
     "outbox",
     "orders",
@@ -60,7 +61,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
     "backbone.request_guard.RequestGuardMiddleware",
-    # Static files (admin, API docs) straight from gunicorn through WhiteNoise: `make run` needs
+    # Static files (admin, API docs) straight from gunicorn through ServeStatic: `make run` needs
     # no web server. Every middleware here is async capable: a waiting request holds no thread.
     "backbone.static_files.StaticFilesMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
@@ -205,10 +206,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".static")  # collectstatic writes here
-# WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
+# ServeStatic serves collectstatic's output (`make run` collects); before collectstatic has run
 # (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
+SERVESTATIC_USE_STATIC_ROOT = True
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -342,8 +344,6 @@ BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
 # Prometheus metrics (docs/metrics.md): `relay --metrics-port` and `consume --metrics-port` listen
 # on this address (0.0.0.0 in containers); GET /metrics on the web process needs no port.
 METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "127.0.0.1")
-# Collectors that read PostgreSQL at scrape time, besides the dead letters (backbone.metrics).
-METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 
 # --- Orders ---------------------------------------------------------------------------------
 # GET /api/orders/{id}/?wait=N waits at most this long. A wait is a coroutine of the ASGI worker
