@@ -80,6 +80,7 @@ def test_an_outside_project_applies_an_event_once(tmp_path, postgres_service, ka
             lambda: read_model(database), relay, consumer, what="the greeting in the read model"
         )
         assert read_model(database) == [(uuid.UUID(greeting_id), "hello")]
+        assert "listeners" in manage_py("status")
 
         # Kafka delivers at least once: the same record again changes nothing (the inbox).
         record = redeliver(f"{namespace}greetings")
