@@ -29,6 +29,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from backbone.conf import backbone_settings
+
 from .kafka import group_id
 from .topics import CONTEXTS
 
@@ -96,7 +98,7 @@ class DeadLetterCollector(Collector):
 def database_collectors(context: str | None = None) -> list[Collector]:
     """The collectors of METRICS_DATABASE_COLLECTORS (dotted paths: backbone imports no outbox)."""
     collectors: list[Collector] = [DeadLetterCollector(context)]
-    collectors.extend(import_string(path)() for path in settings.METRICS_DATABASE_COLLECTORS)
+    collectors.extend(import_string(path)() for path in backbone_settings.METRICS_DATABASE_COLLECTORS)
     return collectors
 
 
@@ -106,8 +108,8 @@ def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
 
     REGISTRY.register(BuildInfoCollector())
     REGISTRY.register(_ClosingConnection(list(collectors)))
-    start_http_server(port, addr=settings.METRICS_ADDRESS)
-    log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
+    start_http_server(port, addr=backbone_settings.METRICS_ADDRESS)
+    log.info("metrics on http://%s:%s/metrics", backbone_settings.METRICS_ADDRESS, port)
 
 
 @require_GET
