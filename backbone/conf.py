@@ -143,10 +143,8 @@ class BackboneSettings(BaseModel):
     # After a failed Celery enqueue, later ones within this many seconds are skipped (aftercommit).
     ENQUEUE_COOLDOWN_SECONDS: SecondsOrZero = 15
 
-    # Prometheus: where `relay`/`consume --metrics-port` listen, and the collectors that read
-    # PostgreSQL at scrape time besides the dead letters (dotted paths).
+    # Prometheus: where `relay`/`consume --metrics-port` listen.
     METRICS_ADDRESS: Text = "127.0.0.1"
-    METRICS_DATABASE_COLLECTORS: DottedPaths = ()
 
     # The web's lanes (backbone/web_lanes.py): threads per worker process, how long a request
     # may wait for one (then 503), and the urlconf of the views that wait without a thread

@@ -8,6 +8,7 @@ Django's ASGI handler, a coroutine that holds no thread. Both take database conn
 """
 
 import os
+from urllib.parse import urlsplit
 
 import django
 from django.conf import settings
@@ -25,5 +26,7 @@ lanes = WebApplication(
     threads=backbone_settings.WEB_THREADS,
     queue_seconds=backbone_settings.WEB_QUEUE_SECONDS,
     waiting_urlconf=backbone_settings.WEB_WAITING_URLCONF or settings.ROOT_URLCONF,
+    # STATIC_URL's path: those requests go to the async lane, where ServeStatic serves them.
+    static_prefix=urlsplit(settings.STATIC_URL).path,
 )
 application = AccessLog(lanes)

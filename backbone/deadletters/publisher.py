@@ -17,7 +17,7 @@ from backbone.conf import backbone_settings
 from ..envelope import Headers
 from ..kafka import physical_topic, producer_config
 from ..records import ConsumedRecord
-from ..topics import TOPICS
+from ..topics import topics
 from .errors import DeadLetterPublishError, summary
 
 HEADER_PREFIX = "dlq_"
@@ -42,7 +42,7 @@ class DeadLetterPublisher(Protocol):
 
 
 def dead_letter_topic(topic: str) -> str:
-    spec = TOPICS.get(topic)
+    spec = topics().get(topic)
     return spec.dead_letter_topic if spec else f"{topic}.dlq"
 
 

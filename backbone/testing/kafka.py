@@ -11,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from backbone.conf import backbone_settings
 from backbone.envelope import Envelope
 from backbone.kafka import client_config, group_id, logical_topic, physical_topic
-from backbone.topics import TOPICS
+from backbone.topics import topics as declared_topics
 
 from .waiting import Timeout
 
@@ -34,7 +34,7 @@ class KafkaRecord:
 class KafkaTail:
     """Reads every record of the namespace's topics from the beginning, incrementally."""
 
-    def __init__(self, topics: Iterable[str] = tuple(TOPICS)) -> None:
+    def __init__(self, topics: Iterable[str] | None = None) -> None:
         config = {
             **client_config(),
             "group.id": f"{backbone_settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
@@ -45,7 +45,7 @@ class KafkaTail:
         # Watermark queries on the assigned consumer wait for its fetcher (~0.5 s a partition).
         self.watermarks = Consumer(config)
         partitions = []
-        for topic in topics:
+        for topic in declared_topics() if topics is None else topics:
             metadata = self.consumer.list_topics(physical_topic(topic), timeout=10).topics[
                 physical_topic(topic)
             ]

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's files, served by the shop itself (/api/docs/ works offline, one pinned version).
     "drf_spectacular_sidecar",
+    "servestatic",  # its system checks of the SERVESTATIC_* settings
     "backbone",
     "outbox",
     "orders",
@@ -62,7 +63,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
     "backbone.request_guard.RequestGuardMiddleware",
-    # Static files (admin, API docs) straight from gunicorn through WhiteNoise: `make run` needs
+    # Static files (admin, API docs) straight from gunicorn through ServeStatic: `make run` needs
     # no web server. Every middleware here is async capable: a waiting request holds no thread.
     "backbone.static_files.StaticFilesMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
@@ -196,10 +197,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".static")  # collectstatic writes here
-# WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
+# ServeStatic serves collectstatic's output (`make run` collects); before collectstatic has run
 # (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
+SERVESTATIC_USE_STATIC_ROOT = True
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -278,8 +280,6 @@ LOGGING = {
 BACKBONE = {
     # scripts/services.sh (`make services`)
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
-    # What waits in the outbox, besides the dead letters, on every scrape of /metrics.
-    "METRICS_DATABASE_COLLECTORS": ["outbox.metrics.OutboxBacklogCollector"],
     "WEB_WAITING_URLCONF": "config.urls_waiting",  # the views that can wait without a thread
     "SERVICE_NAME_PREFIX": "shop",  # shop-web, shop-relay, shop-<context> in traces
     **backbone_environ(),

@@ -15,10 +15,11 @@ from django.utils import timezone
 
 from backbone.conf import backbone_settings
 from backbone.heartbeat import Heartbeat
-from backbone.metrics import database_collectors, serve
+from backbone.metrics import serve
 from backbone.preflight import ServiceUnavailable, check_postgres
 from outbox.backoff import StopFlag
 from outbox.leader import AnotherLeader
+from outbox.metrics import database_collectors
 from outbox.publisher import relay_producer_config
 from outbox.relay import Relay, RelayOptions, database_connector
 from outbox.sharded import run_sharded
