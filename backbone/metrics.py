@@ -17,13 +17,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from backbone.conf import backbone_settings
 
 from . import __version__
 from .kafka import group_id
@@ -97,8 +98,8 @@ def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
 
     REGISTRY.register(BuildInfoCollector())
     REGISTRY.register(_ClosingConnection(list(collectors)))
-    start_http_server(port, addr=settings.METRICS_ADDRESS)
-    log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
+    start_http_server(port, addr=backbone_settings.METRICS_ADDRESS)
+    log.info("metrics on http://%s:%s/metrics", backbone_settings.METRICS_ADDRESS, port)
 
 
 def scrape(collectors: Iterable[Collector]) -> HttpResponse:

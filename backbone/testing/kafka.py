@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.envelope import Envelope
 from backbone.kafka import client_config, group_id, logical_topic, physical_topic
 from backbone.topics import topics as declared_topics
@@ -37,7 +37,7 @@ class KafkaTail:
     def __init__(self, topics: Iterable[str] | None = None) -> None:
         config = {
             **client_config(),
-            "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
+            "group.id": f"{backbone_settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
             "enable.auto.commit": False,
             "log_level": 3,
         }

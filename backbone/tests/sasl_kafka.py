@@ -17,11 +17,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
-from django.test import override_settings
 
 from backbone.kafka import admin_config
 from backbone.testing import free_port
 from backbone.testing.processes import terminate
+from backbone.testing.settings import override_backbone
 
 # `relay2` has no grants until a test gives it some (`kafka_acls --relay-principal relay2`).
 USERS = {
@@ -99,7 +99,7 @@ class SaslKafka:
             terminate(self.process, grace=20)
 
     def _wait_until_ready(self, timeout: float) -> None:
-        with override_settings(**self.settings_for("admin")):
+        with override_backbone(**self.settings_for("admin")):
             admin = AdminClient(admin_config(log_level=0))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from django.conf import settings
 from django.db import connection, transaction
 
+from backbone.conf import backbone_settings
 from backbone.consumer import DeadLetterLimitReached
 from backbone.deadletters import DeadLetterError, KeyGate, ReplayFailed, discard, lock_group, replay
 from backbone.kafka import group_id, physical_topic
@@ -39,7 +39,7 @@ def _probe(key: str, seq: int, *, flush: bool = False, partition: int | None = N
 def _read_dead_letter_topic(dead_letter_id: int, timeout: float = 30.0) -> tuple[bytes | None, bytes, dict]:
     """The record the runner sent to orders.dlq for this dead letter: key, value, headers."""
     reader = Consumer(
-        {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": f"dlq-{uuid.uuid4()}"}
+        {"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": f"dlq-{uuid.uuid4()}"}
     )
     dlq = physical_topic("orders.dlq")
     reader.assign([TopicPartition(dlq, tp.partition, 0) for tp in partitions_of("orders.dlq")])

@@ -6,8 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.kafka import physical_topic
 
 
@@ -40,7 +40,7 @@ def read_records(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap or settings.KAFKA_BOOTSTRAP_SERVERS,
+            "bootstrap.servers": bootstrap or backbone_settings.KAFKA_BOOTSTRAP_SERVERS,
             "group.id": f"test-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "log_level": 0,
