@@ -28,6 +28,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.provisioning import delete_namespace
 from backbone.testing import Timeout, wait_for
 
@@ -37,7 +38,16 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 LIBRARY_DOC = CHECKOUT / "docs" / "library.md"
 # What a checkout holds that is no source: the copy the wheel is built from leaves it out.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", ".services", ".static", "__pycache__", "*.pyc", "build", "*.egg-info", "test-artifacts"
+    ".git",
+    ".venv",
+    ".services",
+    ".static",
+    "__pycache__",
+    "*.pyc",
+    "build",
+    "*.egg-info",
+    "test-artifacts",
+    "results",  # bench/results
 )
 LIBRARY_PACKAGES = {"backbone", "outbox"}
 # A file of docs/library.md: a fenced python block whose first line names it.
@@ -169,7 +179,7 @@ def project_environment(database: str, namespace: str) -> Iterator[dict[str, str
             "DATABASE_PORT": server["port"],
             "DATABASE_USER": server["user"],
             "DATABASE_PASSWORD": server["password"],
-            "KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "KAFKA_BOOTSTRAP_SERVERS": backbone_settings.KAFKA_BOOTSTRAP_SERVERS,
             "KAFKA_NAMESPACE": namespace,
         }
     finally:
@@ -253,7 +263,7 @@ def _connect(database: str) -> psycopg.Connection:
 
 
 def _kafka() -> dict[str, str]:
-    return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS}
+    return {"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS}
 
 
 def redeliver(topic: str):
