@@ -40,6 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Rate-limit counters in Redis are the session's own too, and the limits are out of the way
     # (many tests log in and order from 127.0.0.1); the throttling tests set their own rates.
     settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"] = namespace
+    # The session's Celery queue: the settings named it before the namespace was known, and a
+    # task this process enqueues must reach the worker its test starts, not another session's.
+    queue = f"{namespace}celery"
+    settings.CELERY_TASK_DEFAULT_QUEUE = os.environ["CELERY_TASK_DEFAULT_QUEUE"] = queue
     for scope in settings.THROTTLE_RATES:
         settings.THROTTLE_RATES[scope] = os.environ[f"THROTTLE_{scope.upper()}_RATE"] = "100000/minute"
 

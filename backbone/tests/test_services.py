@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from backbone.tasks import worker_pid
+from backbone.testing import terminate
 
 
 @pytest.mark.django_db
@@ -106,7 +107,7 @@ def celery_worker_process(redis_service: None) -> Iterator[tuple[subprocess.Pope
             "-m",
             "celery",
             "-A",
-            "backbone",
+            "config",
             "worker",
             "--pool=solo",
             "--concurrency=1",
@@ -120,8 +121,7 @@ def celery_worker_process(redis_service: None) -> Iterator[tuple[subprocess.Pope
         cwd=settings.BASE_DIR,
     )
     yield process, queue
-    process.terminate()
-    process.wait(timeout=20)
+    terminate(process)
 
 
 def test_celery_task_runs_in_a_real_worker(

@@ -13,12 +13,11 @@ from django.db import transaction
 from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.contracts import Event
-from backbone.testing import free_port, wait_for
+from backbone.testing import free_port, read_topic, wait_for
 from outbox.emit import emit
 from outbox.models import OutboxRecord
 
 from .conftest import RelayProcess, RelayStarter, admin_connection, process_env, wait_for_published
-from .kafka_helpers import read_records
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -56,7 +55,7 @@ def published_by(relay: RelayProcess) -> int:
 
 def steps_by_key(keys: list[str], at_least: int) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {key: [] for key in keys}
-    for record in read_records("orders", keys=set(keys), at_least=at_least, timeout=60):
+    for record in read_topic("orders", keys=set(keys), at_least=at_least, timeout=60):
         found[record.key].append(json.loads(record.value)["step"])
     return found
 
