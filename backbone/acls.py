@@ -28,7 +28,7 @@ from confluent_kafka.admin import (
 from .deadletters import dead_letter_topic
 from .kafka import admin_config, group_id, physical_topic
 from .subscriptions import subscriptions
-from .topics import TOPICS
+from .topics import topics
 
 RELAY_PRINCIPAL = "relay"
 
@@ -71,7 +71,7 @@ class Grant:
 
 def planned_grants(*, relay: str = RELAY_PRINCIPAL, principal_prefix: str = "") -> list[Grant]:
     """Every grant the shop needs; consumer principals are `<prefix><context>`."""
-    grants = [Grant(relay, "topic", physical_topic(name), "WRITE") for name in TOPICS]
+    grants = [Grant(relay, "topic", physical_topic(name), "WRITE") for name in topics()]
     for context in subscriptions.contexts():
         user = f"{principal_prefix}{context}"
         grants.append(Grant(user, "group", group_id(context), "READ"))

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 
 from .catalog import EventTypeFacts, event_types
 from .contracts import JsonDict
-from .topics import TOPICS, TopicSpec
+from .topics import Topic, topics
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -88,7 +88,7 @@ def document() -> JsonDict:
             ),
         },
         "defaultContentType": CONTENT_TYPE,
-        "channels": {channel_id(spec.name): _channel(spec, facts) for spec in TOPICS.values()},
+        "channels": {channel_id(spec.name): _channel(spec, facts) for spec in topics().values()},
         "operations": _operations(facts),
         "components": {
             "messages": {item.type_name: _message(item) for item in facts},
@@ -105,7 +105,7 @@ def _merge_shared(shared: JsonDict, schemas: JsonDict, owner: str) -> None:
             raise ValueError(f"{owner}: nested model {name!r} differs from another contract's")
 
 
-def _channel(spec: TopicSpec, facts: list[EventTypeFacts]) -> JsonDict:
+def _channel(spec: Topic, facts: list[EventTypeFacts]) -> JsonDict:
     binding: JsonDict = {"topic": spec.name, "bindingVersion": KAFKA_BINDING_VERSION}
     if spec.compacted:
         binding["topicConfiguration"] = {"cleanup.policy": ["compact"]}

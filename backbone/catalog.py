@@ -16,7 +16,7 @@ from django.apps import apps
 
 from .contracts import Event, JsonDict, registry
 from .subscriptions import subscriptions
-from .topics import TOPICS, TopicSpec
+from .topics import Topic, topics
 
 # Where every $ref of a payload schema points: the AsyncAPI document's shared schemas.
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -43,8 +43,8 @@ class EventTypeFacts:
         return self.contract.type_name
 
     @property
-    def topic(self) -> TopicSpec:
-        return TOPICS[self.contract.topic]
+    def topic(self) -> Topic:
+        return topics()[self.contract.topic]
 
     def schema(self) -> JsonDict:
         """The payload's JSON Schema, its $defs left out (see `shared_schemas`)."""
@@ -61,9 +61,10 @@ class EventTypeFacts:
 
 
 def is_published_contract(contract: type[Event]) -> bool:
-    """Declared in its context's events.py (the convention) by its topic's single writer."""
-    declared = contract.__module__ == f"{contract.context}.events"
-    return declared and contract.topic in TOPICS and TOPICS[contract.topic].owner == contract.context
+    """Declared in its app's events.py (the convention) by its topic's single writer."""
+    declared = contract.__module__ == f"{apps.get_app_config(contract.context).name}.events"
+    declared_topic = topics().get(contract.topic)
+    return declared and declared_topic is not None and declared_topic.owner == contract.context
 
 
 def is_shop_context(context: str) -> bool:

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core import checks
 
 from .contracts import registry
-from .topics import TOPICS
+from .topics import topics
 
 
 @checks.register()
@@ -14,14 +14,14 @@ def single_writer_check(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     """Every registered contract lives in the context that owns its topic."""
     errors: list[checks.CheckMessage] = []
     for cls in registry.all():
-        spec = TOPICS.get(cls.topic)
+        spec = topics().get(cls.topic)
         if spec is None or spec.owner != cls.context:
             owner = spec.owner if spec else "nobody (unknown topic)"
             errors.append(
                 checks.Error(
                     f"{cls.type_name} is declared in context {cls.context!r} "
                     f"but topic {cls.topic!r} is owned by {owner}",
-                    hint="Declare an event in the events.py of the context that owns its topic.",
+                    hint="Declare an event in the events.py of the app that publishes its topic.",
                     obj=cls,
                     id="backbone.E001",
                 )

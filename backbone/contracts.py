@@ -6,7 +6,8 @@ A context declares what it publishes in its own `events.py`::
         order_id: UUID
         lines: list[OrderLine]
 
-The type name is `<context>.<ClassName>` (the context is the app the class lives in), and the
+The type name is `<context>.<ClassName>` (the context is the label of the installed app the class
+belongs to, found in Django's app registry; `app_label=` names it instead), and the
 registry turns a record's type, version and JSON back into the class. Older versions are
 upcast on read, so handlers only ever see the current shape.
 
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+
+from .topics import context_of
 
 JsonDict = dict[str, Any]
 Upcaster = Callable[[JsonDict], JsonDict]
@@ -101,14 +104,26 @@ class Event(Contract):
     type_name: ClassVar[str]
 
     def __init_subclass__(
-        cls, *, topic: str | None = None, key: str | None = None, version: int = 1, **kwargs: Any
+        cls,
+        *,
+        topic: str | None = None,
+        key: str | None = None,
+        version: int = 1,
+        app_label: str | None = None,
+        **kwargs: Any,
     ) -> None:
         # The contract keywords are read once the fields exist, in __pydantic_init_subclass__.
         super().__init_subclass__(**kwargs)
 
     @classmethod
     def __pydantic_init_subclass__(
-        cls, *, topic: str | None = None, key: str | None = None, version: int = 1, **kwargs: Any
+        cls,
+        *,
+        topic: str | None = None,
+        key: str | None = None,
+        version: int = 1,
+        app_label: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if topic is None:  # an abstract intermediate class, not a contract
@@ -121,7 +136,8 @@ class Event(Contract):
         cls.topic = topic
         cls.key_field = key
         cls.contract_version = version
-        cls.context = cls.__module__.split(".")[0]
+        # The app the class belongs to, as Django finds a model's (app_label= says it instead).
+        cls.context = app_label or context_of(cls.__module__)
         cls.type_name = f"{cls.context}.{cls.__name__}"
         registry.register(cls)
 

@@ -30,7 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .kafka import group_id
-from .topics import CONTEXTS
+from .subscriptions import subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class DeadLetterCollector(Collector):
             "Records parked behind a pending dead letter of their key, per consumer group.",
             labels=["group"],
         )
-        groups = [group_id(context) for context in ([self.context] if self.context else CONTEXTS)]
+        contexts = [self.context] if self.context else subscriptions.contexts()
+        groups = [group_id(context) for context in contexts]
         where, params = ("AND consumer_group = %s", groups) if self.context else ("", [])
         rows = query_rows(
             "SELECT consumer_group, count(*) FROM dead_letter "

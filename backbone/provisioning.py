@@ -7,7 +7,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
 from .kafka import admin_config, physical_topic
-from .topics import TOPICS, TopicSpec
+from .topics import Topic, topics
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ def planned_topics(partitions: int | None = None, replication: int | None = None
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
     replication = replication or settings.KAFKA_REPLICATION_FACTOR
     planned = []
-    for spec in TOPICS.values():
+    for spec in topics().values():
         planned.append(NewTopic(physical_topic(spec.name), partitions, replication, config=_config(spec)))
         planned.append(
             NewTopic(physical_topic(spec.dead_letter_topic), partitions, replication, config=_size_limit())
@@ -24,7 +24,7 @@ def planned_topics(partitions: int | None = None, replication: int | None = None
     return planned
 
 
-def _config(spec: TopicSpec) -> dict[str, str]:
+def _config(spec: Topic) -> dict[str, str]:
     config = _size_limit()
     if spec.compacted:
         # Keep every level change for a while (views rebuild from it), then the latest per sku.

@@ -30,7 +30,7 @@ from .correlation import batch_scope, correlation_scope
 from .envelope import Envelope, Headers, InvalidEnvelope, is_structured, read_record
 from .kafka import logical_topic
 from .subscriptions import Subscription
-from .topics import TOPICS
+from .topics import topics
 from .tracing import span_scope
 
 if TYPE_CHECKING:  # the SDK's types; imported at run time only when tracing is configured
@@ -219,7 +219,7 @@ def wrong_producer(envelope: Envelope, topic: str) -> str | None:
     would ship an order nobody paid for). Kafka ACLs keep such producers off the topics; this
     check keeps them out of the handlers when the ACLs are missing or wrong.
     """
-    spec = TOPICS.get(topic)
+    spec = topics().get(topic)
     if spec is None:
         return f"topic {topic!r} has no single writer in backbone.topics"
     try:

@@ -8,7 +8,7 @@ In a context's `handlers.py`::
 
 The consumer runner of that context (`manage.py consume orders`) reads the topics of the
 subscribed types, runs each handler in one transaction with an inbox row, and skips the types
-nobody subscribed to. The context is the app the handler lives in.
+nobody subscribed to. The context is the installed app the handler belongs to (its label).
 
 A view that only copies state out of events can take them a batch at a time, and write them
 all in one statement instead of one round trip per event::
@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 
 from .contracts import Event
 from .envelope import Envelope
+from .topics import acting_as, context_of
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any, Envelope], None]
@@ -51,12 +52,15 @@ class Subscription:
         return f"{self.handler.__module__}.{self.handler.__qualname__}"
 
     def call(self, event: Event, envelope: Envelope) -> None:
-        """Run a per-event handler (`batch` is False)."""
-        cast(Handler, self.handler)(event, envelope)  # `batch` says which signature it has
+        """Run a per-event handler (`batch` is False), as its context: what it emits must be its
+        own app's events (backbone/topics.py)."""
+        with acting_as(self.context):
+            cast(Handler, self.handler)(event, envelope)  # `batch` says which signature it has
 
     def call_batch(self, items: Sequence[tuple[Event, Envelope]]) -> None:
         """Run a batch handler (`batch` is True) over (event, envelope) items."""
-        cast(BatchHandler, self.handler)(items)  # `batch` says which signature it has
+        with acting_as(self.context):
+            cast(BatchHandler, self.handler)(items)  # `batch` says which signature it has
 
 
 class SubscriptionRegistry:
@@ -88,7 +92,7 @@ def subscribe(
     """Register the decorated function as the handler of `event_type` for its context."""
 
     def decorator(handler: Callable[[E, Envelope], None]) -> Callable[[E, Envelope], None]:
-        owner = context or handler.__module__.split(".")[0]
+        owner = context or context_of(handler.__module__)
         subscriptions.add(Subscription(context=owner, event_type=event_type, handler=handler))
         return handler
 
@@ -102,7 +106,7 @@ def subscribe_batch(
     it receives the new events of that type of each batch at once (see the module docstring)."""
 
     def decorator(handler: BatchHandlerOf[E]) -> BatchHandlerOf[E]:
-        owner = context or handler.__module__.split(".")[0]
+        owner = context or context_of(handler.__module__)
         subscriptions.add(Subscription(context=owner, event_type=event_type, handler=handler, batch=True))
         return handler
 

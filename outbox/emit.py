@@ -1,8 +1,6 @@
 """`emit()`: record an event in the outbox, inside the transaction of the change it describes."""
 
-import sys
 import uuid
-from types import FrameType
 
 from django.conf import settings
 from django.db import connection
@@ -11,7 +9,7 @@ from django.utils import timezone
 from backbone.contracts import Event
 from backbone.correlation import current_causation_id, current_correlation_id, new_id
 from backbone.envelope import Envelope, format_time
-from backbone.topics import CONTEXTS, ensure_writer
+from backbone.topics import acting_context, ensure_writer
 from backbone.tracing import child_of, current_traceparent, current_tracestate
 
 
@@ -34,7 +32,8 @@ def emit(event: Event) -> Envelope:
     """Add `event` to the outbox; it is published once (and only if) the transaction commits.
 
     Raises OutsideTransactionError outside `transaction.atomic()`, TopicOwnershipError
-    when the calling context is not the single writer of the event's topic, and EventTooLarge
+    when the event's app is not the single writer of its topic (or, in a consumer, when the
+    event is another app's than the one whose handlers run), and EventTooLarge
     when its JSON is over EVENT_MAX_BYTES (caught here, it rolls back with the change instead
     of reaching every consumer's dead letters).
     """
@@ -43,7 +42,7 @@ def emit(event: Event) -> Envelope:
             f"emit({type(event).__name__}) must run inside transaction.atomic(), "
             "so the event commits or rolls back with the change it describes"
         )
-    ensure_writer(event.topic, _calling_context(default=event.context))
+    ensure_writer(event.topic, acting_context() or event.context)
     payload = event.to_json()
     if len(payload) > settings.EVENT_MAX_BYTES:
         raise EventTooLarge(
@@ -86,14 +85,3 @@ def emit(event: Event) -> Envelope:
             ],
         )
     return envelope
-
-
-def _calling_context(default: str) -> str:
-    """The context whose code called emit(): the first caller frame inside a context app."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        package: str = frame.f_globals.get("__name__", "").split(".")[0]
-        if package in CONTEXTS:
-            return package
-        frame = frame.f_back
-    return default

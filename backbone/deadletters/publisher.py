@@ -16,7 +16,7 @@ from django.conf import settings
 from ..envelope import Headers
 from ..kafka import physical_topic, producer_config
 from ..records import ConsumedRecord
-from ..topics import TOPICS
+from ..topics import topics
 from .errors import DeadLetterPublishError, summary
 
 HEADER_PREFIX = "dlq_"
@@ -41,7 +41,7 @@ class DeadLetterPublisher(Protocol):
 
 
 def dead_letter_topic(topic: str) -> str:
-    spec = TOPICS.get(topic)
+    spec = topics().get(topic)
     return spec.dead_letter_topic if spec else f"{topic}.dlq"
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from backbone.envelope import Envelope
 from backbone.kafka import client_config, group_id, logical_topic, physical_topic
-from backbone.topics import TOPICS
+from backbone.topics import topics as declared_topics
 
 from .waiting import Timeout
 
@@ -82,7 +82,7 @@ def read_topic(
 class KafkaTail:
     """Reads every record of the namespace's topics from the beginning, incrementally."""
 
-    def __init__(self, topics: Iterable[str] = tuple(TOPICS), *, bootstrap: str | None = None) -> None:
+    def __init__(self, topics: Iterable[str] | None = None, *, bootstrap: str | None = None) -> None:
         config = {
             **client_config(),
             **({"bootstrap.servers": bootstrap} if bootstrap else {}),
@@ -94,7 +94,7 @@ class KafkaTail:
         # Watermark queries on the assigned consumer wait for its fetcher (~0.5 s a partition).
         self.watermarks = Consumer(config)
         partitions = []
-        for topic in topics:
+        for topic in declared_topics() if topics is None else topics:
             metadata = self.consumer.list_topics(physical_topic(topic), timeout=10).topics[
                 physical_topic(topic)
             ]

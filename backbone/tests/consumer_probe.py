@@ -1,6 +1,6 @@
 """Test-only contracts, views and handlers for the consumer runner's tests.
 
-The contracts live (by their module name) in the contexts that own their topics, so the real
+The contracts belong (`app_label=`) to the contexts that own their topics, so the real
 topic checks apply to them; the handlers subscribe to throw-away context names, one per
 test, so every test has a consumer group of its own. A `manage.py consume` subprocess loads
 this module with `--handlers backbone.tests.consumer_probe` and reads its context names from
@@ -40,9 +40,7 @@ from backbone.testing.memory_kafka import MemoryBroker
 from outbox.emit import emit
 
 
-class ProbeRecorded(Event, topic="orders", key="probe_key", version=2):
-    __module__ = "orders.backbone_probe"
-
+class ProbeRecorded(Event, topic="orders", key="probe_key", version=2, app_label="orders"):
     probe_key: str
     seq: int
     amount: int = 0
@@ -57,27 +55,21 @@ def _probe_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class ProbeIgnored(Event, topic="orders", key="probe_key"):
+class ProbeIgnored(Event, topic="orders", key="probe_key", app_label="orders"):
     """Nobody subscribes to it: the runner must skip it."""
-
-    __module__ = "orders.backbone_probe"
 
     probe_key: str
 
 
-class ProbeFollowedUp(Event, topic="orders", key="probe_key"):
+class ProbeFollowedUp(Event, topic="orders", key="probe_key", app_label="orders"):
     """What record_probe emits when asked to: it must inherit the story of its cause."""
-
-    __module__ = "orders.backbone_probe"
 
     probe_key: str
     seq: int
 
 
-class ProbeShipped(Event, topic="shipments", key="probe_key"):
+class ProbeShipped(Event, topic="shipments", key="probe_key", app_label="shipments"):
     """Only the rebuild test sends it, so replaying its topic from the start sees nothing else."""
-
-    __module__ = "shipments.backbone_probe"
 
     probe_key: str
     amount: int

@@ -4,9 +4,9 @@ from backbone.acls import planned_grants
 from backbone.deadletters import dead_letter_topic
 from backbone.kafka import group_id, physical_topic
 from backbone.subscriptions import subscriptions
-from backbone.topics import TOPICS
+from backbone.topics import topics
 
-EVENT_TOPICS = {physical_topic(name) for name in TOPICS}
+EVENT_TOPICS = {physical_topic(name) for name in topics()}
 
 
 def test_the_relay_alone_writes_every_event_topic() -> None:

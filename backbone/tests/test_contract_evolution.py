@@ -78,9 +78,7 @@ def test_a_contract_with_a_nested_part_that_cannot_be_read_tolerantly_is_refused
 
     with pytest.raises(TypeError, match=r"nested models must derive from Contract: parts \(Part\)"):
 
-        class Strict(Event, topic="orders", key="order_id"):
-            __module__ = "orders.backbone_probe"
-
+        class Strict(Event, topic="orders", key="order_id", app_label="orders"):
             order_id: str
             parts: tuple[Part, ...]
 

@@ -11,10 +11,8 @@ from backbone.contracts import ContractError, Event, EventRegistry, registry
 from backbone.envelope import Envelope, InvalidEnvelope, format_time
 
 
-class ParcelWeighed(Event, topic="shipments", key="parcel_id", version=3):
-    """A contract of the shipments context (by its module name), at version 3."""
-
-    __module__ = "shipments.contract_tests"
+class ParcelWeighed(Event, topic="shipments", key="parcel_id", version=3, app_label="shipments"):
+    """A contract of the shipments context (app_label), at version 3."""
 
     parcel_id: str
     grams: int
@@ -31,10 +29,8 @@ def _v2_to_v3(payload: dict) -> dict:
     return {"parcel_id": payload["parcel_id"], "grams": int(Decimal(str(payload["kilograms"])) * 1000)}
 
 
-class ParcelLost(Event, topic="shipments", key="parcel_id", version=2):
+class ParcelLost(Event, topic="shipments", key="parcel_id", version=2, app_label="shipments"):
     """Version 2 without an upcaster from version 1."""
-
-    __module__ = "shipments.contract_tests"
 
     parcel_id: str
 
@@ -65,8 +61,7 @@ def test_events_are_frozen_and_reject_unknown_fields() -> None:
 def test_the_key_must_be_a_field() -> None:
     with pytest.raises(TypeError, match="key field 'nope' is not one of its fields"):
 
-        class Broken(Event, topic="shipments", key="nope"):
-            __module__ = "shipments.contract_tests"
+        class Broken(Event, topic="shipments", key="nope", app_label="shipments"):
             parcel_id: str
 
 

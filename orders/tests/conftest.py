@@ -30,7 +30,13 @@ from backbone.testing import (
     python_argv,
     wait_for,
 )
-from backbone.topics import CONTEXTS
+from backbone.topics import publishing_contexts
+
+
+def shop_contexts() -> list[str]:
+    """The shop's contexts: the apps that publish (each runs a consumer)."""
+    return sorted(publishing_contexts())
+
 
 # One INFO line per request would bury the processes' logs in a failure report.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -64,9 +70,9 @@ class Shop:
         )
 
     def lag(self) -> int:
-        for context in CONTEXTS:
+        for context in shop_contexts():
             __import__(f"{context}.handlers")
-        return consumer_lag({context: subscriptions.topics_for(context) for context in CONTEXTS})
+        return consumer_lag({context: subscriptions.topics_for(context) for context in shop_contexts()})
 
     def wait_until_quiet(self, timeout: float = 90.0) -> None:
         """Every committed event published and every consumer group caught up, twice in a row."""
@@ -121,10 +127,10 @@ def shop(django_db_setup, django_db_blocker, shop_namespace, shop_env, tmp_path_
         **shop_env,
     }
     processes = ShopProcesses(env=env, log_dir=work)
-    consumers = [*(f"consume-{c}" for c in sorted(CONTEXTS)), "consume-stock-2"]
+    consumers = [*(f"consume-{c}" for c in shop_contexts()), "consume-stock-2"]
     metrics_ports = {name: free_port() for name in ["relay", *consumers]}
     processes.add("relay", python_argv("manage.py", "relay", "--metrics-port", str(metrics_ports["relay"])))
-    for context in sorted(CONTEXTS):
+    for context in shop_contexts():
         name = f"consume-{context}"
         processes.add(
             name, python_argv("manage.py", "consume", context, "--metrics-port", str(metrics_ports[name]))

@@ -38,8 +38,8 @@ def contracts() -> Iterator[ContractFactory]:
 
     def declare(name: str = "RelayProbe", *, context: str = "orders", topic: str = "orders") -> type[Event]:
         fields = {"order_id": str, "step": int}
-        namespace = {"__module__": f"{context}.events_test", "__annotations__": fields}
-        return type(name, (Event,), namespace, topic=topic, key="order_id")
+        namespace = {"__annotations__": fields}
+        return type(name, (Event,), namespace, topic=topic, key="order_id", app_label=context)
 
     yield declare
     registry._classes.clear()

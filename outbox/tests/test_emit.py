@@ -1,4 +1,4 @@
-"""emit(): only inside a transaction, only to the calling context's own topics."""
+"""emit(): only inside a transaction, only to the topics of the event's own app."""
 
 import uuid
 
@@ -7,6 +7,10 @@ from django.db import transaction
 
 from backbone import tracing
 from backbone.checks import single_writer_check
+from backbone.contracts import Event
+from backbone.envelope import Envelope
+from backbone.subscriptions import Subscription
+from backbone.testing import envelope_for
 from backbone.topics import TopicOwnershipError, ensure_writer
 from outbox.emit import EventTooLarge, OutsideTransactionError, emit
 from outbox.models import OutboxRecord
@@ -65,22 +69,26 @@ def test_a_context_may_write_only_the_topics_it_owns():
         ensure_writer("no.such.topic", "orders")
 
 
-def call_emit_from(module: str):
-    """A function defined in `module` (as if it lived in that context's code) that emits."""
-    namespace = {"__name__": module, "emit": emit}
-    exec("def place(event):\n    return emit(event)\n", namespace)
-    return namespace["place"]
+def handler_of(context: str, emits: type[Event]) -> Subscription:
+    """A handler of `context` that emits an `emits` event when it applies one."""
+
+    def on_probe(event: Event, envelope: Envelope) -> None:
+        emit(emits(order_id=event.key, step=2))
+
+    return Subscription(context=context, event_type=emits, handler=on_probe)
 
 
 @pytest.mark.django_db
-def test_code_of_another_context_cannot_emit_to_a_topic_it_does_not_own(probe):
+def test_a_handler_of_another_context_cannot_emit_to_a_topic_it_does_not_own(probe):
     key = str(uuid.uuid4())
+    cause = probe(order_id=key, step=1)
     with transaction.atomic():
-        call_emit_from("orders.services")(probe(order_id=key, step=1))  # the owner may
+        emit(cause)  # the contract's own app may
+        handler_of("orders", probe).call(cause, envelope_for(cause))  # and so may its handlers
         with pytest.raises(TopicOwnershipError, match="context 'stock' may not write topic 'orders'"):
-            call_emit_from("stock.services")(probe(order_id=key, step=2))
+            handler_of("stock", probe).call(cause, envelope_for(cause))
 
-    assert list(OutboxRecord.objects.filter(key=key).values_list("payload__step", flat=True)) == [1]
+    assert list(OutboxRecord.objects.filter(key=key).values_list("payload__step", flat=True)) == [1, 2]
 
 
 def test_the_system_check_reports_a_contract_declared_outside_its_topics_owner(contracts):

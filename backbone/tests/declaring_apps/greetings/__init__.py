@@ -1,0 +1,1 @@
+"""A tiny app that declares a topic of its own (test_topics.py installs it)."""
