@@ -17,13 +17,15 @@ rebalance callbacks); a test moves partitions away with `revoke()` or `lose()`.
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, TopicPartition
 
-from .kafka import FakeMessage
+from backbone.kafka import physical_topic
+
+from .kafka import FakeMessage, KafkaRecord
 
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
 Headers = Sequence[tuple[str, str | bytes | None]] | None
@@ -90,8 +92,14 @@ class MemoryBroker:
         return message
 
     def messages(self, topic: str) -> list[FakeMessage]:
-        """Every record of `topic`, in (partition, offset) order."""
+        """Every record of `topic` (its name on the broker), in (partition, offset) order."""
         return [message for log in self.partitions(topic) for message in log]
+
+    def read(self, topic: str, *, keys: Collection[str] | None = None) -> list[KafkaRecord]:
+        """`read_topic` on this broker: the records of the namespace's logical `topic` (of
+        `keys`, if given), in (partition, offset) order."""
+        records = map(KafkaRecord.from_message, self.messages(physical_topic(topic)))
+        return [record for record in records if keys is None or record.key in keys]
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         return {partition: len(log) for partition, log in enumerate(self.partitions(topic))}
