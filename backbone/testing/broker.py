@@ -106,7 +106,9 @@ class ThrowawayKafka:
         properties = self.directory / "server.properties"
         properties.write_text(self._server_properties())
         (self.directory / "log4j2.properties").write_text(self._log_properties())
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would read it as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
             [*self._java(), "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
              "-c", str(properties)],
