@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.preflight import ServiceUnavailable, require
 from backbone.provisioning import delete_namespace
 
@@ -32,7 +33,7 @@ _run = {"services_checked": False}
 def pytest_configure(config: pytest.Config) -> None:
     run_id = uuid.uuid4().hex[:8]
     namespace = f"test-{run_id}."
-    settings.KAFKA_NAMESPACE = namespace
+    settings.BACKBONE = {**settings.BACKBONE, "KAFKA_NAMESPACE": namespace}
     # Subprocesses (relay, consumers, Celery) inherit it through the environment.
     os.environ["KAFKA_NAMESPACE"] = namespace
     # pytest-django creates the test database later, under this name; subprocesses get it
@@ -106,11 +107,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Delete the session's topics and consumer groups: a development broker outlives many runs."""
     if _run["services_checked"]:
-        left = delete_namespace(settings.KAFKA_NAMESPACE)
+        left = delete_namespace(backbone_settings.KAFKA_NAMESPACE)
         if left:
-            print(
-                f"\nwarning: could not delete {', '.join(left)} of Kafka namespace {settings.KAFKA_NAMESPACE}"
-            )
+            namespace = backbone_settings.KAFKA_NAMESPACE
+            print(f"\nwarning: could not delete {', '.join(left)} of Kafka namespace {namespace}")
 
 
 def _require(*names: str) -> None:

@@ -8,9 +8,7 @@ from contextlib import suppress
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
 from .deadletters import DeadLetterError, DeadLetterPublishError, Release, discard, replay, summary
 from .models import DeadLetter, DeadLetterEdit, InboxEntry, ParkedRecord
@@ -75,7 +73,6 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
         "parked_count",
         "error_summary",
         "created_at",
-        "story",
     ]
     list_filter = ["status", "reason", "context", "event_type", "topic"]
     # The error text and the event type by substring: operators search for "Timeout" or
@@ -95,7 +92,6 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
         "event_type",
         "event_id",
         "correlation_id",
-        "story",
         "attempts",
         "created_at",
         "updated_at",
@@ -116,16 +112,6 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
     @admin.display(description="record")
     def record(self, letter: DeadLetter) -> str:
         return f"{letter.topic}[{letter.partition}]@{letter.offset}"
-
-    @admin.display(description="story")
-    def story(self, letter: DeadLetter) -> SafeString | str:
-        if not letter.correlation_id:  # an invalid record may carry none
-            return "-"
-        try:  # by name: the picture is the outbox's, which the backbone does not import
-            url = reverse("outbox-story", args=[letter.correlation_id])
-        except NoReverseMatch:
-            return "-"
-        return format_html('<a href="{}">picture</a>', url)
 
     @admin.display(description="parked", ordering="parked_count")
     def parked_count(self, letter: DeadLetter) -> int:

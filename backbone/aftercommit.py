@@ -25,8 +25,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from celery import Task
-from django.conf import settings
 from django.db import transaction
+
+from backbone.conf import backbone_settings
 
 from .correlation import NoSingleStoryError, correlation_scope, current_causation_id, current_correlation_id
 from .tracing import continued, current_traceparent, current_tracestate
@@ -74,7 +75,7 @@ def enqueue_on_commit(task: "Task[..., Any]", *args: Any) -> None:
             try:
                 task.delay(*args)
             except Exception as error:  # kombu's OperationalError, a RuntimeError of the backend...
-                _broker.start(settings.BACKBONE_ENQUEUE_COOLDOWN_SECONDS)
+                _broker.start(backbone_settings.ENQUEUE_COOLDOWN_SECONDS)
                 log.warning("could not enqueue %s (left to its sweep): %s", description, _describe(error))
                 return
             _broker.reset()

@@ -8,11 +8,16 @@ class BackboneConfig(AppConfig):
     verbose_name = "Event backbone"
 
     def ready(self) -> None:
+        from django.core.checks import register
+
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             openapi,  # noqa: F401  (registers the schema extension)
             tracing,
         )
+        from .conf import settings_check
+
+        register(settings_check)  # BACKBONE's values and keys (backbone.E010-E012, W010)
 
         # Spans to OpenTelemetry only when its OTEL_* variables ask for them (docs/tracing.md).
         tracing.configure()

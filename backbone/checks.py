@@ -2,8 +2,10 @@
 
 from typing import Any
 
-from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from backbone.conf import backbone_settings
 
 from .contracts import registry
 from .topics import topics
@@ -40,12 +42,15 @@ def kafka_security_check(app_configs: Any = None, **kwargs: Any) -> list[checks.
     Credentials with a protocol that does not send them would connect anonymously and meet
     the broker's ACLs as `User:ANONYMOUS`: a confusing "not authorized" far from the cause.
     """
-    problems = _kafka_security_problems(
-        protocol=settings.KAFKA_SECURITY_PROTOCOL,
-        mechanism=settings.KAFKA_SASL_MECHANISM,
-        username=settings.KAFKA_SASL_USERNAME,
-        password=settings.KAFKA_SASL_PASSWORD,
-    )
+    try:
+        problems = _kafka_security_problems(
+            protocol=backbone_settings.KAFKA_SECURITY_PROTOCOL,
+            mechanism=backbone_settings.KAFKA_SASL_MECHANISM,
+            username=backbone_settings.KAFKA_SASL_USERNAME,
+            password=backbone_settings.KAFKA_SASL_PASSWORD,
+        )
+    except ImproperlyConfigured:  # a value of the wrong type: the settings check names it
+        return []
     hint = "See the Kafka settings in docs/operations.md and docs/security.md."
     return [checks.Error(problem, hint=hint, id="backbone.E002") for problem in problems]
 

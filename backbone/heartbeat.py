@@ -16,9 +16,10 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
+
+from backbone.conf import backbone_settings
 
 from .models import ProcessHeartbeat
 
@@ -40,7 +41,7 @@ class Heartbeat:
     ) -> None:
         self.role, self.name = role, name
         self.host, self.pid = socket.gethostname(), os.getpid()
-        self._interval = settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
+        self._interval = backbone_settings.HEARTBEAT_INTERVAL_SECONDS if interval is None else interval
         self._clock = clock
         self._last: float | None = None
         self._state = ""

@@ -1,6 +1,6 @@
 """Kafka client configuration in one place: the relay's producer, the runners' consumers.
 
-`KAFKA_NAMESPACE` (empty by default) prefixes every topic and consumer group name on the
+`BACKBONE["KAFKA_NAMESPACE"]` (empty by default) prefixes every topic and consumer group name on the
 broker, so a test run or a second shop can share a cluster without seeing the first one.
 Every client starts from `client_config()`: the bootstrap servers plus the optional TLS/SASL
 settings (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`; docs/security.md), so no client can
@@ -9,11 +9,11 @@ connect without the credentials the broker's ACLs are written for.
 
 from typing import Any
 
-from django.conf import settings
+from backbone.conf import backbone_settings
 
 
 def namespaced(name: str) -> str:
-    return f"{getattr(settings, 'KAFKA_NAMESPACE', '')}{name}"
+    return f"{backbone_settings.KAFKA_NAMESPACE}{name}"
 
 
 def physical_topic(topic: str) -> str:
@@ -22,7 +22,7 @@ def physical_topic(topic: str) -> str:
 
 
 def logical_topic(physical: str) -> str:
-    prefix = getattr(settings, "KAFKA_NAMESPACE", "")
+    prefix = backbone_settings.KAFKA_NAMESPACE
     return physical[len(prefix) :] if prefix and physical.startswith(prefix) else physical
 
 
@@ -44,13 +44,13 @@ _SECURITY_SETTINGS = {
 def security_config() -> dict[str, str]:
     """The TLS/SASL properties of the settings that are set (the system check backbone.E002
     refuses combinations that would connect without them)."""
-    values = {prop: getattr(settings, name, "") for name, prop in _SECURITY_SETTINGS.items()}
+    values = {prop: getattr(backbone_settings, name) for name, prop in _SECURITY_SETTINGS.items()}
     return {prop: value for prop, value in values.items() if value}
 
 
 def client_config(**overrides: Any) -> dict[str, Any]:
     """What every Kafka client needs: where the brokers are and how to authenticate."""
-    return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, **security_config(), **overrides}
+    return {"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, **security_config(), **overrides}
 
 
 def producer_config(**overrides: Any) -> dict[str, Any]:
@@ -62,9 +62,9 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
         "linger.ms": 5,
         "batch.num.messages": 10_000,
         "compression.type": "lz4",
-        "message.timeout.ms": settings.KAFKA_PRODUCER_TIMEOUT_MS,
+        "message.timeout.ms": backbone_settings.KAFKA_PRODUCER_TIMEOUT_MS,
         # Batches stay under the topics' max.message.bytes (librdkafka may overshoot by a record).
-        "message.max.bytes": settings.KAFKA_PRODUCER_MAX_BYTES,
+        "message.max.bytes": backbone_settings.KAFKA_PRODUCER_MAX_BYTES,
         "log_level": 3,
     }
     config.update(overrides)

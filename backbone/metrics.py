@@ -21,13 +21,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse
-from django.utils.module_loading import import_string
-from django.views.decorators.http import require_GET
+from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from backbone.conf import backbone_settings
 
 from .kafka import group_id
 from .subscriptions import subscriptions
@@ -94,33 +94,27 @@ class DeadLetterCollector(Collector):
         yield parked
 
 
-def database_collectors(context: str | None = None) -> list[Collector]:
-    """The collectors of METRICS_DATABASE_COLLECTORS (dotted paths: backbone imports no outbox)."""
-    collectors: list[Collector] = [DeadLetterCollector(context)]
-    collectors.extend(import_string(path)() for path in settings.METRICS_DATABASE_COLLECTORS)
-    return collectors
-
-
 def serve(port: int, *, collectors: Iterable[Collector] = ()) -> None:
     """Serve the process's metrics on `port` from a background thread (relay and consume)."""
     from prometheus_client import start_http_server
 
     REGISTRY.register(BuildInfoCollector())
     REGISTRY.register(_ClosingConnection(list(collectors)))
-    start_http_server(port, addr=settings.METRICS_ADDRESS)
-    log.info("metrics on http://%s:%s/metrics", settings.METRICS_ADDRESS, port)
+    start_http_server(port, addr=backbone_settings.METRICS_ADDRESS)
+    log.info("metrics on http://%s:%s/metrics", backbone_settings.METRICS_ADDRESS, port)
 
 
-@require_GET
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """`GET /metrics` of the web process: every worker's values, and the database collectors."""
+def scrape(collectors: Iterable[Collector]) -> HttpResponse:
+    """A web process's answer to a scrape: every worker's values, and `collectors` (those that
+    read PostgreSQL). The web's `GET /metrics` is outbox.metrics.metrics_view, which knows them
+    all: the dead letters' (here) and the outbox's."""
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:  # one process (runserver, tests): its own values
         registry.register(_ProcessRegistry())
     registry.register(BuildInfoCollector())
-    for collector in database_collectors():
+    for collector in collectors:
         registry.register(collector)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

@@ -17,8 +17,11 @@ character that is not a space.
 Every 4xx without a body of its own is described as `Error` (backbone/api_errors.py).
 """
 
+import inspect
+from importlib.metadata import version
 from typing import Any
 
+from django.core import checks
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_array_type
@@ -49,7 +52,13 @@ COMMON = {
 
 
 class ShopAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, plus the 429 of every operation a rate limit applies to."""
+    """drf-spectacular's AutoSchema, plus the 429 of every operation a rate limit applies to.
+
+    Its two mappers are drf-spectacular's private methods (the ones its extension docs tell
+    extensions to call): renamed in a release, these overrides would stop being called and the
+    schema would quietly lose what they add. `private_mappers_check` then fails the system
+    checks (`manage.py check`, and every command that runs them: migrate, relay, consume).
+    """
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
@@ -134,3 +143,32 @@ class ListSerializerLengthExtension(OpenApiSerializerFieldExtension):
         if field.max_length is not None:
             schema["maxItems"] = field.max_length
         return schema
+
+
+# The private AutoSchema methods ShopAutoSchema overrides, with the parameters it expects
+# (drf-spectacular 0.30.0, the version pinned in constraints.txt).
+PRIVATE_MAPPERS = {
+    "_map_basic_serializer": ["self", "serializer", "direction"],
+    "_map_serializer_field": ["self", "field", "direction", "bypass_extensions"],
+}
+
+
+@checks.register(checks.Tags.compatibility)
+def private_mappers_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """drf-spectacular still has the private methods ShopAutoSchema overrides, as it expects."""
+    errors: list[checks.CheckMessage] = []
+    for name, expected in PRIVATE_MAPPERS.items():
+        method = getattr(AutoSchema, name, None)
+        found = list(inspect.signature(method).parameters) if callable(method) else None
+        if found != expected:
+            what = "is gone" if found is None else f"takes ({', '.join(found)})"
+            errors.append(
+                checks.Error(
+                    f"drf-spectacular {version('drf-spectacular')}: AutoSchema.{name} {what}; "
+                    f"backbone.openapi.ShopAutoSchema overrides it as ({', '.join(expected)})",
+                    hint="Pin drf-spectacular to the version in constraints.txt, or adapt ShopAutoSchema.",
+                    obj=ShopAutoSchema,
+                    id="backbone.openapi.E001",
+                )
+            )
+    return errors

@@ -8,6 +8,8 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
+from backbone.conf import backbone_settings
+
 from .kafka import admin_config, physical_topic
 
 HINT = "start the local services with `make services`, or point {var} at a running one"
@@ -62,12 +64,12 @@ def check_kafka(timeout: float = 5.0) -> None:
         admin.poll(0)  # serves the error callback
         if refused:
             raise ServiceUnavailable(
-                f"Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} refused the credentials of "
-                f"KAFKA_SASL_USERNAME={settings.KAFKA_SASL_USERNAME!r} ({refused[0]}): "
+                f"Kafka at {backbone_settings.KAFKA_BOOTSTRAP_SERVERS} refused the credentials of "
+                f"KAFKA_SASL_USERNAME={backbone_settings.KAFKA_SASL_USERNAME!r} ({refused[0]}): "
                 "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
             ) from None
         raise ServiceUnavailable(
-            f"Kafka is not reachable at {settings.KAFKA_BOOTSTRAP_SERVERS}: "
+            f"Kafka is not reachable at {backbone_settings.KAFKA_BOOTSTRAP_SERVERS}: "
             + HINT.format(var="KAFKA_BOOTSTRAP_SERVERS")
         ) from None
 
@@ -81,8 +83,9 @@ def check_topics(topics: Iterable[str], timeout: float = 10.0) -> None:
     # Asked by name, the broker says which of them this principal is not authorized for.
     denied = [topic for topic in absent if _authorization_failed(admin, physical_topic(topic), timeout)]
     if denied:
+        user = backbone_settings.KAFKA_SASL_USERNAME or "ANONYMOUS"
         raise ServiceUnavailable(
-            f"Kafka user {settings.KAFKA_SASL_USERNAME or 'ANONYMOUS'!r} is not authorized for topics "
+            f"Kafka user {user!r} is not authorized for topics "
             f"{', '.join(denied)}: grant them with `manage.py kafka_acls --apply` (docs/security.md)"
         )
     if absent:

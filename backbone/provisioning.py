@@ -4,7 +4,8 @@ import logging
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from django.conf import settings
+
+from backbone.conf import backbone_settings
 
 from .kafka import admin_config, physical_topic
 from .topics import Topic, topics
@@ -13,8 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def planned_topics(partitions: int | None = None, replication: int | None = None) -> list[NewTopic]:
-    partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
-    replication = replication or settings.KAFKA_REPLICATION_FACTOR
+    partitions = partitions or backbone_settings.KAFKA_TOPIC_PARTITIONS
+    replication = replication or backbone_settings.KAFKA_REPLICATION_FACTOR
     planned = []
     for spec in topics().values():
         planned.append(NewTopic(physical_topic(spec.name), partitions, replication, config=_config(spec)))
@@ -34,7 +35,7 @@ def _config(spec: Topic) -> dict[str, str]:
 
 def _size_limit() -> dict[str, str]:
     """Stated, not left to the broker's default: the producers batch up to the same size."""
-    return {"max.message.bytes": str(settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES)}
+    return {"max.message.bytes": str(backbone_settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES)}
 
 
 def ensure_topics(partitions: int | None = None, replication: int | None = None) -> dict[str, str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from django.conf import settings
+from backbone.conf import backbone_settings
 
 from .contracts import ContractError, Event, NewerVersion, registry
 from .correlation import batch_scope, correlation_scope
@@ -202,11 +202,11 @@ def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Newer 
 
 def _over_size_limit(record: ConsumedRecord) -> str | None:
     size = len(record.value or b"")
-    if size <= settings.EVENT_MAX_BYTES:
+    if size <= backbone_settings.EVENT_MAX_BYTES:
         return None
     return (
         f"record value of {size} bytes is over the event size limit of "
-        f"{settings.EVENT_MAX_BYTES} bytes (EVENT_MAX_BYTES)"
+        f"{backbone_settings.EVENT_MAX_BYTES} bytes (EVENT_MAX_BYTES)"
     )
 
 

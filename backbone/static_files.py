@@ -1,43 +1,37 @@
-"""WhiteNoise's static files, served from an async-capable middleware.
+"""Static files (the admin's, Swagger UI's for /api/docs/) served by ServeStatic, on the event loop.
 
-WhiteNoise 6.12 has sync middleware only (its ASGI support was never merged; ServeStatic is
-the fork that has it), and one sync middleware runs the rest of the chain in a thread blocked
-for the whole request. This subclass looks the path up in WhiteNoise's table on the event loop
-and only when it is a static file serves it through a thread (opening and stating a file block);
-every other request goes straight on to the async chain.
+ServeStatic's Django middleware is async only (`sync_capable = False`): in a sync chain Django
+would wrap it, and every request of the direct lane would cross to the event loop and back for
+it. So this middleware takes part in async chains only and drops out of sync ones (Django's
+`MiddlewareNotUsed`): the web process sends every path under STATIC_URL to its async lane
+(backbone/web_lanes.py), where ServeStatic reads the file in a thread of its own and sends it
+from the loop, so a slow download holds none of the direct lane's threads. A sync server
+(runserver, the test client) serves static files through django.contrib.staticfiles in DEBUG.
+
+Only ServeStatic's public API: its middleware, built and called as Django builds and calls
+middleware, and its SERVESTATIC_* settings (docs: https://archmonger.github.io/ServeStatic/).
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponse
-from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import MiddlewareNotUsed
+from django.http import HttpRequest, HttpResponseBase
+from servestatic.middleware import ServeStaticMiddleware  # type: ignore[import-untyped]  # no py.typed
+
+GetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 
-class StaticFilesMiddleware(WhiteNoiseMiddleware):  # type: ignore[misc]  # whitenoise is untyped
-    sync_capable = True
+class StaticFilesMiddleware:
+    sync_capable = True  # so that Django offers it a sync chain, which it then declines
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        super().__init__(get_response)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)  # Django then awaits what __call__ returns
+    def __init__(self, get_response: GetResponse) -> None:
+        if not iscoroutinefunction(get_response):
+            raise MiddlewareNotUsed("static files are served in the async lane")
+        self._servestatic = ServeStaticMiddleware(get_response)
+        markcoroutinefunction(self)  # Django then awaits what __call__ returns
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
-        response: HttpResponse = super().__call__(request)
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response: HttpResponseBase = await self._servestatic(request)
         return response
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        if self.autorefresh:  # DEBUG: looks on disk for every request
-            static_file = await sync_to_async(self.find_file, thread_sensitive=False)(request.path_info)
-        else:
-            static_file = self.files.get(request.path_info)
-        if static_file is None:
-            response: HttpResponse = await self.get_response(request)
-            return response
-        served: HttpResponse = await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
-        return served

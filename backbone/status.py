@@ -19,8 +19,9 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from django.conf import settings
 from django.db.models import Count
+
+from backbone.conf import backbone_settings
 
 from .kafka import admin_config, group_id, logical_topic, physical_topic
 from .models import DeadLetter, DeadLetterStatus, ParkedRecord, ProcessHeartbeat
@@ -109,7 +110,7 @@ class KafkaView:
 
 def heartbeats(now: datetime) -> list[Member]:
     """Every heartbeat row; one older than STATUS_HEARTBEAT_STALE_SECONDS is not alive."""
-    stale = timedelta(seconds=settings.STATUS_HEARTBEAT_STALE_SECONDS)
+    stale = timedelta(seconds=backbone_settings.STATUS_HEARTBEAT_STALE_SECONDS)
     return [
         Member(
             role=row.role,
@@ -149,7 +150,9 @@ def kafka_view(contexts: Iterable[str]) -> KafkaView:
     try:
         metadata = admin.list_topics(timeout=KAFKA_TIMEOUT * 2)
     except KafkaException as error:
-        view.error = f"Kafka unreachable at {settings.KAFKA_BOOTSTRAP_SERVERS} ({error.args[0].str()})"
+        view.error = (
+            f"Kafka unreachable at {backbone_settings.KAFKA_BOOTSTRAP_SERVERS} ({error.args[0].str()})"
+        )
         return view
     for topic in sorted({t for names in topics.values() for t in names}):
         found = metadata.topics.get(physical_topic(topic))
@@ -183,7 +186,7 @@ def kafka_view(contexts: Iterable[str]) -> KafkaView:
         for group, future in described.items():
             view.members[group] = len(future.result().members)
     except KafkaException as error:
-        view.error = f"Kafka did not answer in time at {settings.KAFKA_BOOTSTRAP_SERVERS} ({error})"
+        view.error = f"Kafka did not answer in time at {backbone_settings.KAFKA_BOOTSTRAP_SERVERS} ({error})"
     return view
 
 

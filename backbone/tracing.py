@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse
 
+from .conf import backbone_settings
 from .middleware import SyncAndAsyncMiddleware
 
 if TYPE_CHECKING:  # imported at run time only when tracing is configured
@@ -263,19 +264,21 @@ def configure(argv: Sequence[str] | None = None) -> bool:
 def use(provider: "TracerProvider | None") -> None:
     """Trace through `provider` from now on (None: tracing off). Tests pass their own."""
     global _tracer
-    _tracer = provider.get_tracer("shop.backbone") if provider is not None else None
+    _tracer = provider.get_tracer("backbone") if provider is not None else None
 
 
 def service_name(argv: Sequence[str]) -> str:
-    """The default service.name of this process: shop-web, shop-relay, shop-<context>..."""
+    """The default service.name of this process, after BACKBONE["SERVICE_NAME_PREFIX"]:
+    <prefix>-web, <prefix>-relay, <prefix>-<context>, <prefix>-worker or <prefix>."""
+    prefix = backbone_settings.SERVICE_NAME_PREFIX
     program = os.path.basename(argv[0]) if argv else ""
     if program in ("gunicorn", "celery"):
-        return "shop-web" if program == "gunicorn" else "shop-worker"
+        return f"{prefix}-web" if program == "gunicorn" else f"{prefix}-worker"
     if len(argv) > 2 and argv[1] == "consume":
-        return f"shop-{argv[2]}"
+        return f"{prefix}-{argv[2]}"
     if len(argv) > 1 and argv[1] in ("relay", "runserver"):
-        return "shop-web" if argv[1] == "runserver" else "shop-relay"
-    return "shop"
+        return f"{prefix}-web" if argv[1] == "runserver" else f"{prefix}-relay"
+    return prefix
 
 
 def _context_of(parent: str | None, tracestate: str | None = None) -> "Context | None":

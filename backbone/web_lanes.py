@@ -15,12 +15,22 @@ middleware hook, signal and view: a dozen hops for one `GET`. Most requests neve
   (`?wait=N`, `Prefer: wait=N`). Its sync code (signals, middleware hooks, authentication,
   reads) runs on one thread the worker's waits share, so that a thousand waiters are a
   thousand coroutines and one thread. That code must leave no database connection open
-  between its calls (the orders views' database turns close theirs).
+  between its calls (the orders views' database turns close theirs). Every path under
+  `static_prefix` (STATIC_URL) goes there too: ServeStatic's middleware is async only
+  (backbone/static_files.py), and a static file sent from the loop holds no direct thread
+  while a slow client downloads it.
 
 Every other request, and every request of a sync server (the test client, runserver), goes by
 the project's ROOT_URLCONF: a waiting view there (orders' detail view is one) works in both
 lanes, and a view that only the waiting lane has (placing an order and waiting for it) is an
 extra, never the only way to an answer.
+
+Only asgiref's public API: `ThreadSensitiveContext(executor=...)` and `sync_to_async` are
+documented in asgiref's README ("Thread-sensitive contexts", 3.13.0, the version pinned): a
+context with an executor sends the block's thread-sensitive calls to that executor. The README
+asks not to use one executor for two blocks at the same time; the waiting lane does on purpose
+(every wait's block shares `web-waits`): their calls take turns on that one thread, so a sync
+call there must never block on what another wait does.
 
 When every direct thread is busy, a request waits for one at most `WEB_QUEUE_SECONDS`; past
 that it is answered 503 with `Retry-After` (load shed, no dropped connection).
@@ -47,10 +57,13 @@ class WaitingView(Protocol):
 
 
 class WebApplication:
-    def __init__(self, *, threads: int, queue_seconds: float, waiting_urlconf: str) -> None:
+    def __init__(
+        self, *, threads: int, queue_seconds: float, waiting_urlconf: str, static_prefix: str | None = None
+    ) -> None:
         self._direct = WSGIHandler()
         self._waiting = _WaitingHandler(waiting_urlconf)
         self._waiting_urlconf = waiting_urlconf
+        self._static_prefix = static_prefix
         self._threads = threads
         self._queue_seconds = queue_seconds
         # Made on first use, in the worker's event loop (asyncio objects belong to one loop).
@@ -58,7 +71,7 @@ class WebApplication:
         self._waits_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-waits")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._asks_to_wait(scope):
+        if scope["type"] != "http" or self._is_static(scope) or self._asks_to_wait(scope):
             # Django's handler answers what is not HTTP (uvicorn's lifespan probe) by raising.
             async with ThreadSensitiveContext(executor=self._waits_thread):
                 await self._waiting(scope, receive, send)  # type: ignore[arg-type]  # Django's types are narrower
@@ -84,6 +97,9 @@ class WebApplication:
             for number in range(self._threads):
                 self._idle.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"web-{number}"))
         return self._idle
+
+    def _is_static(self, scope: Scope) -> bool:
+        return self._static_prefix is not None and scope["path"].startswith(self._static_prefix)
 
     def _asks_to_wait(self, scope: Scope) -> bool:
         try:

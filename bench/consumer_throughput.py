@@ -134,8 +134,7 @@ def _handler_floors(rows: list[OutboxRow], runner_rate: float, bare_rate: float)
     """The handler alone, in-process: its SQL in transactions of the runner's batch size, with
     no Kafka, no decoding and no inbox; what the runner adds is the rest. The batch handler is
     the one the runner uses; the per-event one shows what one round trip per event costs."""
-    from django.conf import settings
-
+    from backbone.conf import backbone_settings
     from backbone.envelope import Envelope
     from bench.consumer_handlers import record_order, record_orders
     from orders.events import OrderRequested
@@ -144,7 +143,7 @@ def _handler_floors(rows: list[OutboxRow], runner_rate: float, bare_rate: float)
         (OrderRequested.model_validate_json(row.payload), Envelope.from_headers(row.headers()))
         for row in rows
     ]
-    batch = settings.CONSUMER_BATCH_SIZE
+    batch = backbone_settings.CONSUMER_BATCH_SIZE
     progress("handler alone: %d view upserts, %d per transaction, no Kafka", len(events), batch)
     batch_rate = _handler_rate(events, batch, record_orders)
     single_rate = _handler_rate(events, batch, lambda chunk: [record_order(*item) for item in chunk])

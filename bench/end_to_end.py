@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from django.test import override_settings
 
 from backbone.provisioning import ensure_topics
+from backbone.testing.settings import override_backbone
 from bench.e2e_load import Outcome, Shop, closed_loop, open_loop, warm_up
 from bench.e2e_meters import CpuMeter, cpu_results, describe_cpu, describe_hops, hop_latencies
 from bench.harness import Result, latency_summary, progress, skipped
@@ -50,7 +50,7 @@ def run(context: BenchContext) -> list[Result]:
     # Topics of their own: the other benchmarks leave records on `orders` that the shop's
     # consumers would otherwise work through first.
     namespace = f"{context.namespace}e2e."
-    with override_settings(KAFKA_NAMESPACE=namespace):
+    with override_backbone(KAFKA_NAMESPACE=namespace):
         ensure_topics()
     tokens = _seed()
     environment = {

@@ -197,12 +197,14 @@ def _prepare(url: str) -> dict[str, Any]:
 def _kafka_version() -> str:
     from django.conf import settings
 
+    from backbone.conf import backbone_settings
+
     jars = sorted(Path(settings.BASE_DIR, ".services", "kafka").glob("libs-*/kafka_*-*.jar"))
     for jar in jars:
         name = jar.stem  # kafka_2.13-4.4.0
         if name.count("-") == 1 and not name.endswith(("-test", "-sources")):
             return f"{name.split('-')[1]} (local KRaft broker)"
-    return f"unknown (broker at {settings.KAFKA_BOOTSTRAP_SERVERS})"
+    return f"unknown (broker at {backbone_settings.KAFKA_BOOTSTRAP_SERVERS})"
 
 
 def _run_one(name: str, context: BenchContext) -> list[Result]:

@@ -3,8 +3,11 @@ that can wait; every other request goes by ROOT_URLCONF."""
 
 from django.urls import include, path
 
-handler400 = "backbone.api_errors.bad_request"
-handler404 = "backbone.api_errors.not_found"
-handler500 = "backbone.api_errors.server_error"
+import orders.urls_waiting
+from backbone import api_errors
 
-urlpatterns = [path("api/", include("orders.urls_waiting"))]
+handler400 = api_errors.bad_request
+handler404 = api_errors.not_found
+handler500 = api_errors.server_error
+
+urlpatterns = [path("api/", include(orders.urls_waiting))]

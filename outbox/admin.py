@@ -1,6 +1,8 @@
-"""Admin of the outbox: read-only, because only emit() writes rows and only the relay marks them."""
+"""Admin of the outbox: read-only, because only emit() writes rows and only the relay marks them.
+And the dead letters' admin (backbone.admin's) with a link to their story, the outbox's picture."""
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin
@@ -10,6 +12,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+from backbone.admin import DeadLetterAdmin as ConsumerDeadLetterAdmin
+from backbone.models import DeadLetter
 
 from .models import OutboxRecord
 
@@ -83,6 +88,37 @@ class OutboxRecordAdmin(admin.ModelAdmin[OutboxRecord]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# The backbone registers the dead letters' admin without the story link: the picture is the
+# outbox's, above it. The outbox, which imports the backbone, registers it again with the link.
+admin.site.unregister(DeadLetter)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ConsumerDeadLetterAdmin):
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        return [*super().get_list_display(request), "story"]
+
+    def get_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> list[Any]:
+        return _with_story(super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> list[Any]:
+        return _with_story(super().get_readonly_fields(request, obj))
+
+    @admin.display(description="story")
+    def story(self, letter: DeadLetter) -> SafeString | str:
+        if not letter.correlation_id:  # an invalid record may carry none
+            return "-"
+        return format_html('<a href="{}">picture</a>', reverse("outbox-story", args=[letter.correlation_id]))
+
+
+def _with_story(fields: Sequence[Any]) -> list[Any]:
+    """The fields with the story link after the correlation id it pictures."""
+    with_story: list[Any] = []
+    for field in fields:
+        with_story.extend((field, "story") if field == "correlation_id" else (field,))
+    return with_story
 
 
 def _as_uuid(text: str) -> uuid.UUID | None:

@@ -2,10 +2,10 @@
 
 import uuid
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from backbone.conf import backbone_settings
 from backbone.contracts import Event
 from backbone.correlation import current_causation_id, current_correlation_id, new_id
 from backbone.envelope import Envelope, format_time
@@ -44,10 +44,10 @@ def emit(event: Event) -> Envelope:
         )
     ensure_writer(event.topic, acting_context() or event.context)
     payload = event.to_json()
-    if len(payload) > settings.EVENT_MAX_BYTES:
+    if len(payload) > backbone_settings.EVENT_MAX_BYTES:
         raise EventTooLarge(
             f"{event.type_name} is {len(payload)} bytes of JSON, over EVENT_MAX_BYTES "
-            f"({settings.EVENT_MAX_BYTES}): carry a reference to large data instead"
+            f"({backbone_settings.EVENT_MAX_BYTES}): carry a reference to large data instead"
         )
     now = timezone.now()
     envelope = Envelope(

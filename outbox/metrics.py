@@ -1,4 +1,6 @@
-"""The relay's Prometheus metrics: what waits in the outbox, what was published, how fast.
+"""The relay's Prometheus metrics: what waits in the outbox, what was published, how fast; and
+the whole backbone's database collectors, which the web's `GET /metrics` and the relay's port
+report (the outbox sits above the backbone, so it can name both).
 
 Counted per batch, not per record: the published counter moves once per topic and batch, and
 the publish latency histogram (seconds from a row's commit to the delivery report of its batch)
@@ -14,12 +16,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
 
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from backbone.metrics import query_rows
+from backbone.metrics import DeadLetterCollector, query_rows, scrape
 
 from .store import PendingRow, Placement
 
@@ -117,3 +121,15 @@ class OutboxBacklogCollector(Collector):
             "Age of the oldest unpublished outbox row (0 when none waits).",
             value=float(str(age)) if age is not None else 0.0,
         )
+
+
+def database_collectors() -> list[Collector]:
+    """What PostgreSQL holds for the whole backbone, read per scrape: dead letters and parked
+    records of every consumer group, and the outbox's backlog."""
+    return [DeadLetterCollector(), OutboxBacklogCollector()]
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics` of the web process: every worker's values, and the database collectors."""
+    return scrape(database_collectors())

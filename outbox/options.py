@@ -1,10 +1,13 @@
 """What the relay is configured with, and the shapes of what it is given."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
+
+from backbone.conf import backbone_settings
+from backbone.conf import field_from_setting as _setting
 
 from .publisher import Producer
 
@@ -15,7 +18,7 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True)
 class RelayOptions:
-    batch_size: int = 2000  # rows read, produced, confirmed and marked together
+    batch_size: int = _setting("RELAY_BATCH_SIZE")  # rows read, produced, confirmed and marked together
     window_size: int = 50_000  # rows ordered by one scan of the backlog
     mark_connections: int = 2  # batches marked in parallel, while later ones are published
     # A wake-up's few marks wait this long for the next wake-ups', to go in one statement
@@ -23,17 +26,23 @@ class RelayOptions:
     # commit->readable right after a 30,000-row burst rose from p50 1.3 ms to 2.3 s in the
     # bench's latency part (docs/relay.md), a cause not found yet.
     mark_hold: float = 0.0
-    poll_interval: float = 5.0  # the safety net under LISTEN/NOTIFY
-    retention: timedelta = timedelta(hours=72)
-    event_log_retention: timedelta = timedelta(days=400)  # the compact records of published events
-    cleanup_interval: float = 300.0
+    poll_interval: float = _setting("RELAY_POLL_INTERVAL_SECONDS")  # the safety net under LISTEN/NOTIFY
+    retention: timedelta = field(
+        default_factory=lambda: timedelta(hours=backbone_settings.OUTBOX_RETENTION_HOURS)
+    )
+    # the compact records of published events
+    event_log_retention: timedelta = field(
+        default_factory=lambda: timedelta(days=backbone_settings.EVENT_LOG_RETENTION_DAYS)
+    )
+    cleanup_interval: float = _setting("RELAY_CLEANUP_INTERVAL_SECONDS")
     cleanup_chunk: int = 5000
-    status_interval: float = 60.0
+    status_interval: float = _setting("RELAY_STATUS_INTERVAL_SECONDS")
     standby_retry: float = 1.0
-    max_backoff: float = 30.0
+    max_backoff: float = _setting("RELAY_MAX_BACKOFF_SECONDS")
     shutdown_grace: float = 10.0  # how long a stopping relay waits for Kafka to confirm a batch
-    kafka_address: str = "Kafka"  # only for log lines
+    kafka_address: str = _setting("KAFKA_BOOTSTRAP_SERVERS")  # only for log lines
     # A standby ends the lock session of a leader that ran no statement on it for this long
     # while rows of its shard wait (None: never). Must exceed the longest a working leader
     # leaves it idle: the poll interval, max_backoff and the Kafka probes (see stalls.py).
+    # Off unless asked for: `manage.py relay` asks with BACKBONE["RELAY_TAKEOVER_AFTER_SECONDS"].
     takeover_after: float | None = None

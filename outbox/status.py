@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from backbone import status as backbone_status
+from backbone.conf import backbone_settings
 from backbone.status import GroupStatus, KafkaView, Member
 from backbone.subscriptions import subscriptions
 
@@ -113,7 +113,7 @@ def _relay_problems(relay: RelayStatus) -> list[str]:
         dead = ", ".join(f"{m.host} pid {m.pid}" for m in relay.dead)
         found.append("relay: no live leader" + (f" (stale heartbeat: {dead})" if dead else ""))
     found += [_stalled_problem(stalled, relay) for stalled in relay.stalled]
-    max_age = settings.STATUS_MAX_BACKLOG_AGE_SECONDS
+    max_age = backbone_settings.STATUS_MAX_BACKLOG_AGE_SECONDS
     if relay.oldest_age is not None and relay.oldest_age > max_age:
         found.append(
             f"relay: oldest unpublished row is {relay.oldest_age:.0f} s old (limit {max_age:g} s), "
@@ -136,7 +136,8 @@ def _stalled_problem(stalled: StalledLeader, relay: RelayStatus) -> str:
         f"relay: leader of shard {session.shard.number} of {session.shard.count} stalled: "
         f"host {host} pid {pid}, "
         f"its lock session (backend {session.backend_pid}) idle {session.idle:.0f} s "
-        f"(limit {settings.STATUS_MAX_LEADER_IDLE_SECONDS:g} s) while {stalled.rows_waiting} rows wait, "
+        f"(limit {backbone_settings.STATUS_MAX_LEADER_IDLE_SECONDS:g} s) "
+        f"while {stalled.rows_waiting} rows wait, "
         f"the oldest {age} old"
     )
 
@@ -147,9 +148,9 @@ def _group_problems(group: GroupStatus) -> list[str]:
     if not group.members:
         dead = ", ".join(f"{m.host} pid {m.pid}" for m in group.dead_members)
         found.append(f"{name}: no live member" + (f" (stale heartbeat: {dead})" if dead else ""))
-    if group.lag is not None and group.lag > settings.STATUS_MAX_LAG:
-        found.append(f"{name}: lag {group.lag} records (limit {settings.STATUS_MAX_LAG})")
-    limit = settings.STATUS_MAX_PENDING_DEAD_LETTERS
+    if group.lag is not None and group.lag > backbone_settings.STATUS_MAX_LAG:
+        found.append(f"{name}: lag {group.lag} records (limit {backbone_settings.STATUS_MAX_LAG})")
+    limit = backbone_settings.STATUS_MAX_PENDING_DEAD_LETTERS
     if group.dead_letters_pending is not None and group.dead_letters_pending > limit:
         found.append(f"{name}: {group.dead_letters_pending} dead letters pending (limit {limit})")
     return found
@@ -193,7 +194,7 @@ def _backlog(now: datetime) -> tuple[int | None, float | None]:
 
 def _stalled() -> list[StalledLeader]:
     with connection.cursor() as cursor:
-        return stalled_leaders(cursor, after=settings.STATUS_MAX_LEADER_IDLE_SECONDS)
+        return stalled_leaders(cursor, after=backbone_settings.STATUS_MAX_LEADER_IDLE_SECONDS)
 
 
 def _lock_holder() -> str | None:

@@ -3,43 +3,37 @@
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from backbone.backoff import jittered
+from backbone.conf import backbone_settings
+from backbone.conf import field_from_setting as _setting
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    batch_size: int = 500
-    max_attempts: int = 4
-    retry_delay: float = 0.2  # before the 2nd attempt; doubles for each further one
+    batch_size: int = _setting("CONSUMER_BATCH_SIZE")
+    max_attempts: int = _setting("CONSUMER_MAX_ATTEMPTS")
+    # before the 2nd attempt; doubles for each further one
+    retry_delay: float = _setting("CONSUMER_RETRY_DELAY_SECONDS")
     max_retry_delay: float = 5.0
-    dead_letter_limit: int = 50
-    dead_letter_window: float = 600.0  # seconds; 0 counts the whole run
+    dead_letter_limit: int = _setting("CONSUMER_DEAD_LETTER_LIMIT")
+    dead_letter_window: float = _setting("CONSUMER_DEAD_LETTER_WINDOW_SECONDS")  # 0 counts the whole run
     poll_timeout: float = 0.5
-    status_interval: float = 30.0
+    status_interval: float = _setting("CONSUMER_STATUS_INTERVAL_SECONDS")
     idle_exit: float | None = None  # stop after this many seconds without records
     once: bool = False  # stop as soon as the assigned partitions are caught up
     # Seconds before each retry, e.g. (1, 5, 30, 120, 600): a failed record waits in the table
     # (not in the consumer) until due, then after the last one becomes a dead letter. Empty:
     # `max_attempts` in-process retries with `backoff()`.
-    retry_schedule: tuple[float, ...] = ()
+    retry_schedule: tuple[float, ...] = _setting("CONSUMER_RETRY_SCHEDULE")
 
     @classmethod
     def from_settings(cls, context: str | None = None, **overrides: Any) -> "RunnerOptions":
-        """The settings, the context's retry schedule (CONSUMER_RETRY_SCHEDULE_<CONTEXT>, else
-        CONSUMER_RETRY_SCHEDULE), then `overrides` that are not None."""
-        schedules: dict[str, str] = settings.CONSUMER_RETRY_SCHEDULES
-        schedule = schedules.get((context or "").lower(), settings.CONSUMER_RETRY_SCHEDULE)
-        configured: dict[str, Any] = {
-            "retry_schedule": parse_schedule(schedule),
-            "batch_size": settings.CONSUMER_BATCH_SIZE,
-            "max_attempts": settings.CONSUMER_MAX_ATTEMPTS,
-            "retry_delay": settings.CONSUMER_RETRY_DELAY_SECONDS,
-            "dead_letter_limit": settings.CONSUMER_DEAD_LETTER_LIMIT,
-            "dead_letter_window": settings.CONSUMER_DEAD_LETTER_WINDOW_SECONDS,
-            "status_interval": settings.CONSUMER_STATUS_INTERVAL_SECONDS,
-        }
+        """The settings with the context's retry schedule (BACKBONE["CONSUMER_RETRY_SCHEDULES"]
+        [context], else BACKBONE["CONSUMER_RETRY_SCHEDULE"]), then `overrides` that are not None."""
+        schedules = backbone_settings.CONSUMER_RETRY_SCHEDULES
+        configured: dict[str, Any] = {}
+        if context is not None and context.lower() in schedules:
+            configured["retry_schedule"] = schedules[context.lower()]
         configured.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**configured)
 

@@ -4,7 +4,8 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from confluent_kafka import Consumer
-from django.conf import settings
+
+from backbone.conf import backbone_settings
 
 from ..deadletters import KafkaDeadLetterPublisher
 from ..heartbeat import Heartbeat
@@ -15,7 +16,7 @@ from .runner import ConsumerRunner
 
 def load_handler_modules(extra: Sequence[str] = ()) -> None:
     """Import handler modules besides each context's handlers.py (settings + `--handlers`)."""
-    for module in [*settings.BACKBONE_EXTRA_HANDLER_MODULES, *extra]:
+    for module in [*backbone_settings.EXTRA_HANDLER_MODULES, *extra]:
         import_module(module)
 
 

@@ -13,9 +13,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from backbone.conf import backbone_settings
 
 from ..contracts import ContractError, registry
 from ..envelope import Envelope, InvalidEnvelope
@@ -106,7 +107,7 @@ def _validate(letter: DeadLetter, value: bytes) -> None:
         envelope = Envelope.from_headers(decode_headers(letter.headers))
     except InvalidEnvelope as error:
         raise DeadLetterError(f"dead letter #{letter.pk} cannot be edited: {error}") from None
-    if len(value) > settings.EVENT_MAX_BYTES:
+    if len(value) > backbone_settings.EVENT_MAX_BYTES:
         raise DeadLetterError(f"edit refused: {len(value)} bytes is over EVENT_MAX_BYTES")
     try:
         # Strict: a typo in an operator's field name must not be silently ignored.

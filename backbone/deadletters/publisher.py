@@ -11,7 +11,8 @@ still fits the topic.
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from django.conf import settings
+
+from backbone.conf import backbone_settings
 
 from ..envelope import Headers
 from ..kafka import physical_topic, producer_config
@@ -64,9 +65,9 @@ def copy_for_topic(record: ConsumedRecord) -> tuple[bytes | None, list[tuple[str
     16 KiB of the original headers, so the copy of a record too large to handle still fits the
     topic; what was cut is said in `dlq_value_bytes` / `dlq_headers_bytes`."""
     value, headers = record.value, list(record.headers)
-    if value is not None and len(value) > settings.EVENT_MAX_BYTES:
+    if value is not None and len(value) > backbone_settings.EVENT_MAX_BYTES:
         headers.append((f"{HEADER_PREFIX}value_bytes", str(len(value)).encode()))
-        value = value[: settings.EVENT_MAX_BYTES]
+        value = value[: backbone_settings.EVENT_MAX_BYTES]
     header_bytes = sum(len(name) + len(content) for name, content in record.headers)
     if header_bytes > _MAX_COPIED_HEADER_BYTES:
         dropped = (f"{HEADER_PREFIX}headers_bytes", str(header_bytes).encode())

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
-from django.test import override_settings
 
 from backbone.kafka import admin_config
 
 from .processes import free_port, terminate
+from .settings import override_backbone
 
 # `relay2` has no grants until a test gives it some (`kafka_acls --relay-principal relay2`).
 SASL_USERS = {
@@ -117,7 +117,7 @@ class ThrowawayKafka:
         self._formatted = True
 
     def _wait_until_ready(self, timeout: float) -> None:
-        with override_settings(**self.settings_for("admin")):
+        with override_backbone(**self.settings_for("admin")):
             admin = AdminClient(admin_config(log_level=0))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -8,8 +8,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.envelope import Envelope
 from backbone.kafka import client_config, group_id, logical_topic, physical_topic
 from backbone.topics import topics as declared_topics
@@ -86,7 +86,7 @@ class KafkaTail:
         config = {
             **client_config(),
             **({"bootstrap.servers": bootstrap} if bootstrap else {}),
-            "group.id": f"{settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
+            "group.id": f"{backbone_settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
             "enable.auto.commit": False,
             "log_level": 3,
         }

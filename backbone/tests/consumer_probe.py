@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
+from backbone.conf import backbone_settings
 from backbone.consumer import ConsumerRunner, RunnerOptions, RunStats, create_runner
 from backbone.contracts import Event, registry
 from backbone.deadletters import KafkaDeadLetterPublisher
@@ -284,7 +285,9 @@ def partitions_of(topic: str) -> list[TopicPartition]:
 
 
 def end_offsets(topic: str) -> dict[int, int]:
-    reader = Consumer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": "probe-offsets"})
+    reader = Consumer(
+        {"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": "probe-offsets"}
+    )
     try:
         return {tp.partition: _high_watermark(reader, tp) for tp in partitions_of(topic)}
     finally:
@@ -352,7 +355,7 @@ def subprocess_env(*contexts: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": subprocess_database_url(),
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
         "PROBE_CONTEXTS": ",".join(contexts),
         "PYTHONUNBUFFERED": "1",
         **extra,

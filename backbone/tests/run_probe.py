@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from django.conf import settings
 from django.db import connection
 
+from backbone.conf import backbone_settings
 from backbone.kafka import consumer_config, group_id, physical_topic
 
 
@@ -27,7 +27,7 @@ def test_records_its_database_and_namespace_while_its_peers_run(kafka_topics: li
     consumer = Consumer(consumer_config(group))
     consumer.commit(offsets=[TopicPartition(physical_topic("orders"), 0, 0)], asynchronous=False)
     consumer.close()
-    record = {"database": connection.settings_dict["NAME"], "namespace": settings.KAFKA_NAMESPACE}
+    record = {"database": connection.settings_dict["NAME"], "namespace": backbone_settings.KAFKA_NAMESPACE}
     (probe_dir / f"{os.getpid()}.json").write_text(json.dumps(record))
     deadline = time.monotonic() + 60
     while len(list(probe_dir.glob("*.json"))) < int(os.environ["RUN_PROBE_PEERS"]):

@@ -1,6 +1,6 @@
 """/api/docs/ in a real browser, offline: headless Chromium (which resolves no host but this
 machine's, see backbone/testing/browser.py) opens Swagger UI as `make run` serves it:
-collectstatic into a STATIC_ROOT, then gunicorn with uvicorn workers, WhiteNoise serving the
+collectstatic into a STATIC_ROOT, then gunicorn with uvicorn workers, ServeStatic serving the
 collected drf-spectacular-sidecar files. Loaded from a CDN, the page stays blank.
 """
 

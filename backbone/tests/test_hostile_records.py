@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from django.conf import settings
 
+from backbone.conf import backbone_settings
 from backbone.kafka import admin_config, group_id, physical_topic, producer_config
 from backbone.models import DeadLetter, DeadLetterReason
 from backbone.provisioning import ensure_topics
@@ -37,12 +37,15 @@ ONE_MB = 1_000_000
 @pytest.fixture
 def own_topics(settings) -> Iterator[AdminClient]:
     """Topics of this test alone, one partition each, so it may reconfigure or recreate them."""
-    settings.KAFKA_NAMESPACE = f"{settings.KAFKA_NAMESPACE}own-{uuid.uuid4().hex[:6]}."
+    namespace = f"{backbone_settings.KAFKA_NAMESPACE}own-{uuid.uuid4().hex[:6]}."
+    settings.BACKBONE = {**settings.BACKBONE, "KAFKA_NAMESPACE": namespace}
     admin = AdminClient(admin_config())
     _provision(admin)
     yield admin
     mine = [
-        name for name in admin.list_topics(timeout=10).topics if name.startswith(settings.KAFKA_NAMESPACE)
+        name
+        for name in admin.list_topics(timeout=10).topics
+        if name.startswith(backbone_settings.KAFKA_NAMESPACE)
     ]
     for future in admin.delete_topics(mine, request_timeout=15).values():
         future.result()
@@ -103,10 +106,10 @@ def test_a_record_over_the_size_limit_is_dead_lettered_whole_and_its_copy_trunca
 
     letter = _dead_letters(context)["huge"]
     assert letter.reason == DeadLetterReason.INVALID_RECORD
-    assert f"over the event size limit of {settings.EVENT_MAX_BYTES} bytes" in letter.error
+    assert f"over the event size limit of {backbone_settings.EVENT_MAX_BYTES} bytes" in letter.error
     assert len(bytes(letter.value)) > ONE_MB - 100  # the table keeps the record whole
     value, headers = _dlq_copy(letter.pk)
-    assert len(value or b"") == settings.EVENT_MAX_BYTES
+    assert len(value or b"") == backbone_settings.EVENT_MAX_BYTES
     assert int(headers["dlq_value_bytes"]) == len(bytes(letter.value))
     assert applied(context, "after") == [1]  # the partition moved on
     assert (stats.dead_lettered, stats.handled) == (1, 1)
@@ -225,5 +228,7 @@ def test_the_relay_producer_refuses_what_no_topic_would_take() -> None:
     """The producer's batch limit stays under the topics' limit (docs/design.md, Event size)."""
     producer = Producer(producer_config())
     with pytest.raises(KafkaException, match="too large"):
-        producer.produce(physical_topic("orders"), value=b"x" * (settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES + 1))
-    assert settings.KAFKA_PRODUCER_MAX_BYTES < settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES
+        producer.produce(
+            physical_topic("orders"), value=b"x" * (backbone_settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES + 1)
+        )
+    assert backbone_settings.KAFKA_PRODUCER_MAX_BYTES < backbone_settings.KAFKA_TOPIC_MAX_MESSAGE_BYTES

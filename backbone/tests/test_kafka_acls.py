@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from django.test import override_settings
 
 from backbone.kafka import consumer_config, group_id, physical_topic, producer_config
 from backbone.preflight import ServiceUnavailable, check_kafka, check_topics
 from backbone.testing.broker import ThrowawayKafka
+from backbone.testing.settings import override_backbone
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayKafka]
 
 def produce(kafka: ThrowawayKafka, user: str, topic: str) -> KafkaError | None:
     """Write one record to `topic` as `user` with the shop's producer settings; the delivery error."""
-    with override_settings(**kafka.settings_for(user)):
+    with override_backbone(**kafka.settings_for(user)):
         producer = Producer(producer_config(**{"message.timeout.ms": 10_000}, log_level=0))
         name = physical_topic(topic)
     outcome: list[KafkaError | None] = []
@@ -51,7 +51,7 @@ def produce(kafka: ThrowawayKafka, user: str, topic: str) -> KafkaError | None:
 
 def consumer_as(kafka: ThrowawayKafka, user: str) -> Consumer:
     """A consumer with the shop's settings in the group of context `user`."""
-    with override_settings(**kafka.settings_for(user)):
+    with override_backbone(**kafka.settings_for(user)):
         return Consumer(consumer_config(group_id(user), log_level=0))
 
 
@@ -105,17 +105,17 @@ def test_a_context_reads_its_subscriptions_and_writes_only_their_dead_letters(br
 def test_a_wrong_password_is_named_at_start_up(broker: ThrowawayKafka) -> None:
     wrong = broker.settings_for("stock", password="not-the-password")
     expected = "refused the credentials of KAFKA_SASL_USERNAME='stock'"
-    with override_settings(**wrong), pytest.raises(ServiceUnavailable, match=expected):
+    with override_backbone(**wrong), pytest.raises(ServiceUnavailable, match=expected):
         check_kafka(timeout=3)
 
 
 def test_a_consumer_without_a_grant_is_told_so_at_start_up(broker: ThrowawayKafka) -> None:
     """`manage.py consume` checks its topics first; a missing grant is not a missing topic."""
     denied = "Kafka user 'stock' is not authorized for topics payments: grant them"
-    with override_settings(**broker.settings_for("stock")):
+    with override_backbone(**broker.settings_for("stock")):
         check_topics(["orders"])
         with pytest.raises(ServiceUnavailable, match=denied):
             check_topics(["orders", "payments"])
     missing = "topics missing in Kafka: no-such-topic; create them"
-    with override_settings(**broker.settings_for("admin")), pytest.raises(ServiceUnavailable, match=missing):
+    with override_backbone(**broker.settings_for("admin")), pytest.raises(ServiceUnavailable, match=missing):
         check_topics(["orders", "no-such-topic"])

@@ -6,10 +6,10 @@ The broker side (ACLs refusing a principal) is proven against a real broker in t
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from backbone.checks import kafka_security_check
 from backbone.kafka import admin_config, consumer_config, producer_config
+from backbone.testing.settings import override_backbone
 from outbox.publisher import relay_producer_config
 
 SASL = {
@@ -37,7 +37,7 @@ def every_client_config() -> dict[str, dict[str, Any]]:
     }
 
 
-@override_settings(
+@override_backbone(
     KAFKA_SECURITY_PROTOCOL="", KAFKA_SASL_MECHANISM="", KAFKA_SASL_USERNAME="", KAFKA_SASL_PASSWORD=""
 )
 def test_without_security_settings_clients_connect_in_plaintext() -> None:
@@ -45,14 +45,14 @@ def test_without_security_settings_clients_connect_in_plaintext() -> None:
         assert not SECURITY_KEYS & config.keys(), f"{name} config has security properties: {config}"
 
 
-@override_settings(**SASL, KAFKA_SSL_CA_LOCATION="/etc/ssl/kafka-ca.pem")
+@override_backbone(**SASL, KAFKA_SSL_CA_LOCATION="/etc/ssl/kafka-ca.pem")
 def test_sasl_settings_reach_every_client_config() -> None:
     for name, config in every_client_config().items():
         assert {key: config.get(key) for key in EXPECTED} == EXPECTED, name
         assert config["ssl.ca.location"] == "/etc/ssl/kafka-ca.pem", name
 
 
-@override_settings(**SASL)
+@override_backbone(**SASL)
 def test_complete_sasl_settings_pass_the_check() -> None:
     assert kafka_security_check() == []
 
@@ -71,7 +71,7 @@ def test_complete_sasl_settings_pass_the_check() -> None:
     ],
 )
 def test_incomplete_or_unsent_credentials_are_refused_at_start_up(settings_: dict, message: str) -> None:
-    with override_settings(**settings_):
+    with override_backbone(**settings_):
         errors = kafka_security_check()
     assert [error.id for error in errors] == ["backbone.E002"], errors
     assert message in errors[0].msg

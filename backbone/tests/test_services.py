@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from backbone.conf import backbone_settings
 from backbone.tasks import worker_pid
 from backbone.testing import terminate
 
@@ -48,7 +49,7 @@ def test_redis_round_trip() -> None:
 
 @pytest.fixture
 def kafka_topic(kafka_service: None) -> Iterator[str]:
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    admin = AdminClient({"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS})
     name = f"test.smoke.{uuid.uuid4().hex[:12]}"
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(10)
     yield name
@@ -58,7 +59,7 @@ def kafka_topic(kafka_service: None) -> Iterator[str]:
 def _consumer(group: str) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS,
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -78,7 +79,7 @@ def _poll_values(consumer: Consumer, count: int, timeout: float = 20.0) -> list[
 
 
 def test_kafka_round_trip_with_committed_offset(kafka_topic: str) -> None:
-    producer = Producer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "acks": "all"})
+    producer = Producer({"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, "acks": "all"})
     for number in range(3):
         producer.produce(kafka_topic, key=b"k", value=f"message-{number}".encode())
     assert producer.flush(10) == 0

@@ -77,3 +77,25 @@ def test_production_mode_passes_the_deployment_checks() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_a_bad_setting_in_the_environment_is_named_in_one_line() -> None:
+    """The relay reads RELAY_BATCH_SIZE for its --batch-size default, before any check runs."""
+    result = _run([sys.executable, "manage.py", "relay", "--once"], RELAY_BATCH_SIZE="abc")
+    _assert_one_line_error(
+        result, 'configuration error: BACKBONE["RELAY_BATCH_SIZE"] must be a positive integer'
+    )
+
+
+def test_the_system_check_names_every_bad_setting_of_the_environment() -> None:
+    result = _run([sys.executable, "manage.py", "check"], RELAY_BATCH_SIZE="abc", STATUS_MAX_LAG="many")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert (
+        "(backbone.E010) BACKBONE[\"RELAY_BATCH_SIZE\"] must be a positive integer, got 'abc'"
+        in result.stderr
+    )
+    assert (
+        "(backbone.E010) BACKBONE[\"STATUS_MAX_LAG\"] must be an integer, 0 or more, got 'many'"
+        in result.stderr
+    )

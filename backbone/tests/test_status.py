@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import Client
 
+from backbone.conf import backbone_settings
 from backbone.models import ProcessHeartbeat
 from backbone.testing import ShopProcesses, database_url, free_port, python_argv, wait_for
 from outbox.emit import emit
@@ -33,7 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
         "PYTHONUNBUFFERED": "1",
         **FAST,
         **extra,

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.test import RequestFactory
+from django.test import RequestFactory, override_settings
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from backbone import tracing
 from backbone.correlation import CorrelationIdFilter, correlation_scope
 from backbone.envelope import Envelope
+from backbone.testing.settings import override_backbone
 from backbone.testing.spans import spans_in_memory
 
 ATTRIBUTES = {"id": "e1", "type": "orders.X", "source": "/orders", "time": "t", "data_version": 1}
@@ -122,6 +123,15 @@ def test_the_exporters_come_from_the_standard_environment_variables(monkeypatch:
     assert tracing.service_name(["manage.py", "consume", "stock"]) == "shop-stock"
     assert tracing.service_name(["/app/.venv/bin/gunicorn", "config.wsgi"]) == "shop-web"
     assert tracing.service_name(["manage.py", "relay", "--once"]) == "shop-relay"
+
+
+def test_service_names_take_the_projects_prefix() -> None:
+    """The shop sets BACKBONE["SERVICE_NAME_PREFIX"] = "shop"; the library's own is neutral."""
+    with override_backbone(SERVICE_NAME_PREFIX="billing"):
+        assert tracing.service_name(["manage.py", "consume", "invoices"]) == "billing-invoices"
+        assert tracing.service_name(["celery", "-A", "config", "worker"]) == "billing-worker"
+    with override_settings(BACKBONE={}):
+        assert tracing.service_name(["manage.py", "relay"]) == "backbone-relay"
 
 
 OFF_PROBE = """

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
+from backbone.conf import backbone_settings
 from backbone.testing.processes import database_url
 from bench import web_requests
 from bench.environment import BASE_DIR, Processes, connect
@@ -81,13 +81,13 @@ def context(tmp_path: Path) -> Iterator[BenchContext]:
     environment = {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
     }
     processes = Processes(env=environment, logs_dir=tmp_path)
     yield BenchContext(
         mode=MODES["quick"],
         database_url=environment["DATABASE_URL"],
-        namespace=settings.KAFKA_NAMESPACE,
+        namespace=backbone_settings.KAFKA_NAMESPACE,
         processes=processes,
     )
     processes.stop_all()

@@ -12,6 +12,8 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from backbone.conf import from_environ as backbone_environ
+
 # Django's generic classes (ModelAdmin[Model], QuerySet[Model], ...) subscriptable at run time,
 # as the type hints of backbone/ and outbox/ write them.
 django_stubs_ext.monkeypatch()
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's files, served by the shop itself (/api/docs/ works offline, one pinned version).
     "drf_spectacular_sidecar",
+    "servestatic",  # its system checks of the SERVESTATIC_* settings
     "backbone",
     "outbox",
     "orders",
@@ -60,7 +63,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
     "backbone.request_guard.RequestGuardMiddleware",
-    # Static files (admin, API docs) straight from gunicorn through WhiteNoise: `make run` needs
+    # Static files (admin, API docs) straight from gunicorn through ServeStatic: `make run` needs
     # no web server. Every middleware here is async capable: a waiting request holds no thread.
     "backbone.static_files.StaticFilesMiddleware",
     "backbone.correlation.CorrelationIdMiddleware",
@@ -126,15 +129,6 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or 
 DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
-KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
-# Optional TLS and SASL for every Kafka client (docs/security.md): one principal per process role,
-# so the broker's ACLs can tell the relay (the only writer of event topics) from the consumers.
-KAFKA_SECURITY_PROTOCOL = os.environ.get("KAFKA_SECURITY_PROTOCOL", "").upper()
-KAFKA_SASL_MECHANISM = os.environ.get("KAFKA_SASL_MECHANISM", "")
-KAFKA_SASL_USERNAME = os.environ.get("KAFKA_SASL_USERNAME", "")
-KAFKA_SASL_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "")
-KAFKA_SSL_CA_LOCATION = os.environ.get("KAFKA_SSL_CA_LOCATION", "")
-
 # The cache holds the rate limits' counters (backbone/throttling.py). Keys are prefixed, so two
 # shops or test runs on one Redis count apart; short timeouts, so a hung Redis cannot hold up
 # logins (the limits then fail open).
@@ -176,8 +170,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
-# After a failed enqueue, later ones within this many seconds are skipped without trying.
-BACKBONE_ENQUEUE_COOLDOWN_SECONDS = float(os.environ.get("BACKBONE_ENQUEUE_COOLDOWN_SECONDS", "15"))
 # A queue per namespace: a test session's worker never takes a running shop's tasks.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get(
     "CELERY_TASK_DEFAULT_QUEUE", f"{os.environ.get('KAFKA_NAMESPACE', '')}celery"
@@ -205,10 +197,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".static")  # collectstatic writes here
-# WhiteNoise serves collectstatic's output (`make run` collects); before collectstatic has run
+# ServeStatic serves collectstatic's output (`make run` collects); before collectstatic has run
 # (tests, a fresh checkout) it finds the files in the apps, looking them up per request.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
+SERVESTATIC_USE_STATIC_ROOT = True
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -278,82 +271,24 @@ LOGGING = {
 }
 
 # --- Event backbone -------------------------------------------------------------------------
-KAFKA_NAMESPACE = os.environ.get("KAFKA_NAMESPACE", "")
-KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
-KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", "72"))
-# The compact record of each published event (no payload): stories and `manage.py audit`.
-EVENT_LOG_RETENTION_DAYS = float(os.environ.get("EVENT_LOG_RETENTION_DAYS", "400"))
-# Sizes end to end (docs/design.md, "Event size"): emit() refuses an event whose JSON is larger
-# and consumers dead-letter such a record at once; a dead letter's `.dlq` copy carries at most
-# this much of the value (the table keeps it all). Topics accept record batches of up to
-# KAFKA_TOPIC_MAX_MESSAGE_BYTES; producers build batches of at most KAFKA_PRODUCER_MAX_BYTES.
-EVENT_MAX_BYTES = int(os.environ.get("EVENT_MAX_BYTES", str(256 * 1024)))
-KAFKA_TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024
-KAFKA_PRODUCER_MAX_BYTES = 1_000_000
-# How long a producer (dead-letter publisher, tools) tries to deliver a record before giving
-# up (`message.timeout.ms`). The relay never gives up (its own setting, 0); tests lower this to
-# prove that an outage longer than it loses and duplicates nothing.
-KAFKA_PRODUCER_TIMEOUT_MS = int(os.environ.get("KAFKA_PRODUCER_TIMEOUT_MS", "30000"))
-# Relay (`manage.py relay`; its options override these).
-RELAY_BATCH_SIZE = int(os.environ.get("RELAY_BATCH_SIZE", "2000"))
-# Relay shards (docs/relay.md): rows split by key hash, one leader per shard; the same number
-# for every relay of a database.
-RELAY_SHARDS = int(os.environ.get("RELAY_SHARDS", "1"))
-RELAY_POLL_INTERVAL_SECONDS = float(os.environ.get("RELAY_POLL_INTERVAL_SECONDS", "5"))
-RELAY_STATUS_INTERVAL_SECONDS = float(os.environ.get("RELAY_STATUS_INTERVAL_SECONDS", "60"))
-RELAY_CLEANUP_INTERVAL_SECONDS = float(os.environ.get("RELAY_CLEANUP_INTERVAL_SECONDS", "300"))
-RELAY_MAX_BACKOFF_SECONDS = float(os.environ.get("RELAY_MAX_BACKOFF_SECONDS", "30"))
-# A standby ends the session of a leader whose lock session ran no statement for this long
-# while rows of its shard wait, and takes over (docs/relay.md, "A frozen leader"); 0: never.
-RELAY_TAKEOVER_AFTER_SECONDS = float(os.environ.get("RELAY_TAKEOVER_AFTER_SECONDS", "60"))
-
-# Consumer runner (`manage.py consume <context>`; its options override these).
-CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
-CONSUMER_MAX_ATTEMPTS = int(os.environ.get("CONSUMER_MAX_ATTEMPTS", "4"))
-CONSUMER_RETRY_DELAY_SECONDS = float(os.environ.get("CONSUMER_RETRY_DELAY_SECONDS", "0.2"))
-# Past this many dead letters within the window the consumer stops: a bug, not bad records.
-CONSUMER_DEAD_LETTER_LIMIT = int(os.environ.get("CONSUMER_DEAD_LETTER_LIMIT", "50"))
-CONSUMER_DEAD_LETTER_WINDOW_SECONDS = float(os.environ.get("CONSUMER_DEAD_LETTER_WINDOW_SECONDS", "600"))
-# Seconds before each retry of a failing record, e.g. "1,5,30,120,600": it waits in the
-# dead_letter table (status retrying), not in the consumer, and its key waits behind it (see
-# backbone/deadletters/retry.py). CONSUMER_RETRY_SCHEDULE_<CONTEXT> sets one context's;
-# empty: CONSUMER_MAX_ATTEMPTS quick retries in the consumer.
-CONSUMER_RETRY_SCHEDULE = os.environ.get("CONSUMER_RETRY_SCHEDULE", "")
-CONSUMER_RETRY_SCHEDULES = {
-    name.removeprefix("CONSUMER_RETRY_SCHEDULE_").lower(): value
-    for name, value in os.environ.items()
-    if name.startswith("CONSUMER_RETRY_SCHEDULE_")
+# The library's settings, read through backbone.conf.backbone_settings: each key's type and
+# default are there, and docs/operations.md says what each does. Every key may be set by the
+# environment variable of its name (RELAY_BATCH_SIZE, KAFKA_NAMESPACE, ...;
+# BACKBONE_EXTRA_HANDLER_MODULES, BACKBONE_ENQUEUE_COOLDOWN_SECONDS and
+# CONSUMER_RETRY_SCHEDULE_<CONTEXT> for three of them); the raw strings are converted and checked
+# there, so `RELAY_BATCH_SIZE=abc` is one line that names it. Below: where the shop differs.
+BACKBONE = {
+    # scripts/services.sh (`make services`)
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
+    "WEB_WAITING_URLCONF": "config.urls_waiting",  # the views that can wait without a thread
+    "SERVICE_NAME_PREFIX": "shop",  # shop-web, shop-relay, shop-<context> in traces
+    **backbone_environ(),
 }
-CONSUMER_STATUS_INTERVAL_SECONDS = float(os.environ.get("CONSUMER_STATUS_INTERVAL_SECONDS", "30"))
-# `manage.py status` (docs/operations-console.md): relay and consumers refresh a heartbeat row
-# this often; one older than the stale limit counts as a dead process. `status --check` reports
-# a problem past each threshold.
-HEARTBEAT_INTERVAL_SECONDS = float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "5"))
-STATUS_HEARTBEAT_STALE_SECONDS = float(os.environ.get("STATUS_HEARTBEAT_STALE_SECONDS", "30"))
-STATUS_MAX_BACKLOG_AGE_SECONDS = float(os.environ.get("STATUS_MAX_BACKLOG_AGE_SECONDS", "60"))
-# A relay leader whose lock session ran no statement for this long while rows wait is stalled.
-STATUS_MAX_LEADER_IDLE_SECONDS = float(os.environ.get("STATUS_MAX_LEADER_IDLE_SECONDS", "45"))
-STATUS_MAX_LAG = int(os.environ.get("STATUS_MAX_LAG", "10000"))
-STATUS_MAX_PENDING_DEAD_LETTERS = int(os.environ.get("STATUS_MAX_PENDING_DEAD_LETTERS", "0"))
-# Handler modules to load besides each context's handlers.py (tests, plug-ins).
-BACKBONE_EXTRA_HANDLER_MODULES = env_list("BACKBONE_EXTRA_HANDLER_MODULES")
-
-# Prometheus metrics (docs/metrics.md): `relay --metrics-port` and `consume --metrics-port` listen
-# on this address (0.0.0.0 in containers); GET /metrics on the web process needs no port.
-METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS", "127.0.0.1")
-# Collectors that read PostgreSQL at scrape time, besides the dead letters (backbone.metrics).
-METRICS_DATABASE_COLLECTORS = ["outbox.metrics.OutboxBacklogCollector"]
 
 # --- Orders ---------------------------------------------------------------------------------
 # GET /api/orders/{id}/?wait=N waits at most this long. A wait is a coroutine of the ASGI worker
 # (orders/bells.py), not a thread; one customer may hold at most ORDER_WAITS_PER_CUSTOMER at once
 # across all workers (more are answered 429 with Retry-After).
-# The web's direct lane (backbone/web_lanes.py): threads per worker process, each serving one
-# request at a time, and how long a request may wait for one before a 503 with Retry-After.
-WEB_THREADS = int(os.environ.get("WEB_THREADS", "4"))
-WEB_QUEUE_SECONDS = float(os.environ.get("WEB_QUEUE_SECONDS", "5"))
-WEB_WAITING_URLCONF = "config.urls_waiting"  # the views that can wait without a thread
 ORDER_WAIT_MAX_SECONDS = float(os.environ.get("ORDER_WAIT_MAX_SECONDS", "30"))
 ORDER_WAITS_PER_CUSTOMER = int(os.environ.get("ORDER_WAITS_PER_CUSTOMER", "20"))
 ORDER_MAX_LINES = int(os.environ.get("ORDER_MAX_LINES", "20"))

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.db import connection
-from django.test import override_settings
 
+from backbone.conf import backbone_settings
 from backbone.provisioning import ensure_topics
 from backbone.subscriptions import subscriptions
 from backbone.testing import (
@@ -30,6 +29,7 @@ from backbone.testing import (
     python_argv,
     wait_for,
 )
+from backbone.testing.settings import override_backbone
 from backbone.topics import publishing_contexts
 
 
@@ -48,7 +48,7 @@ def _session_celery_queue() -> None:
     queue, which only its own end-to-end worker reads: never to a running shop's worker."""
     from config.celery import app
 
-    app.conf.task_default_queue = f"{settings.KAFKA_NAMESPACE}celery"
+    app.conf.task_default_queue = f"{backbone_settings.KAFKA_NAMESPACE}celery"
 
 
 @dataclass
@@ -88,8 +88,8 @@ class Shop:
 def shop_namespace() -> Iterator[str]:
     """A Kafka namespace of the shop's own: the backbone's tests write deliberately broken
     records to the session's topics, which a real shop would never see."""
-    namespace = f"{settings.KAFKA_NAMESPACE}e2e-{uuid.uuid4().hex[:6]}."
-    with override_settings(KAFKA_NAMESPACE=namespace):
+    namespace = f"{backbone_settings.KAFKA_NAMESPACE}e2e-{uuid.uuid4().hex[:6]}."
+    with override_backbone(KAFKA_NAMESPACE=namespace):
         ensure_topics(partitions=3)
         yield namespace
 

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
+from backbone.conf import backbone_settings
 from backbone.testing import database_url, free_port, terminate, wait_for
 from orders.models import Notification, NotificationKind, NotificationStatus, OrderState
 from orders.tasks import send_notification_email
@@ -45,7 +46,7 @@ def start(argv: list[str], *, application_name: str, log: Path, **extra: str) ->
     env = {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
         "PGAPPNAME": application_name,  # libpq names the sessions, so the test finds them
         "PYTHONUNBUFFERED": "1",
         **extra,

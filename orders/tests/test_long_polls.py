@@ -23,6 +23,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
+from backbone.conf import backbone_settings
 from backbone.testing import database_url, free_port, wait_for
 from backbone.testing.processes import terminate
 from orders import wakeups
@@ -46,7 +47,7 @@ class Web:
         environment = {
             **os.environ,
             "DATABASE_URL": database_url(connection.settings_dict),
-            "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+            "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
             "ORDER_WAITS_PER_CUSTOMER": str(CAP),
             "PYTHONUNBUFFERED": "1",
             **env,

@@ -24,6 +24,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from backbone.conf import backbone_settings
 from backbone.kafka import group_id
 from backbone.subscriptions import subscriptions
 from backbone.testing import LoggedProcess, database_url, free_port, wait_for
@@ -164,7 +165,7 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": redis_url,
-        "KAFKA_NAMESPACE": settings.KAFKA_NAMESPACE,
+        "KAFKA_NAMESPACE": backbone_settings.KAFKA_NAMESPACE,
         "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
         "PYTHONUNBUFFERED": "1",
         **extra,

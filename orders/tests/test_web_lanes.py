@@ -3,11 +3,17 @@ wait share a fixed set of threads, a crowd past them is answered 503 with Retry-
 dropped connection), and only a view of the waiting lane that is asked to wait waits."""
 
 import asyncio
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
 
+from backbone.testing import python_argv
 from orders.tests import test_long_polls
 from orders.tests.test_long_polls import Web, customer, pending_orders, run
 
@@ -85,3 +91,36 @@ def test_a_body_ten_times_too_big_is_a_413_in_either_lane(tmp_path, catalog) -> 
     assert "detail" in direct.json()
     assert after.status_code == 200  # the worker serves on
     assert "Traceback" not in web.log.read_text()
+
+
+@pytest.mark.parametrize("collected", [False, True], ids=["fresh checkout", "after collectstatic"])
+def test_static_files_are_served_from_the_loop_never_queued_for_a_direct_thread(tmp_path, collected) -> None:
+    static_root = tmp_path / "static"
+    if collected:
+        collect = subprocess.run(
+            python_argv("manage.py", "collectstatic", "--noinput", "--verbosity", "0"),
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "STATIC_ROOT": str(static_root)},
+            capture_output=True,
+            timeout=120,
+        )
+        assert collect.returncode == 0, collect.stderr
+    # One direct thread and a 50 ms queue: a crowd sent to the direct lane would be shed.
+    lane = {"WEB_THREADS": "1", "WEB_QUEUE_SECONDS": "0.05"}
+    web = Web(tmp_path / "web.log", workers=1, STATIC_ROOT=str(static_root), **lane)
+    expected = Path(finders.find("admin/css/base.css")).read_bytes()
+
+    async def scenario() -> list[httpx.Response]:
+        url = f"{web.url}/static/admin/css/base.css"
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*(client.get(url) for _ in range(40)))
+
+    try:
+        responses = run(scenario())
+        missing = httpx.get(f"{web.url}/static/admin/css/no-such-file.css", timeout=30)
+    finally:
+        web.stop()
+    assert [response.status_code for response in responses] == [200] * 40
+    assert all(response.content == expected for response in responses)
+    assert responses[0].headers["content-type"].startswith("text/css")
+    assert missing.status_code == 404

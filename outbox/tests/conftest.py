@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from backbone.conf import backbone_settings
 from backbone.contracts import Event, registry
 from backbone.testing import database_url, wait_for
 from outbox.backoff import StopFlag
@@ -85,7 +86,7 @@ def make_relay(
         producer_factory=producer_factory or (lambda: Producer(relay_producer_config())),
         clock=clock,
         stop=stop or StopFlag(),
-        options=RelayOptions(**{"kafka_address": settings.KAFKA_BOOTSTRAP_SERVERS, **options}),
+        options=RelayOptions(**{"kafka_address": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, **options}),
     )
 
 

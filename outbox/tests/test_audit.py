@@ -166,7 +166,7 @@ def test_the_command_prints_each_discrepancy_and_fails(
 
 
 def test_kafka_out_of_reach_is_an_error_not_a_pass(story: Story, settings) -> None:
-    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"  # nothing listens there
+    settings.BACKBONE = {**settings.BACKBONE, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # nothing listens
 
     with pytest.raises(CommandError, match=r"could not be read .* nothing was audited"):
         call_command("audit", "--correlation-id", story.correlation_id, "--context", story.context)

@@ -28,7 +28,7 @@ def test_emit_outside_a_transaction_raises_and_writes_nothing(probe):
 
 @pytest.mark.django_db
 def test_an_event_over_the_size_limit_is_refused_and_rolls_back_with_its_change(probe, settings):
-    settings.EVENT_MAX_BYTES = 40
+    settings.BACKBONE = {**settings.BACKBONE, "EVENT_MAX_BYTES": 40}
     key = str(uuid.uuid4())
 
     with (

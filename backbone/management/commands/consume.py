@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
 
+from backbone.conf import backbone_settings
 from backbone.consumer import (
     ConsumerRunner,
     DeadLetterLimitReached,
@@ -122,7 +122,9 @@ def _serve_metrics(context: str, port: int) -> None:
     try:
         serve(port, collectors=[DeadLetterCollector(context)])
     except OSError as error:
-        raise CommandError(f"cannot serve metrics on {settings.METRICS_ADDRESS}:{port}: {error}") from None
+        raise CommandError(
+            f"cannot serve metrics on {backbone_settings.METRICS_ADDRESS}:{port}: {error}"
+        ) from None
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from backbone.conf import backbone_settings
 from backbone.preflight import ServiceUnavailable, check_kafka
 from backbone.provisioning import ensure_topics
 
@@ -11,8 +11,10 @@ class Command(BaseCommand):
     help = "Create the fixed topics (stock.levels compacted) and their <topic>.dlq, idempotently."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--partitions", type=int, default=settings.KAFKA_TOPIC_PARTITIONS)
-        parser.add_argument("--replication-factor", type=int, default=settings.KAFKA_REPLICATION_FACTOR)
+        parser.add_argument("--partitions", type=int, default=backbone_settings.KAFKA_TOPIC_PARTITIONS)
+        parser.add_argument(
+            "--replication-factor", type=int, default=backbone_settings.KAFKA_REPLICATION_FACTOR
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from confluent_kafka import KafkaException
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import ProgrammingError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from backbone.conf import backbone_settings
 from backbone.preflight import ServiceUnavailable, check_postgres
 from outbox.audit import AuditReport, Scope, audit
 from outbox.audit_kafka import KafkaReader
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         except ProgrammingError as error:  # a database the event log's migration has not reached
             raise CommandError(f"{_first_line(error)}: run `manage.py migrate`") from None
         except (KafkaException, TimeoutError, RuntimeError) as error:
-            where = settings.KAFKA_BOOTSTRAP_SERVERS
+            where = backbone_settings.KAFKA_BOOTSTRAP_SERVERS
             raise CommandError(f"Kafka at {where} could not be read ({error}); nothing was audited") from None
 
     def _print(self, report: AuditReport) -> None:

@@ -4,7 +4,6 @@ import argparse
 import logging
 import os
 import signal
-from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -14,11 +13,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from backbone.conf import backbone_settings
 from backbone.heartbeat import Heartbeat
-from backbone.metrics import database_collectors, serve
+from backbone.metrics import serve
 from backbone.preflight import ServiceUnavailable, check_postgres
 from outbox.backoff import StopFlag
 from outbox.leader import AnotherLeader
+from outbox.metrics import database_collectors
 from outbox.publisher import relay_producer_config
 from outbox.relay import Relay, RelayOptions, database_connector
 from outbox.sharded import run_sharded
@@ -59,18 +60,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="publish everything pending, then exit")
         parser.add_argument(
-            "--batch-size", type=positive_int, default=settings.RELAY_BATCH_SIZE, help="rows per batch"
+            "--batch-size",
+            type=positive_int,
+            default=backbone_settings.RELAY_BATCH_SIZE,
+            help="rows per batch",
         )
         parser.add_argument(
             "--poll-interval",
             type=positive_float,
-            default=settings.RELAY_POLL_INTERVAL_SECONDS,
+            default=backbone_settings.RELAY_POLL_INTERVAL_SECONDS,
             help="seconds between safety-net polls (commits wake the relay at once via NOTIFY)",
         )
         parser.add_argument(
             "--shards",
             type=shard_count,
-            default=settings.RELAY_SHARDS,
+            default=backbone_settings.RELAY_SHARDS,
             help="split the outbox by key hash into this many shards, each led by one relay; "
             "every relay of a database must use the same number (stop all to change it)",
         )
@@ -122,16 +126,11 @@ class Command(BaseCommand):
 
 
 def _relay_options(options: dict[str, Any]) -> RelayOptions:
+    """The settings (RelayOptions' defaults), the command's options, and the takeover limit."""
     return RelayOptions(
         batch_size=options["batch_size"],
         poll_interval=options["poll_interval"],
-        retention=timedelta(hours=settings.OUTBOX_RETENTION_HOURS),
-        event_log_retention=timedelta(days=settings.EVENT_LOG_RETENTION_DAYS),
-        cleanup_interval=settings.RELAY_CLEANUP_INTERVAL_SECONDS,
-        status_interval=settings.RELAY_STATUS_INTERVAL_SECONDS,
-        max_backoff=settings.RELAY_MAX_BACKOFF_SECONDS,
-        kafka_address=settings.KAFKA_BOOTSTRAP_SERVERS,
-        takeover_after=settings.RELAY_TAKEOVER_AFTER_SECONDS or None,
+        takeover_after=backbone_settings.RELAY_TAKEOVER_AFTER_SECONDS or None,
     )
 
 
@@ -161,7 +160,7 @@ def _log_start(options: RelayOptions, *, once: bool, shards: int) -> None:
         database["HOST"],
         database["PORT"],
         options.kafka_address,
-        settings.KAFKA_NAMESPACE,
+        backbone_settings.KAFKA_NAMESPACE,
         options.batch_size,
         options.poll_interval,
         options.retention.total_seconds() / 3600,
@@ -173,7 +172,9 @@ def serve_metrics(port: int) -> None:
     try:
         serve(port, collectors=database_collectors())
     except OSError as error:
-        raise CommandError(f"cannot serve metrics on {settings.METRICS_ADDRESS}:{port}: {error}") from None
+        raise CommandError(
+            f"cannot serve metrics on {backbone_settings.METRICS_ADDRESS}:{port}: {error}"
+        ) from None
 
 
 def _kafka_producer() -> Producer:
