@@ -71,3 +71,9 @@ def make_memory_probe_context(probe_tables: None, memory_kafka: MemoryKafka) -> 
         return context
 
     return make
+
+
+@pytest.fixture
+def memory_probe_context(make_memory_probe_context: ProbeContextFactory) -> str:
+    """`probe_context` on `memory_kafka`."""
+    return make_memory_probe_context()
