@@ -42,8 +42,13 @@ migrate: services  ## apply database migrations
 tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, promtool, the JDK and Kafka jars, the AsyncAPI parser (npm) (idempotent)
 	@$(SERVICES) tools
 
-test: services tools  ## run the whole test suite against the real services
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+# Two pytest workers (pytest-xdist), each with its own test database, Kafka namespace, Redis
+# prefix and Celery queue (conftest.py); a test module stays on one worker (--dist loadfile),
+# so a module's processes start once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
+test: services tools  ## run the whole test suite against the real services (two workers)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv  ## only the tests that need no service (no database, Kafka or Redis): under a minute
 	$(PYTHON) -m pytest -m fast $(PYTEST_ARGS)

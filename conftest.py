@@ -14,6 +14,8 @@ in every test.
 
 import os
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -41,8 +43,41 @@ def pytest_configure(config: pytest.Config) -> None:
     # Rate-limit counters in Redis are the session's own too, and the limits are out of the way
     # (many tests log in and order from 127.0.0.1); the throttling tests set their own rates.
     settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"] = namespace
+    # The session's Celery queue: the settings named it before the namespace was known, and a
+    # task this process enqueues must reach the worker its test starts, not another session's.
+    queue = f"{namespace}celery"
+    settings.CELERY_TASK_DEFAULT_QUEUE = os.environ["CELERY_TASK_DEFAULT_QUEUE"] = queue
+    _empty_tables_by_delete()
     for scope in settings.THROTTLE_RATES:
         settings.THROTTLE_RATES[scope] = os.environ[f"THROTTLE_{scope.upper()}_RATE"] = "100000/minute"
+
+
+def _empty_tables_by_delete() -> None:
+    """After each transactional test Django empties every table (the `flush` command) with one
+    TRUNCATE, which costs about a second here for thirty tables: each one gets new files. DELETE
+    of the few rows a test leaves takes milliseconds. The foreign keys Django creates are
+    deferrable, so the order of the statements does not matter; a flush that must also reset
+    the sequences keeps TRUNCATE ... RESTART IDENTITY."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(
+        self: DatabaseOperations,
+        style: Any,
+        tables: Sequence[str],
+        *,
+        reset_sequences: bool = False,
+        allow_cascade: bool = False,
+    ) -> list[str]:
+        if reset_sequences or not tables:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        deletes = [
+            f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(t))};" for t in tables
+        ]
+        return ["SET CONSTRAINTS ALL DEFERRED;", *deletes]
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
 
 
 def needs_services(item: pytest.Item) -> bool:

@@ -1,12 +1,13 @@
-"""Kafka in a test: what reached the broker (`KafkaTail`), the consumer groups' lag, and a
-`FakeMessage` with the interface of confluent-kafka's `Message` for tests with a fake client.
+"""Kafka in a test: what reached the broker (`read_topic` once, `KafkaTail` incrementally), the
+consumer groups' lag, and a `FakeMessage` with the interface of confluent-kafka's `Message`
+for tests with a fake client (and the in-memory broker, memory_kafka.py).
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from backbone.conf import backbone_settings
 from backbone.envelope import Envelope
@@ -18,25 +19,73 @@ from .waiting import Timeout
 
 @dataclass(frozen=True)
 class KafkaRecord:
+    """One record as read back: `topic` is the logical name (without the namespace)."""
+
     topic: str
     partition: int
     offset: int
     key: str
-    envelope: Envelope
     headers: dict[str, str]
     value: bytes
+    raw_headers: list[tuple[str, bytes]]
+
+    @property
+    def envelope(self) -> Envelope:
+        return Envelope.from_headers(self.raw_headers)
 
     @property
     def type(self) -> str:
         return self.envelope.type
 
+    @property
+    def event_id(self) -> str:
+        return self.headers["ce_id"]
+
+    @classmethod
+    def from_message(cls, message: Message) -> "KafkaRecord":
+        raw_headers = list(message.headers() or [])
+        return cls(
+            topic=logical_topic(message.topic() or ""),
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=(message.key() or b"").decode(errors="replace"),
+            headers={name: (value or b"").decode(errors="replace") for name, value in raw_headers},
+            value=message.value() or b"",
+            raw_headers=raw_headers,
+        )
+
+
+def read_topic(
+    topic: str,
+    *,
+    keys: Collection[str] | None = None,
+    bootstrap: str | None = None,
+    at_least: int = 0,
+    timeout: float = 30.0,
+) -> list[KafkaRecord]:
+    """The records of the namespace's `topic` (of `keys`, if given), in (partition, offset)
+    order: read from the beginning to every partition's current end, and on until `at_least`
+    of them arrived or `timeout` passed (the caller asserts on what came back)."""
+    tail = KafkaTail([topic], bootstrap=bootstrap)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            records = tail.catch_up(timeout=max(1.0, deadline - time.monotonic()))
+            found = [record for record in records if keys is None or record.key in keys]
+            if len(found) >= at_least or time.monotonic() >= deadline:
+                return sorted(found, key=lambda record: (record.partition, record.offset))
+            time.sleep(0.2)
+    finally:
+        tail.close()
+
 
 class KafkaTail:
     """Reads every record of the namespace's topics from the beginning, incrementally."""
 
-    def __init__(self, topics: Iterable[str] | None = None) -> None:
+    def __init__(self, topics: Iterable[str] | None = None, *, bootstrap: str | None = None) -> None:
         config = {
             **client_config(),
+            **({"bootstrap.servers": bootstrap} if bootstrap else {}),
             "group.id": f"{backbone_settings.KAFKA_NAMESPACE}test-tail",  # never committed: assign() only
             "enable.auto.commit": False,
             "log_level": 3,
@@ -73,18 +122,7 @@ class KafkaTail:
             for message in self.consumer.consume(num_messages=1000, timeout=0.1):
                 if message.error():
                     continue
-                headers = {name: (value or b"").decode() for name, value in message.headers() or []}
-                self.records.append(
-                    KafkaRecord(
-                        topic=logical_topic(message.topic()),
-                        partition=message.partition(),
-                        offset=message.offset(),
-                        key=(message.key() or b"").decode(),
-                        envelope=Envelope.from_headers(message.headers()),
-                        headers=headers,
-                        value=message.value(),
-                    )
-                )
+                self.records.append(KafkaRecord.from_message(message))
                 seen[(message.topic(), message.partition())] = message.offset()
         return self.records
 

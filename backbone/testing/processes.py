@@ -145,16 +145,18 @@ class LoggedProcess:
         self._reader.join(timeout=10)
 
 
-def terminate(process: "subprocess.Popen[Any]", *, grace: float) -> None:
-    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+def terminate(process: "subprocess.Popen[Any]", *, grace: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds; its exit
+    status. The one way a test ends a subprocess it started (a process group of its own is
+    ShopProcesses.stop's)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
 
 
 def python_argv(*args: str) -> list[str]:

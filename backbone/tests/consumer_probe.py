@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
@@ -29,12 +30,14 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from backbone.conf import backbone_settings
-from backbone.consumer import RunnerOptions, RunStats, create_runner
+from backbone.consumer import ConsumerRunner, RunnerOptions, RunStats, create_runner
 from backbone.contracts import Event, registry
+from backbone.deadletters import KafkaDeadLetterPublisher
 from backbone.envelope import Envelope
-from backbone.kafka import admin_config, physical_topic, producer_config
+from backbone.kafka import admin_config, group_id, physical_topic, producer_config
 from backbone.subscriptions import subscribe, subscribe_batch
-from backbone.testing import envelope_for
+from backbone.testing import FakeMessage, envelope_for
+from backbone.testing.memory_kafka import MemoryBroker
 from outbox.emit import emit
 
 
@@ -398,6 +401,70 @@ def applied(context: str, key: str) -> list[int]:
         .order_by("id")
         .values_list("seq", flat=True)
     )
+
+
+# --- The same helpers on an in-memory broker (backbone.testing.memory_kafka) ------------------
+
+
+@dataclass
+class MemoryKafka:
+    """`send`, `send_event`, `end_offsets`, `committed_offsets` and `consume_until_caught_up`
+    of this module, on a MemoryBroker: the real runner, database and dead-letter publisher,
+    with no Kafka behind them (tests of the runner's logic; see docs/testing.md)."""
+
+    broker: MemoryBroker = field(default_factory=MemoryBroker)
+
+    def send(
+        self,
+        topic: str,
+        *,
+        key: str | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+        flush: bool = True,
+    ) -> None:
+        self.broker.append(physical_topic(topic), key=key, value=value, headers=headers, partition=partition)
+
+    def send_event(
+        self, event: Event, *, flush: bool = True, partition: int | None = None, **envelope: Any
+    ) -> Envelope:
+        sent = envelope_for(event, **envelope)
+        self.send(
+            event.topic, key=event.key, value=event.to_json(), headers=sent.headers(), partition=partition
+        )
+        return sent
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        return self.broker.end_offsets(physical_topic(topic))
+
+    def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        return self.broker.committed(group, physical_topic(topic))
+
+    def publisher(self) -> KafkaDeadLetterPublisher:
+        """The dead-letter publisher on this broker (for `replay`/`discard`'s publisher_factory)."""
+        return KafkaDeadLetterPublisher(self.broker.producer())  # type: ignore[arg-type]
+
+    def consume_until_caught_up(self, context: str, **options: Any) -> RunStats:
+        """The real runner, as `consume_until_caught_up` runs it, on this broker."""
+        options = {"once": True, "idle_exit": 60.0, "retry_delay": 0.01, **options}
+        group = group_id(context)
+        return ConsumerRunner(
+            context=context,
+            group=group,
+            consumer=self.broker.consumer(group),
+            publisher=self.publisher(),
+            options=RunnerOptions.from_settings(context, **options),
+        ).run()
+
+    def dead_letter_copy(self, dead_letter_id: int, topic: str = "orders.dlq") -> FakeMessage:
+        """The record the runner sent to `topic` for this dead letter."""
+        for message in self.broker.messages(physical_topic(topic)):
+            if (b"dlq_dead_letter_id", str(dead_letter_id).encode()) in [
+                (name.encode(), value) for name, value in message.headers() or []
+            ]:
+                return message
+        raise AssertionError(f"dead letter #{dead_letter_id} not found on {topic}")
 
 
 # A subprocess (`manage.py consume --handlers backbone.tests.consumer_probe`) learns its contexts here.

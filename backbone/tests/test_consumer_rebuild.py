@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from backbone.kafka import group_id
 from backbone.models import InboxEntry
-from backbone.testing import wait_for
+from backbone.testing import terminate, wait_for
 from backbone.tests.consumer_probe import (
     ProbeApplied,
     ProbeContextFactory,
@@ -66,8 +66,7 @@ def test_rebuild_views_refuses_while_the_context_consumes(make_probe_context: Pr
         with pytest.raises(CommandError, match=f"stop the `manage.py consume {context}` process"):
             call_command("rebuild_views", context, "--noinput")
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        terminate(process, grace=60)
     assert _totals(context) == {"busy": 1}  # nothing was emptied
 
 

@@ -1,7 +1,7 @@
-"""The runner with a fake Kafka consumer and publisher (and the real database): the ordering of
-database commit, offset commit, backoff and rebalance callbacks, checked step by step."""
+"""The runner on an in-memory broker (backbone.testing.memory_kafka) with a fake dead-letter
+publisher and the real database: the ordering of database commit, offset commit, backoff and
+rebalance callbacks, checked step by step."""
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from backbone.kafka import physical_topic
 from backbone.models import DeadLetter, InboxEntry
 from backbone.subscriptions import Subscription
 from backbone.testing import FakeMessage, envelope_for
+from backbone.testing.memory_kafka import Commit, MemoryBroker, MemoryConsumer
 from backbone.tests.consumer_probe import ProbeApplied, ProbeRecorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,56 +29,6 @@ TOPIC = physical_topic("orders")
 @pytest.fixture(autouse=True)
 def _clean_probe_rows() -> None:
     ProbeApplied.objects.filter(context="unit").delete()  # the probe tables outlive each test
-
-
-@dataclass
-class FakeConsumer:
-    messages: deque[FakeMessage]
-    commits: list[dict[str, Any]] = field(default_factory=list)
-    callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
-    before_poll: list[Callable[["FakeConsumer"], None]] = field(default_factory=list)
-    closed: bool = False
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self.callbacks = callbacks
-
-    def poll(self, timeout: float) -> FakeMessage | None:
-        if self.before_poll:
-            self.before_poll.pop(0)(self)  # e.g. a rebalance, which librdkafka runs inside poll()
-        return self.messages.popleft() if self.messages else None
-
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        taken = []
-        while self.messages and len(taken) < num_messages:
-            taken.append(self.messages.popleft())
-        return taken
-
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
-        self.commits.append(
-            {
-                "offsets": {(tp.partition): tp.offset for tp in offsets},
-                "asynchronous": asynchronous,
-                "in_transaction": connection.in_atomic_block,
-                "inbox_rows": InboxEntry.objects.count(),
-            }
-        )
-
-    def assignment(self) -> list[TopicPartition]:
-        return []
-
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return partitions
-
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        return partitions
-
-    def get_watermark_offsets(
-        self, partition: TopicPartition, timeout: float | None = None, cached: bool = False
-    ):
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @dataclass
@@ -117,17 +68,57 @@ def _message(partition: int, offset: int, key: str, seq: int) -> FakeMessage:
     return FakeMessage(TOPIC, partition, offset, key.encode(), event.to_json(), envelope_for(event).headers())
 
 
+GROUP = "unit-group"
+
+
+def _broker_with(messages: list[FakeMessage]) -> MemoryBroker:
+    """A broker holding `messages` at their offsets, the group's committed offset at the first
+    of each partition (what is before it is padding, never read)."""
+    broker = MemoryBroker()
+    first: dict[int, int] = {}
+    for message in messages:
+        log = broker.partitions(TOPIC)[message.partition()]
+        while len(log) < message.offset():
+            broker.append(TOPIC, key=b"padding", value=b"", partition=message.partition())
+        broker.append(
+            TOPIC,
+            key=message.key(),
+            value=message.value(),
+            headers=message.headers(),
+            partition=message.partition(),
+        )
+        first.setdefault(message.partition(), message.offset())
+    broker.seek_group(GROUP, TOPIC, first)
+    return broker
+
+
 def _runner(
     messages: list[FakeMessage],
     handler: Callable[[ProbeRecorded, Envelope], None],
     clock: FakeClock | None = None,
     **options: Any,
-) -> tuple[ConsumerRunner, FakeConsumer, FakePublisher]:
-    consumer, publisher, clock = FakeConsumer(deque(messages)), FakePublisher(), clock or FakeClock()
+) -> tuple[ConsumerRunner, MemoryConsumer, FakePublisher, list[dict[str, Any]]]:
+    """The runner on a broker with `messages`; the commits it makes, with the database's state
+    at each (in a transaction? how many inbox rows?), are in the returned list."""
+    broker, publisher, clock = _broker_with(messages), FakePublisher(), clock or FakeClock()
+    consumer = broker.consumer(GROUP)
+    commits: list[dict[str, Any]] = []
+
+    def note(commit: Commit) -> None:
+        commits.append(
+            {
+                "offsets": {partition: offset for (_, partition), offset in commit.offsets.items()},
+                "asynchronous": commit.asynchronous,
+                "in_transaction": connection.in_atomic_block,
+                "inbox_rows": InboxEntry.objects.count(),
+            }
+        )
+
+    broker.commit_listeners.append(note)
     routes = {ProbeRecorded.type_name: [Subscription("unit", ProbeRecorded, handler)]}
     runner = ConsumerRunner(
         context="unit",
-        group="unit-group",
+        group=GROUP,
         consumer=consumer,
         publisher=publisher,
         options=RunnerOptions(**{"idle_exit": 0.0, "retry_delay": 0.2, **options}),
@@ -135,7 +126,7 @@ def _runner(
         clock=clock,
         sleep=clock.sleep,
     )
-    return runner, consumer, publisher
+    return runner, consumer, publisher, commits
 
 
 def _record(event: ProbeRecorded, envelope: Envelope) -> None:
@@ -151,17 +142,17 @@ def _seqs() -> list[int]:
 def test_offsets_are_committed_after_the_database_commit_and_point_at_the_next_record(
     probe_tables: None,
 ) -> None:
-    runner, consumer, _ = _runner(
+    runner, consumer, _, commits = _runner(
         [_message(0, 10, "a", 1), _message(1, 4, "b", 1), _message(0, 11, "a", 2)], _record
     )
 
     runner.run()
 
-    first = consumer.commits[0]
+    first = commits[0]
     assert first["offsets"] == {0: 12, 1: 5}
     assert first["in_transaction"] is False
     assert first["inbox_rows"] == 3  # the rows were committed before the offsets
-    assert consumer.commits[-1]["asynchronous"] is False  # the final commit on close
+    assert commits[-1]["asynchronous"] is False  # the final commit on close
     assert consumer.closed
 
 
@@ -175,7 +166,7 @@ def test_a_failing_record_waits_outside_the_transaction_after_the_work_before_it
             raise ConnectionError("the gateway timed out")
 
     clock = FakeClock()
-    runner, consumer, _ = _runner(
+    runner, _consumer, _, commits = _runner(
         [_message(0, 0, "a", 1), _message(0, 1, "a", 2), _message(0, 2, "a", 3)], flaky, clock
     )
 
@@ -187,8 +178,8 @@ def test_a_failing_record_waits_outside_the_transaction_after_the_work_before_it
     # Exponential (0.2 s, then 0.4 s), each less up to half by jitter.
     assert (0.2 + 0.4) / 2 <= sum(seconds for seconds, _ in clock.sleeps) <= 0.2 + 0.4
     # Before the first pause, record 1 was committed in the database and in Kafka.
-    assert consumer.commits[0]["offsets"] == {0: 1}
-    assert consumer.commits[0]["inbox_rows"] == 1
+    assert commits[0]["offsets"] == {0: 1}
+    assert commits[0]["inbox_rows"] == 1
 
 
 def test_a_record_that_keeps_failing_becomes_a_dead_letter_and_the_others_are_applied(
@@ -200,7 +191,7 @@ def test_a_record_that_keeps_failing_becomes_a_dead_letter_and_the_others_are_ap
             raise ValueError("cannot handle b")
 
     messages = [_message(0, n, key, n) for n, key in enumerate(["a", "c", "b", "d", "e"])]
-    runner, consumer, publisher = _runner(messages, broken_for_b, max_attempts=3)
+    runner, _consumer, publisher, commits = _runner(messages, broken_for_b, max_attempts=3)
 
     stats = runner.run()
 
@@ -210,40 +201,39 @@ def test_a_record_that_keeps_failing_becomes_a_dead_letter_and_the_others_are_ap
     assert dead_letter.error.startswith("ValueError: cannot handle b\n\nTraceback")
     assert publisher.published == [dead_letter.pk]
     assert publisher.flushed_in_transaction == [True]  # the .dlq record is stored before the row commits
-    assert consumer.commits[-1]["offsets"] == {0: 5}
+    assert commits[-1]["offsets"] == {0: 5}
     assert (stats.handled, stats.dead_lettered) == (4, 1)
 
 
 def test_revoked_partitions_get_their_offsets_committed_synchronously() -> None:
-    runner, consumer, _ = _runner([_message(0, 7, "a", 1), _message(1, 3, "b", 1)], _record, batch_size=2)
+    runner, consumer, _, commits = _runner(
+        [_message(0, 7, "a", 1), _message(1, 3, "b", 1)], _record, batch_size=2
+    )
 
-    def rebalance(fake: FakeConsumer) -> None:
-        fake.callbacks["on_revoke"](fake, [TopicPartition(TOPIC, 1)])
-
-    consumer.before_poll = [lambda fake: None, rebalance]
+    consumer.before_poll = [
+        lambda consumer: None,
+        lambda consumer: consumer.revoke([TopicPartition(TOPIC, 1)]),
+    ]
 
     runner.run()
 
-    revoke_commit = consumer.commits[1]
+    revoke_commit = commits[1]
     assert revoke_commit == {
         "offsets": {1: 4},
         "asynchronous": False,
         "in_transaction": False,
         "inbox_rows": 2,
     }
-    assert consumer.commits[-1]["offsets"] == {0: 8}  # on close: partition 1 is no longer ours
+    assert commits[-1]["offsets"] == {0: 8}  # on close: partition 1 is no longer ours
 
 
 def test_lost_partitions_are_not_committed() -> None:
-    runner, consumer, _ = _runner([_message(2, 0, "a", 1)], _record)
-    consumer.before_poll = [
-        lambda fake: None,
-        lambda fake: fake.callbacks["on_lost"](fake, [TopicPartition(TOPIC, 2)]),
-    ]
+    runner, consumer, _, commits = _runner([_message(2, 0, "a", 1)], _record)
+    consumer.before_poll = [lambda consumer: None, lambda consumer: consumer.lose([TopicPartition(TOPIC, 2)])]
 
     runner.run()
 
-    assert [commit["asynchronous"] for commit in consumer.commits] == [True]  # nothing left on close
+    assert [commit["asynchronous"] for commit in commits] == [True]  # nothing left on close
 
 
 def test_a_stop_during_the_backoff_leaves_the_failing_record_uncommitted() -> None:
@@ -251,7 +241,7 @@ def test_a_stop_during_the_backoff_leaves_the_failing_record_uncommitted() -> No
         raise RuntimeError("down")
 
     clock = FakeClock()
-    runner, consumer, _ = _runner([_message(0, 5, "a", 1)], always_failing, clock)
+    runner, consumer, _, commits = _runner([_message(0, 5, "a", 1)], always_failing, clock)
     original_sleep = clock.sleep
 
     def sleep_then_sigterm(seconds: float) -> None:
@@ -262,7 +252,7 @@ def test_a_stop_during_the_backoff_leaves_the_failing_record_uncommitted() -> No
 
     runner.run()
 
-    assert consumer.commits == []  # redelivered after the restart
+    assert commits == []  # redelivered after the restart
     assert not DeadLetter.objects.exists()
     assert consumer.closed
 
@@ -288,7 +278,9 @@ def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_ap
     probe_tables: None,
 ) -> None:
     bad = FakeMessage(TOPIC, 0, 2, b"bad", b"not an event", [])
-    runner, consumer, publisher = _runner([_message(0, 1, "a", 1), bad, _message(0, 3, "b", 1)], _record)
+    runner, _consumer, publisher, commits = _runner(
+        [_message(0, 1, "a", 1), bad, _message(0, 3, "b", 1)], _record
+    )
     publisher.unavailable = 2
 
     runner.run()
@@ -296,7 +288,7 @@ def test_a_dead_letter_topic_that_is_away_rolls_the_batch_back_and_the_runner_ap
     assert _seqs() == [1, 1]  # both events applied once: the rolled-back attempts left nothing
     assert DeadLetter.objects.filter(key="bad").count() == 1
     assert publisher.flushed_in_transaction == [True, True, True]
-    assert consumer.commits[-1]["offsets"] == {0: 4}
+    assert commits[-1]["offsets"] == {0: 4}
 
 
 def test_once_traffic_pauses_the_applied_offsets_are_committed_again_synchronously(
@@ -304,18 +296,18 @@ def test_once_traffic_pauses_the_applied_offsets_are_committed_again_synchronous
 ) -> None:
     """An asynchronous commit may fail unseen; the idle commit makes the group's offset true."""
     clock = FakeClock()
-    runner, consumer, _ = _runner(
+    runner, consumer, _, commits = _runner(
         [_message(0, 7, "a", 1), _message(0, 8, "a", 2)], _record, clock=clock, idle_exit=1.0
     )
 
-    def pass_time(consumer: FakeConsumer) -> None:
+    def pass_time(consumer: MemoryConsumer) -> None:
         clock.now += 2.0  # the idle poll after this one ends the run
 
     consumer.before_poll = [lambda consumer: None, lambda consumer: None, pass_time]
 
     runner.run()
 
-    assert [(commit["offsets"], commit["asynchronous"]) for commit in consumer.commits] == [
+    assert [(commit["offsets"], commit["asynchronous"]) for commit in commits] == [
         ({0: 9}, True),  # after the database commit
         ({0: 9}, False),  # the first idle poll: confirmed
         ({0: 9}, False),  # on close

@@ -9,14 +9,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from backbone.conf import backbone_settings
 from backbone.kafka import admin_config, group_id, physical_topic, producer_config
 from backbone.models import DeadLetter, DeadLetterReason
 from backbone.provisioning import ensure_topics
-from backbone.testing import envelope_for
+from backbone.testing import envelope_for, read_topic
 from backbone.tests.consumer_probe import (
     ProbeBroken,
     ProbeContextFactory,
@@ -73,23 +73,12 @@ def _recreate(admin: AdminClient, topic: str) -> None:
     _provision(admin)
 
 
-def _dlq_copy(dead_letter_id: int, timeout: float = 30.0) -> tuple[bytes | None, dict[str, str]]:
-    reader = Consumer(
-        {"bootstrap.servers": backbone_settings.KAFKA_BOOTSTRAP_SERVERS, "group.id": str(uuid.uuid4())}
-    )
-    reader.assign([TopicPartition(physical_topic("orders.dlq"), 0, 0)])
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = reader.poll(0.5)
-            if message is None or message.error():
-                continue
-            headers = {name: value.decode(errors="replace") for name, value in message.headers() or []}
-            if headers.get("dlq_dead_letter_id") == str(dead_letter_id):
-                return message.value(), headers
-        raise AssertionError(f"dead letter #{dead_letter_id} has no copy on orders.dlq")
-    finally:
-        reader.close()
+def _dlq_copy(dead_letter_id: int) -> tuple[bytes | None, dict[str, str]]:
+    """The value and headers of the copy the runner sent to orders.dlq for this dead letter."""
+    for record in read_topic("orders.dlq"):
+        if record.headers.get("dlq_dead_letter_id") == str(dead_letter_id):
+            return record.value, record.headers
+    raise AssertionError(f"dead letter #{dead_letter_id} has no copy on orders.dlq")
 
 
 def _send_one_megabyte_event(key: str) -> None:

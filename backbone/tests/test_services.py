@@ -16,6 +16,7 @@ from django.db import connection
 
 from backbone.conf import backbone_settings
 from backbone.tasks import worker_pid
+from backbone.testing import terminate
 
 
 @pytest.mark.django_db
@@ -107,7 +108,7 @@ def celery_worker_process(redis_service: None) -> Iterator[tuple[subprocess.Pope
             "-m",
             "celery",
             "-A",
-            "backbone",
+            "config",
             "worker",
             "--pool=solo",
             "--concurrency=1",
@@ -121,8 +122,7 @@ def celery_worker_process(redis_service: None) -> Iterator[tuple[subprocess.Pope
         cwd=settings.BASE_DIR,
     )
     yield process, queue
-    process.terminate()
-    process.wait(timeout=20)
+    terminate(process)
 
 
 def test_celery_task_runs_in_a_real_worker(

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from backbone.testing import terminate
+
 SCRIPT = Path(settings.BASE_DIR) / "scripts" / "supervise.py"
 SUPERVISOR = [sys.executable, str(SCRIPT)]
 PROCFILE = """\
@@ -81,13 +83,7 @@ def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output]]
     try:
         yield process, Output(process)
     finally:
-        if process.poll() is None:  # the test failed half-way: stop it and its children
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, grace=10)  # the test failed half-way: stop it and its children
 
 
 def test_a_crashed_process_is_restarted_and_sigterm_stops_all(supervisor) -> None:

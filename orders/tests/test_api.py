@@ -21,6 +21,8 @@ from orders.models import Order, OrderState
 from orders.tests.factories import PASSWORD, make_user, place, stock_level
 from outbox.models import OutboxRecord
 
+UNKNOWN_ID = uuid.UUID("00000000-0000-4000-8000-000000000404")
+
 pytestmark = pytest.mark.django_db
 
 ORDERS = "/api/orders/"
@@ -254,7 +256,8 @@ def test_another_customers_order_is_404_and_staff_see_it(client, catalog) -> Non
     assert staff.get(f"{ORDERS}{theirs.id}/").json()["id"] == str(theirs.id)
 
 
-@pytest.mark.parametrize("path", ["/api/stock/KB-1/receipts/", f"/api/shipments/{uuid.uuid4()}/dispatch/"])
+# A fixed unknown id: parameters must be the same in every pytest-xdist worker's collection.
+@pytest.mark.parametrize("path", ["/api/stock/KB-1/receipts/", f"/api/shipments/{UNKNOWN_ID}/dispatch/"])
 def test_staff_endpoints_are_403_for_customers(client, catalog, path) -> None:
     assert client.post(path, {"quantity": 5}, format="json").status_code == 403
 

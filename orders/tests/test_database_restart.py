@@ -23,7 +23,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from backbone.conf import backbone_settings
-from backbone.testing import database_url, free_port, wait_for
+from backbone.testing import database_url, free_port, terminate, wait_for
 from orders.models import Notification, NotificationKind, NotificationStatus, OrderState
 from orders.tasks import send_notification_email
 from orders.tests.factories import make_user, place, stock_level
@@ -57,16 +57,6 @@ def start(argv: list[str], *, application_name: str, log: Path, **extra: str) ->
         )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     name, port, log = f"web-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "web.log"
@@ -79,7 +69,7 @@ def web(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     try:
         yield f"http://127.0.0.1:{port}", name, log
     finally:
-        stop(process)
+        terminate(process)
 
 
 def test_every_request_after_the_web_sessions_were_terminated_answers(web: tuple[str, str, Path]) -> None:
@@ -136,7 +126,7 @@ def worker(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     try:
         yield queue, name, log
     finally:
-        stop(process)
+        terminate(process)
 
 
 def test_a_worker_keeps_its_session_between_emails_and_replaces_one_that_was_terminated(

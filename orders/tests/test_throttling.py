@@ -2,7 +2,6 @@
 429 with Retry-After past their rate, and a Redis outage lets requests through instead of 500s."""
 
 import logging
-import socket
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
+from backbone.testing import free_port
 from orders.tests.factories import PASSWORD, make_user, stock_level
 
 pytestmark = pytest.mark.django_db
@@ -102,8 +102,9 @@ def test_placing_orders_is_limited_per_customer() -> None:
 
 
 def test_with_redis_down_logins_and_orders_go_through_and_say_so(settings, caplog) -> None:
+    # A free port: nothing listens there, so connecting is refused, as by a Redis that is down.
     settings.CACHES = {
-        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0"}
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}
     }
     user, address = unique_user(), unique_address()
     stock_level("KB-1", available=100)
@@ -124,10 +125,3 @@ def test_with_redis_down_logins_and_orders_go_through_and_say_so(settings, caplo
     assert admin.status_code == 200
     assert placed == [202] * 4
     assert "not enforced: the cache (Redis) is unavailable" in caplog.text
-
-
-def _closed_port() -> int:
-    """A port nothing listens on: connecting to it is refused, as to a Redis that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

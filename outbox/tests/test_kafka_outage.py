@@ -1,26 +1,22 @@
 """Kafka goes away and comes back: rows wait in the outbox, nothing is lost or reordered.
 
-The test runs a second, disposable broker (scripts/services.sh with its own directory and
+The test runs a second, disposable broker (backbone.testing.broker: its own directory and
 ports), so stopping it disturbs no one else.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
+from backbone.testing import read_topic
+from backbone.testing.broker import ThrowawayKafka
 from outbox.models import OutboxRecord
 
 from .conftest import RelayStarter, emit_steps, process_env, wait_for_published
-from .kafka_helpers import read_records
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -30,70 +26,11 @@ PRODUCER_TIMEOUT_MS = 3000
 OUTAGE_SECONDS = 8.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class DisposableKafka:
-    """A single-node KRaft broker of its own, started and stopped with scripts/services.sh."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.controller_port = free_port()
-        self._share_downloaded_kafka()
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def up(self) -> None:
-        self._services("up")
-
-    def down(self) -> None:
-        self._services("down")
-
-    def provision_topics(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "topics"],
-            cwd=settings.BASE_DIR,
-            env=process_env(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def _services(self, command: str) -> None:
-        env = {
-            **os.environ,
-            "SHOP_SERVICES_DIR": str(self.directory),
-            "SHOP_KAFKA_PORT": str(self.port),
-            "SHOP_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-            "SHOP_KAFKA_HEAP": "256m",
-            "PYTHON": sys.executable,
-        }
-        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # else the script would use that broker
-        script = settings.BASE_DIR / "scripts" / "services.sh"
-        result = subprocess.run(
-            [script, command, "kafka"], env=env, capture_output=True, text=True, timeout=240
-        )
-        assert result.returncode == 0, f"services.sh {command} kafka failed:\n{result.stdout}{result.stderr}"
-
-    def _share_downloaded_kafka(self) -> None:
-        """Link the jars the main broker uses, so no second download is needed."""
-        kafka_dir = self.directory / "kafka"
-        kafka_dir.mkdir(parents=True)
-        for libs in (settings.BASE_DIR / ".services" / "kafka").glob("libs-*"):
-            (kafka_dir / libs.name).symlink_to(libs, target_is_directory=True)
-
-
 @pytest.fixture
-def disposable_kafka(tmp_path: Path) -> Iterator[DisposableKafka]:
-    broker = DisposableKafka(tmp_path / "services")
+def disposable_kafka(tmp_path: Path) -> Iterator[ThrowawayKafka]:
+    broker = ThrowawayKafka(tmp_path / "kafka")
     yield broker
-    broker.down()
+    broker.stop()
 
 
 def steps_on_kafka(records: list, key: str) -> list[int]:
@@ -102,7 +39,7 @@ def steps_on_kafka(records: list, key: str) -> list[int]:
 
 
 def test_rows_wait_while_kafka_is_down_and_all_arrive_in_order_when_it_is_back(
-    probe, start_relay: RelayStarter, disposable_kafka: DisposableKafka
+    probe, start_relay: RelayStarter, disposable_kafka: ThrowawayKafka
 ):
     bootstrap = disposable_kafka.bootstrap
     relay = start_relay(
@@ -121,12 +58,12 @@ def test_rows_wait_while_kafka_is_down_and_all_arrive_in_order_when_it_is_back(
     assert relay.running
 
     # 2. Kafka comes up: the waiting rows are published.
-    disposable_kafka.up()
-    disposable_kafka.provision_topics()
+    disposable_kafka.start()
+    disposable_kafka.manage("admin", "topics")
     wait_for_published({first}, timeout=120)
 
     # 3. Kafka goes away mid-life: more writes commit and wait in the outbox.
-    disposable_kafka.down()
+    disposable_kafka.stop()
     logged = len(relay.log())
     emit_steps(probe, first, range(3, 6))
     emit_steps(probe, second, range(3))
@@ -139,9 +76,9 @@ def test_rows_wait_while_kafka_is_down_and_all_arrive_in_order_when_it_is_back(
     assert relay.running
 
     # 4. Kafka is back (same data): every row arrives once, each aggregate in order.
-    disposable_kafka.up()
+    disposable_kafka.start()
     wait_for_published({first, second}, timeout=120)
-    records = read_records("orders", keys={first, second}, bootstrap=bootstrap, at_least=9, timeout=60)
+    records = read_topic("orders", keys={first, second}, bootstrap=bootstrap, at_least=9, timeout=60)
     assert steps_on_kafka(records, first) == list(range(6))
     assert steps_on_kafka(records, second) == list(range(3))
     assert len({record.event_id for record in records}) == len(records) == 9

@@ -1,8 +1,13 @@
-"""The relay against the real PostgreSQL and Kafka: what lands on Kafka, in which order."""
+"""The relay on the real PostgreSQL: what it publishes, in which order, with which headers.
+
+One test publishes to the real Kafka (what lands there, at the offsets the rows keep); the
+others run the relay's logic on an in-memory broker (backbone.testing.memory_kafka: the same
+producer port). The relay process on Kafka: test_relay_process.py, test_relay_shards.py."""
 
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,17 +18,28 @@ from opentelemetry.trace import SpanKind
 from backbone import tracing
 from backbone.correlation import correlation_scope
 from backbone.envelope import Envelope, format_time
-from backbone.kafka import physical_topic
+from backbone.testing import read_topic
+from backbone.testing.memory_kafka import MemoryBroker
 from backbone.testing.spans import spans_in_memory
 from outbox.emit import emit
 from outbox.models import OutboxRecord
 
 from .conftest import emit_steps, publish_once
-from .kafka_helpers import read_records
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("kafka_topics")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture
+def broker() -> MemoryBroker:
+    return MemoryBroker()
+
+
+def publish_in_memory(broker: MemoryBroker, **options: Any) -> None:
+    """One pass of the real relay, its producer on `broker`."""
+    publish_once(producer_factory=broker.producer, **options)
+
+
+@pytest.mark.usefixtures("kafka_topics")
 def test_a_row_becomes_a_record_with_its_key_json_and_cloudevents_headers(probe):
     key = str(uuid.uuid4())
     with correlation_scope("story-1", causation_id="cause-1"), transaction.atomic():
@@ -31,9 +47,9 @@ def test_a_row_becomes_a_record_with_its_key_json_and_cloudevents_headers(probe)
 
     publish_once()
 
-    (record,) = read_records("orders", keys={key}, at_least=1)
+    (record,) = read_topic("orders", keys={key}, at_least=1)
     row = OutboxRecord.objects.get(key=key)
-    assert record.topic == physical_topic("orders")
+    assert record.topic == "orders"  # read from the namespace's topic, named without the namespace
     assert json.loads(record.value) == {"order_id": key, "step": 1}
     assert Envelope.from_headers([(k, v.encode()) for k, v in record.headers.items()]) == envelope
     assert record.headers["ce_time"] == format_time(row.occurred_at)
@@ -41,18 +57,18 @@ def test_a_row_becomes_a_record_with_its_key_json_and_cloudevents_headers(probe)
     assert row.published_at is not None
 
 
-def test_the_first_event_of_a_story_has_no_causation_header(probe):
+def test_the_first_event_of_a_story_has_no_causation_header(probe, broker: MemoryBroker):
     key = str(uuid.uuid4())
     emit_steps(probe, key, [1])
 
-    publish_once()
+    publish_in_memory(broker)
 
-    (record,) = read_records("orders", keys={key}, at_least=1)
+    (record,) = broker.read("orders", keys={key})
     assert "ce_causationid" not in record.headers
     assert record.headers["ce_correlationid"]
 
 
-def test_a_rolled_back_transaction_publishes_nothing(probe):
+def test_a_rolled_back_transaction_publishes_nothing(probe, broker: MemoryBroker):
     rolled_back, committed = str(uuid.uuid4()), str(uuid.uuid4())
 
     def change_that_fails() -> None:
@@ -64,14 +80,14 @@ def test_a_rolled_back_transaction_publishes_nothing(probe):
         change_that_fails()
     emit_steps(probe, committed, [1])  # proves the relay ran and published what did commit
 
-    publish_once()
+    publish_in_memory(broker)
 
-    records = read_records("orders", keys={rolled_back, committed}, at_least=1)
+    records = broker.read("orders", keys={rolled_back, committed})
     assert [record.key for record in records] == [committed]
     assert not OutboxRecord.objects.filter(key=rolled_back).exists()
 
 
-def test_rows_committed_out_of_id_order_are_published_in_commit_order():
+def test_rows_committed_out_of_id_order_are_published_in_commit_order(broker: MemoryBroker):
     """Transaction 1 inserts first (lower id) but commits last: its row must follow."""
     key = str(uuid.uuid4())
     first, second = connect(), connect()
@@ -85,15 +101,15 @@ def test_rows_committed_out_of_id_order_are_published_in_commit_order():
         first.close()
         second.close()
 
-    publish_once()
+    publish_in_memory(broker)
 
-    records = read_records("orders", keys={key}, at_least=2)
+    records = broker.read("orders", keys={key})
     assert [json.loads(record.value)["step"] for record in records] == [2, 1]
     rows = {row.id: row for row in OutboxRecord.objects.filter(key=key)}
     assert rows[second_id].kafka_offset < rows[first_id].kafka_offset
 
 
-def test_a_large_backlog_is_published_completely_and_in_order_per_aggregate(probe):
+def test_a_large_backlog_is_published_completely_and_in_order_per_aggregate(probe, broker: MemoryBroker):
     keys = [str(uuid.uuid4()) for _ in range(5)]
     with transaction.atomic():
         for step in range(60):
@@ -101,16 +117,16 @@ def test_a_large_backlog_is_published_completely_and_in_order_per_aggregate(prob
                 emit(probe(order_id=key, step=step))
 
     # Small batches and windows, so the backlog takes several of each.
-    publish_once(batch_size=7, window_size=50)
+    publish_in_memory(broker, batch_size=7, window_size=50)
 
-    records = read_records("orders", keys=set(keys), at_least=300)
+    records = broker.read("orders", keys=set(keys))
     assert len(records) == 300
     for key in keys:
         assert [json.loads(r.value)["step"] for r in records if r.key == key] == list(range(60))
     assert not OutboxRecord.objects.filter(key__in=keys, published_at__isnull=True).exists()
 
 
-def test_retention_deletes_only_rows_published_before_the_cutoff(probe):
+def test_retention_deletes_only_rows_published_before_the_cutoff(probe, broker: MemoryBroker):
     key = str(uuid.uuid4())
     emit_steps(probe, key, range(6))
     rows = list(OutboxRecord.objects.filter(key=key).order_by("id"))
@@ -123,19 +139,21 @@ def test_retention_deletes_only_rows_published_before_the_cutoff(probe):
     OutboxRecord.objects.filter(id=rows[4].id).update(occurred_at=now - timedelta(days=30))  # unpublished
 
     # Chunks of 2 rows, so the three old rows take two chunks.
-    publish_once(retention=timedelta(hours=72), cleanup_chunk=2)
+    publish_in_memory(broker, retention=timedelta(hours=72), cleanup_chunk=2)
 
     remaining = set(OutboxRecord.objects.filter(key=key).values_list("id", flat=True))
     assert remaining == {rows[3].id, rows[4].id, rows[5].id}
 
 
-def test_retention_follows_the_injected_clock(probe):
+def test_retention_follows_the_injected_clock(probe, broker: MemoryBroker):
     key = str(uuid.uuid4())
     emit_steps(probe, key, range(2))
-    publish_once()
+    publish_in_memory(broker)
     assert OutboxRecord.objects.filter(key=key, published_at__isnull=False).count() == 2
 
-    publish_once(clock=lambda: timezone.now() + timedelta(hours=73), retention=timedelta(hours=72))
+    publish_in_memory(
+        broker, clock=lambda: timezone.now() + timedelta(hours=73), retention=timedelta(hours=72)
+    )
 
     assert not OutboxRecord.objects.filter(key=key).exists()
 
@@ -165,7 +183,7 @@ def insert_row(conn: psycopg.Connection, key: str, *, step: int) -> int:
     return int(row[0])
 
 
-def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe):
+def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe, broker: MemoryBroker):
     """OpenTelemetry's Kafka instrumentations read `traceparent`, not CloudEvents' extension."""
     key = str(uuid.uuid4())
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -173,9 +191,9 @@ def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe
         emit(probe(order_id=key, step=1))
 
     with spans_in_memory() as spans:
-        publish_once()
+        publish_in_memory(broker)
 
-    (record,) = read_records("orders", keys={key}, at_least=1)
+    (record,) = broker.read("orders", keys={key})
     assert record.headers["traceparent"] == record.headers["ce_traceparent"] == parent
     (span,) = [s for s in spans.get_finished_spans() if s.name == "send orders"]
     assert span.kind is SpanKind.PRODUCER
@@ -194,7 +212,7 @@ def test_the_trace_context_goes_as_the_plain_w3c_header_too_in_a_send_span(probe
     }
 
 
-def test_the_vendors_tracestate_travels_with_its_traceparent(probe):
+def test_the_vendors_tracestate_travels_with_its_traceparent(probe, broker: MemoryBroker):
     """A client's tracestate (here two vendors' entries) reaches Kafka unchanged, both as the
     plain W3C header and as CloudEvents' extension attribute."""
     key = str(uuid.uuid4())
@@ -205,9 +223,9 @@ def test_the_vendors_tracestate_travels_with_its_traceparent(probe):
     with transaction.atomic():  # a new trace has no vendor state to pass on
         emit(probe(order_id=key, step=2))
 
-    publish_once()
+    publish_in_memory(broker)
 
-    first, second = read_records("orders", keys={key}, at_least=2)
+    first, second = broker.read("orders", keys={key})
     assert first.headers["tracestate"] == first.headers["ce_tracestate"] == state
     assert "tracestate" not in second.headers
     assert "ce_tracestate" not in second.headers

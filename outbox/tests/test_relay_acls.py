@@ -2,7 +2,7 @@
 refused; it says so, the rows wait in the outbox, and they are published once it is granted.
 
 The broker is a disposable one with SASL users and the StandardAuthorizer
-(backbone/tests/sasl_kafka.py); the relay is the real `manage.py relay` process.
+(backbone/testing/broker.py); the relay is the real `manage.py relay` process.
 """
 
 import uuid
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from backbone.tests.sasl_kafka import SaslKafka
+from backbone.testing.broker import ThrowawayKafka
 from outbox.models import OutboxRecord
 
 from .conftest import RelayStarter, emit_steps, process_env, wait_for_published
@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
 @pytest.fixture
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslKafka]:
-    kafka = SaslKafka(tmp_path_factory.mktemp("sasl-kafka"))
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayKafka]:
+    kafka = ThrowawayKafka(tmp_path_factory.mktemp("sasl-kafka"), sasl=True)
     try:
         kafka.start()
         kafka.manage("admin", "topics", "--partitions", "1")
@@ -30,7 +30,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslKafka]:
 
 
 def test_refused_rows_wait_in_the_outbox_until_the_relay_is_granted_write(
-    probe, start_relay: RelayStarter, broker: SaslKafka
+    probe, start_relay: RelayStarter, broker: ThrowawayKafka
 ) -> None:
     # relay2 is a known user without any grant yet.
     env = process_env(**broker.settings_for("relay2"), RELAY_MAX_BACKOFF_SECONDS="1")

@@ -16,10 +16,9 @@ from contextlib import contextmanager, suppress
 import pytest
 from django.conf import settings
 
-from backbone.testing import wait_for
+from backbone.testing import read_topic, wait_for
 
 from .conftest import RelayProcess, RelayStarter, emit_steps, process_env, wait_for_published
-from .kafka_helpers import read_records
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -78,7 +77,7 @@ def start_leader_and_standby(
 
 def steps_by_key(keys: set[str], at_least: int) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {key: [] for key in keys}
-    for record in read_records("orders", keys=keys, at_least=at_least, timeout=60):
+    for record in read_topic("orders", keys=keys, at_least=at_least, timeout=60):
         found[record.key].append(json.loads(record.value)["step"])
     return found
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection
 
 from backbone.failpoints import EXIT_CODE
-from backbone.testing import database_url
+from backbone.testing import database_url, read_topic
 from outbox.leader import AnotherLeader
 from outbox.models import OutboxRecord
 
@@ -24,7 +24,6 @@ from .conftest import (
     publish_once,
     wait_for_published,
 )
-from .kafka_helpers import read_records
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -46,7 +45,7 @@ def test_commits_wake_the_relay_without_polling(probe, start_relay: RelayStarter
         emit_steps(probe, key, [1])
         wait_for_published({key})
 
-    assert len(read_records("orders", keys=set(keys), at_least=3)) == 3
+    assert len(read_topic("orders", keys=set(keys), at_least=3)) == 3
     assert relay.running
 
 
@@ -131,7 +130,7 @@ def test_a_second_relay_stands_by_and_takes_over_when_the_leader_is_killed(probe
     emit_steps(probe, after, range(3))
     wait_for_published({after})
 
-    records = read_records("orders", keys={before, after}, at_least=6)
+    records = read_topic("orders", keys={before, after}, at_least=6)
     assert steps_by_key(records, before) == [0, 1, 2]
     assert steps_by_key(records, after) == [0, 1, 2]
     assert second.running
@@ -146,13 +145,13 @@ def test_a_crash_between_delivery_and_marking_republishes_the_same_events(probe,
     )
 
     assert crashing.process.wait(timeout=60) == EXIT_CODE
-    assert [r.event_id for r in read_records("orders", keys={key}, at_least=4)] == event_ids
+    assert [r.event_id for r in read_topic("orders", keys={key}, at_least=4)] == event_ids
     assert OutboxRecord.objects.filter(key=key, published_at__isnull=True).count() == 4  # not marked
 
     restarted = start_relay("--once", name="restarted")
     assert restarted.process.wait(timeout=60) == 0
 
-    records = read_records("orders", keys={key}, at_least=8)
+    records = read_topic("orders", keys={key}, at_least=8)
     assert Counter(record.event_id for record in records) == dict.fromkeys(event_ids, 2)  # duplicates ...
     assert [r.event_id for r in records] == event_ids + event_ids  # ... each copy in order
     assert not OutboxRecord.objects.filter(key=key, published_at__isnull=True).exists()

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from backbone.testing import wait_for
+from backbone.testing import terminate, wait_for
 from orders.events import OrderLine
 from outbox.models import OutboxRecord
 from shipments import services
@@ -46,8 +46,7 @@ def worker_queue() -> Iterator[str]:
         env=environment,
     )
     yield queue
-    process.terminate()
-    process.wait(timeout=30)
+    terminate(process, grace=30)
 
 
 @pytest.mark.e2e
