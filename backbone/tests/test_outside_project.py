@@ -12,7 +12,6 @@ redelivery of its record included. About a minute and a half, most of it pip.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from django.conf import settings
 
 from backbone.conf import backbone_settings
 from backbone.provisioning import delete_namespace
-from backbone.testing import Timeout, wait_for
+from backbone.testing import Timeout, terminate, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -216,12 +215,7 @@ def started(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
     try:
         yield Running(process, log)
     finally:
-        process.send_signal(signal.SIGTERM)  # as an operator stops it: finish the batch, commit
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, grace=10)  # SIGTERM, as an operator stops it: the batch finishes
 
 
 def wait_while_running(condition, *processes: Running, what: str) -> None:
