@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from .catalog import EventTypeFacts, event_types
+from .conf import backbone_settings
 from .contracts import JsonDict
 from .topics import Topic, topics
 
@@ -79,10 +80,10 @@ def document() -> JsonDict:
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
-            "title": "Shop on a backbone of events: the events",
+            "title": backbone_settings.ASYNCAPI_TITLE,
             "version": "1.0.0",
             "description": (
-                "The events the shop's contexts publish and read on Kafka, generated from their "
+                "The events the project's apps publish and read on Kafka, generated from their "
                 "contracts (`manage.py contracts asyncapi`). Every record is a CloudEvent in binary mode; "
                 "dead letters of a topic go to `<topic>.dlq`."
             ),

@@ -62,17 +62,19 @@ class EventTypeFacts:
 
 def is_published_contract(contract: type[Event]) -> bool:
     """Declared in its app's events.py (the convention) by its topic's single writer."""
+    if not is_installed_app(contract.context):
+        return False
     declared = contract.__module__ == f"{apps.get_app_config(contract.context).name}.events"
     declared_topic = topics().get(contract.topic)
     return declared and declared_topic is not None and declared_topic.owner == contract.context
 
 
-def is_shop_context(context: str) -> bool:
+def is_installed_app(context: str) -> bool:
     return any(app.label == context for app in apps.get_app_configs())
 
 
 def event_types() -> list[EventTypeFacts]:
-    """Every contract of the shop's contexts, by type name, with the handlers that read it."""
+    """Every contract of the installed apps, by type name, with the handlers that read it."""
     readers = _readers()
     return [
         EventTypeFacts(
@@ -88,7 +90,7 @@ def event_types() -> list[EventTypeFacts]:
 def _readers() -> dict[str, list[Reader]]:
     by_type: dict[str, list[Reader]] = {}
     for context in subscriptions.contexts():
-        if not is_shop_context(context):
+        if not is_installed_app(context):
             continue
         for type_name, subs in sorted(subscriptions.for_context(context).items()):
             handlers = tuple(sorted(sub.name for sub in subs))

@@ -156,6 +156,9 @@ class BackboneSettings(BaseModel):
     # Tracing: a process's default service.name is <prefix>-web, <prefix>-relay, <prefix>-<context>...
     SERVICE_NAME_PREFIX: Text = "backbone"
 
+    # The AsyncAPI document's title (`manage.py contracts asyncapi`, /api/asyncapi/).
+    ASYNCAPI_TITLE: Text = "Events"
+
 
 KEYS = tuple(BackboneSettings.model_fields)
 # Keys whose environment variable is not just the key (from_environ).

@@ -282,6 +282,7 @@ BACKBONE = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
     "WEB_WAITING_URLCONF": "config.urls_waiting",  # the views that can wait without a thread
     "SERVICE_NAME_PREFIX": "shop",  # shop-web, shop-relay, shop-<context> in traces
+    "ASYNCAPI_TITLE": "Shop on a backbone of events: the events",
     **backbone_environ(),
 }
 
