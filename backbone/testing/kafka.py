@@ -7,7 +7,7 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from backbone.conf import backbone_settings
 from backbone.envelope import Envelope
@@ -15,6 +15,8 @@ from backbone.kafka import client_config, group_id, logical_topic, physical_topi
 from backbone.topics import topics as declared_topics
 
 from .waiting import Timeout
+
+_LEADER_NOT_THERE_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,24 @@ class KafkaTail:
         self.consumer.assign(partitions)
         self.records: list[KafkaRecord] = []
 
+    def _end_of(self, partition: TopicPartition, timeout: float = 20.0) -> int:
+        """The partition's high watermark. Right after a topic is made, its leader may not be
+        elected yet (NOT_LEADER_FOR_PARTITION, a retriable error): ask again until it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(self.watermarks.get_watermark_offsets(partition, timeout=10)[1])
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                if time.monotonic() > deadline or not (
+                    kafka_error.retriable() or kafka_error.code() in _LEADER_NOT_THERE_YET
+                ):
+                    raise
+                time.sleep(0.2)
+
     def catch_up(self, timeout: float = 30.0) -> list[KafkaRecord]:
         """Read up to the current end of every partition."""
-        ends = {
-            (tp.topic, tp.partition): self.watermarks.get_watermark_offsets(tp, timeout=10)[1]
-            for tp in self.partitions
-        }
+        ends = {(tp.topic, tp.partition): self._end_of(tp) for tp in self.partitions}
         seen: dict[tuple[str, int], int] = {}
         for record in self.records:
             key = (physical_topic(record.topic), record.partition)
