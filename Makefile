@@ -42,12 +42,13 @@ migrate: services  ## apply database migrations
 tools:  ## install what the tests use besides the services: docker-compose, chromium + chromium-driver, promtool, the JDK and Kafka jars, the AsyncAPI parser (npm) (idempotent)
 	@$(SERVICES) tools
 
-# Two pytest workers (pytest-xdist), each with its own test database, Kafka namespace, Redis
+# Three pytest workers (pytest-xdist; the tests wait on processes and services as much as they
+# compute, so a third keeps two cores busy), each with its own test database, Kafka namespace, Redis
 # prefix and Celery queue (conftest.py); a test module stays on one worker (--dist loadfile),
 # so a module's processes start once. TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
-test: services tools  ## run the whole test suite against the real services (two workers)
+test: services tools  ## run the whole test suite against the real services (three workers, TEST_WORKERS=N)
 	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv  ## only the tests that need no service (no database, Kafka or Redis): under a minute
