@@ -7,6 +7,7 @@ reads as it runs.
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,10 +31,27 @@ def database_url(settings_dict: dict[str, Any]) -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
+# Ports for the servers a test starts, below Linux's ephemeral range (32768-60999 by default):
+# a port the kernel hands out for listening on port 0 is also one it may give any client
+# socket as its local port (a Kafka or PostgreSQL connection), before the test's server binds
+# it. Each pytest-xdist worker draws from a block of its own, so two workers never race either.
+_PORT_BLOCK = 3000
+_FIRST_PORT = 20000
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nothing listens on, for a server a test is about to start."""
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    worker = int(number) if number.isdigit() else 0
+    first = _FIRST_PORT + (worker % 4) * _PORT_BLOCK
+    for port in random.sample(range(first, first + _PORT_BLOCK), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: another server of this run, or of another program
+            return port
+    raise RuntimeError(f"no free port between {first} and {first + _PORT_BLOCK}")
 
 
 @dataclass
