@@ -25,6 +25,12 @@ _directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 # ASGI (config.asgi:application) in uvicorn workers: a long-poll is a coroutine, not a thread.
 # The access log is the application's (backbone/access_log.py), not uvicorn's.
 worker_class = "config.uvicorn_worker.WebWorker"
+# How long an idle keep-alive connection stays open (uvicorn's timeout_keep_alive comes from it).
+# gunicorn's default, 2 s, closes a connection while a client (or a load balancer, whose idle
+# timeout is usually 60 s) is about to send its next request on it: that request meets a
+# closed socket, a "connection reset" for a POST no client may retry. The server must outlast
+# its clients' idle timeouts.
+keepalive = 75
 
 
 def _raise_open_files_limit() -> None:

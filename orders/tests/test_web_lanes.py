@@ -4,6 +4,7 @@ dropped connection), and only a view of the waiting lane that is asked to wait w
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -124,3 +125,21 @@ def test_static_files_are_served_from_the_loop_never_queued_for_a_direct_thread(
     assert all(response.content == expected for response in responses)
     assert responses[0].headers["content-type"].startswith("text/css")
     assert missing.status_code == 404
+
+
+def test_an_idle_keep_alive_connection_still_takes_a_request_seconds_later(tmp_path, catalog) -> None:
+    """A client that keeps its connection (httpx, a load balancer) may send the next request on
+    it after a pause: the server must not have closed it meanwhile (gunicorn's 2 s default did,
+    and the request then met a reset connection)."""
+    web = Web(tmp_path / "web.log")
+    request = b"GET /health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", web.port), timeout=30) as connection:
+            connection.sendall(request)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(4)  # idle, as between two requests of a pooled connection
+            connection.sendall(request)
+            answer = connection.recv(65536)
+    finally:
+        web.stop()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
