@@ -335,14 +335,46 @@ kafka_up() {
       -c "$dir/server.properties" >>"$LOGS/kafka.out" 2>&1 \
       || fail "Kafka storage format failed; see $LOGS/kafka.out"
   fi
+  local attempt
+  for attempt in 1 2 3; do
+    kafka_start "$dir" "$bootstrap" && return
+    # The broker's ports lie in the kernel's ephemeral range, so a client socket of another
+    # program can hold one for a moment; that is worth another try, a real conflict is not.
+    grep -q "Address already in use" <(kafka_log_since_start) && ! port_listening "$KAFKA_PORT" \
+      && ! port_listening "$KAFKA_CONTROLLER_PORT" || break
+    say "Kafka: a port was taken for a moment (attempt $attempt of 3); starting again"
+    sleep 1
+  done
+  fail "Kafka exited during start-up; last lines of $LOGS/kafka.out: $(tail -3 "$LOGS/kafka.out" | tr '\n' ' ')"
+}
+
+# True when something listens on 127.0.0.1:$1, found in /proc without opening a connection: a probe
+# that connects to a port nobody listens on yet may be given that very port as its own (a TCP
+# self-connect) and hold it, so the broker's bind would fail.
+port_listening() {
+  local hex
+  hex=$(printf ':%04X' "$1")
+  awk -v port="$hex" '$2 ~ port"$" && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6
+}
+
+kafka_log_since_start() {
+  tail -n +"$KAFKA_LOG_START" "$LOGS/kafka.log" 2>/dev/null
+}
+
+# Start the broker once; 0 when it answers, 1 when it exited (the caller decides), fail on timeout.
+kafka_start() {
+  local dir=$1 bootstrap=$2
+  KAFKA_LOG_START=$(( $(wc -l <"$LOGS/kafka.log" 2>/dev/null || echo 0) + 1 ))
   # setsid: the broker outlives the shell (and the Ctrl-C) that started it.
   setsid nohup "$JAVA" "${JVM_ARGS[@]}" kafka.Kafka "$dir/server.properties" \
     >>"$LOGS/kafka.out" 2>&1 </dev/null &
   echo $! >"$dir/kafka.pid"
   for _ in $(seq 120); do
-    kafka_ready "$bootstrap" && { say "Kafka: started on $bootstrap"; return; }
-    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null \
-      || fail "Kafka exited during start-up; last lines of $LOGS/kafka.out: $(tail -3 "$LOGS/kafka.out" | tr '\n' ' ')"
+    if port_listening "$KAFKA_PORT" && kafka_ready "$bootstrap"; then
+      say "Kafka: started on $bootstrap"
+      return 0
+    fi
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || return 1
     sleep 0.5
   done
   fail "Kafka did not answer on $bootstrap within 60 s; see $LOGS/kafka.log"
