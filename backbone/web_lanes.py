@@ -21,9 +21,11 @@ middleware hook, signal and view: a dozen hops for one `GET`. Most requests neve
   while a slow client downloads it.
 
 Every other request, and every request of a sync server (the test client, runserver), goes by
-the project's ROOT_URLCONF: a waiting view there (orders' detail view is one) works in both
-lanes, and a view that only the waiting lane has (placing an order and waiting for it) is an
-extra, never the only way to an answer.
+the project's ROOT_URLCONF, whose views are sync, so that the direct lane runs them in its
+thread (an async view under a sync handler starts a thread and an event loop of its own for each
+request). A waiting lane's view has a sync twin there that answers the same request without the
+wait (placing an order) or waits holding its thread (orders' detail view on a sync server): the
+waiting lane is an extra, never the only way to an answer.
 
 Only asgiref's public API: `ThreadSensitiveContext(executor=...)` and `sync_to_async` are
 documented in asgiref's README ("Thread-sensitive contexts", 3.13.0, the version pinned): a

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -182,8 +182,11 @@ class OrderListCreateView(ListAPIView):
         return _place(request)
 
 
-class OrderDetailView(AsyncAPIView):
-    """Async (adrf), so that a wait is a coroutine of the ASGI worker and holds no thread."""
+class _FirstRead:
+    """The detail view's first turn at the database, the same in both lanes."""
+
+    _timeout: float
+    _answer: ReturnDict | None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication reads the token: in a database turn like the order's reads (adrf runs
@@ -191,18 +194,22 @@ class OrderDetailView(AsyncAPIView):
         # and transaction, one commit: in full when the request will not wait, else only its
         # state. `?wait=` is checked first: a bad one is a 400 before any 404.
         self._timeout = 0.0
-        self._answer: ReturnDict | None = None
+        self._answer = None
         with _database_turn(), transaction.atomic():
-            super().initial(request, *args, **kwargs)
+            super().initial(request, *args, **kwargs)  # type: ignore[misc]  # the view's initial()
             if request.method == "GET":
                 self._timeout = _wait_timeout(request)
                 # Decided already, or no wait asked: read in full now, answered without a wait.
                 if self._timeout <= 0 or _state_is_final(request, kwargs["order_id"]):
                     _, self._answer = _order_state(request, kwargs["order_id"])
 
-    @classmethod
-    def asks_to_wait(cls, scope: Scope) -> bool:
-        return scope["method"] == "GET" and query_has(scope, "wait")
+
+class OrderDetailView(_FirstRead, APIView):
+    """Sync: what the web process's direct lane runs for a read that does not wait, in the
+    request's thread (an async view there would start an event loop in a thread of its own
+    per request). A wait reaches it only on a sync server (the test client, runserver), where
+    it holds the request's thread; the web process sends every `?wait=` to
+    WaitingOrderDetailView (orders/urls_waiting.py)."""
 
     @extend_schema(
         summary="Show an order, optionally waiting for its outcome",
@@ -221,30 +228,48 @@ class OrderDetailView(AsyncAPIView):
             ),
         },
     )
-    async def get(self, request: Request, order_id: uuid.UUID) -> Response:
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
         if self._answer is not None:  # decided, or no wait asked: read in full by initial()
             return Response(self._answer)
-        timeout = self._timeout
-        # With a pool (the web process) a read may run on any thread: the loop's shared executor
-        # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
-        # (runserver, tests) it stays on the request's thread, with its connection and transaction.
-        thread_sensitive = not _pooled()
-        decided = sync_to_async(_decided_order, thread_sensitive=thread_sensitive)
-        # The first read (initial()) answered 404 for others' orders before any wait. While
-        # waiting, a ring of the doorbell re-reads only the state, and the order in full once
-        # it is decided, in one transaction.
-        try:
-            async with wait_slots.slot(request.user.pk, seconds=timeout):
-                data = await bells.wait_until(
-                    order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
-                )
-        except wait_slots.TooManyWaits as refused:
-            cap = settings.ORDER_WAITS_PER_CUSTOMER
-            detail = f"Too many waits at once: at most {cap} per customer."
-            raise Throttled(wait=refused.retry_after, detail=detail) from None
-        if data is None:  # still undecided after the wait: as it is now
-            _, data = await sync_to_async(_read_order, thread_sensitive=thread_sensitive)(request, order_id)
-        return Response(data)
+        return Response(async_to_sync(_wait_for_decision)(request, order_id, self._timeout))
+
+
+class WaitingOrderDetailView(_FirstRead, AsyncAPIView):
+    """`GET /api/orders/{id}/?wait=N` in the web's waiting lane: async (adrf), so that a wait is a
+    coroutine of the ASGI worker and holds no thread. Documented by OrderDetailView."""
+
+    @classmethod
+    def asks_to_wait(cls, scope: Scope) -> bool:
+        return scope["method"] == "GET" and query_has(scope, "wait")
+
+    async def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        if self._answer is not None:
+            return Response(self._answer)
+        return Response(await _wait_for_decision(request, order_id, self._timeout))
+
+
+async def _wait_for_decision(request: Request, order_id: uuid.UUID, timeout: float) -> ReturnDict:
+    """The order once decided, or as it is after `timeout` seconds; 429 past the customer's cap."""
+    # With a pool (the web process) a read may run on any thread: the loop's shared executor
+    # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
+    # (runserver, tests) it stays on the request's thread, with its connection and transaction.
+    thread_sensitive = not _pooled()
+    decided = sync_to_async(_decided_order, thread_sensitive=thread_sensitive)
+    # The first read (initial()) answered 404 for others' orders before any wait. While
+    # waiting, a ring of the doorbell re-reads only the state, and the order in full once
+    # it is decided, in one transaction.
+    try:
+        async with wait_slots.slot(request.user.pk, seconds=timeout):
+            data = await bells.wait_until(
+                order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
+            )
+    except wait_slots.TooManyWaits as refused:
+        cap = settings.ORDER_WAITS_PER_CUSTOMER
+        detail = f"Too many waits at once: at most {cap} per customer."
+        raise Throttled(wait=refused.retry_after, detail=detail) from None
+    if data is None:  # still undecided after the wait: as it is now
+        _, data = await sync_to_async(_read_order, thread_sensitive=thread_sensitive)(request, order_id)
+    return data
 
 
 class OrderEventsView(APIView):

@@ -9,5 +9,5 @@ app_name = "orders"
 
 urlpatterns: list[URLPattern] = [
     path("orders/", api.PlaceOrderAndWaitView.as_view(), name="order-list"),
-    path("orders/<uuid:order_id>/", api.OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<uuid:order_id>/", api.WaitingOrderDetailView.as_view(), name="order-detail"),
 ]

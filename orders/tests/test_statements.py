@@ -85,7 +85,7 @@ def test_placing_an_order_over_http_is_one_commit() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_reading_an_order_over_http_is_one_commit() -> None:
-    """The token and the order's first read share one transaction (`OrderDetailView.initial`)."""
+    """The token and the order's first read share one transaction (`orders.api._FirstRead.initial`)."""
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
@@ -104,3 +104,30 @@ def test_reading_an_order_over_http_is_one_commit() -> None:
         assert client.get(f"/api/orders/{uuid.uuid4()}/").status_code == 404
         assert client.get(f"/api/orders/{uuid.uuid4()}/", {"wait": "x"}).status_code == 400  # before 404
     assert not commits, commits  # an error's transaction (token, wait, read) is rolled back
+
+
+def test_reading_an_order_without_waiting_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync handler (the web's direct lane, the test client) runs the read in the request's
+    thread: an async view there would start a thread and an event loop for every request."""
+    import threading
+
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    customer = make_user("threadless")
+    stock_level("SKU-T", available=5)
+    order = place(customer, ("SKU-T", 1))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=customer).key}")
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted_start)
+    response = client.get(f"/api/orders/{order.id}/")
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] == str(order.id)
+    assert not started, started
