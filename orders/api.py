@@ -22,7 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.throttling import BaseThrottle
-from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
 from backbone import prefer
@@ -40,6 +39,7 @@ from .serializers import (
     PlaceOrderSerializer,
     ProductSerializer,
     WaitQuerySerializer,
+    order_representation,
 )
 from .throttling import OrderPlacementThrottle
 
@@ -186,7 +186,7 @@ class _FirstRead:
     """The detail view's first turn at the database, the same in both lanes."""
 
     _timeout: float
-    _answer: ReturnDict | None
+    _answer: dict[str, Any] | None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication reads the token: in a database turn like the order's reads (adrf runs
@@ -248,7 +248,7 @@ class WaitingOrderDetailView(_FirstRead, AsyncAPIView):
         return Response(await _wait_for_decision(request, order_id, self._timeout))
 
 
-async def _wait_for_decision(request: Request, order_id: uuid.UUID, timeout: float) -> ReturnDict:
+async def _wait_for_decision(request: Request, order_id: uuid.UUID, timeout: float) -> dict[str, Any]:
     """The order once decided, or as it is after `timeout` seconds; 429 past the customer's cap."""
     # With a pool (the web process) a read may run on any thread: the loop's shared executor
     # keeps the reads of a thousand waits on a few threads, not a thread each. Without one
@@ -353,7 +353,7 @@ def _place(request: Request) -> Response:
     headers = {"Location": reverse("orders:order-detail", args=[placement.order.id], request=request)}
     if not placement.created:
         headers["Idempotent-Replayed"] = "true"
-    return Response(OrderSerializer(placement.order).data, status.HTTP_202_ACCEPTED, headers=headers)
+    return Response(order_representation(placement.order), status.HTTP_202_ACCEPTED, headers=headers)
 
 
 def _place_in_a_turn(request: Request) -> Response:
@@ -387,15 +387,15 @@ def _pooled() -> bool:
     return bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
 
 
-def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
+def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, dict[str, Any]]:
     """Whether the order is decided, and its representation: one short use of the database."""
     with _database_turn():
         return _order_state(request, order_id)
 
 
-def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, ReturnDict]:
+def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, dict[str, Any]]:
     order = _order_or_404(request, order_id)
-    return order.is_final, OrderSerializer(order).data
+    return order.is_final, order_representation(order)
 
 
 def _wait_timeout(request: Request) -> float:
@@ -407,7 +407,7 @@ def _wait_timeout(request: Request) -> float:
     return float(min(query.validated_data["wait"], settings.ORDER_WAIT_MAX_SECONDS))
 
 
-def _decided_order(request: Request, order_id: uuid.UUID) -> ReturnDict | None:
+def _decided_order(request: Request, order_id: uuid.UUID) -> dict[str, Any] | None:
     """The order in full once it is decided, else None; one short transaction either way."""
     with _database_turn(), transaction.atomic():
         if not _state_is_final(request, order_id):
@@ -416,7 +416,7 @@ def _decided_order(request: Request, order_id: uuid.UUID) -> ReturnDict | None:
         return data
 
 
-def _is_given(data: ReturnDict | None) -> bool:
+def _is_given(data: dict[str, Any] | None) -> bool:
     return data is not None
 
 
