@@ -21,6 +21,7 @@ from uuid import UUID
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
+from backbone.statements import FixedSelect
 from backbone.versioned import insert_if_absent
 from outbox.emit import emit
 
@@ -209,13 +210,17 @@ def _locked_levels(skus: list[str]) -> list[StockLevel]:
     statement of their own, so they are the latest committed ones: catalog data changes only
     under the level's lock (`register_product`), so a level event never carries a stale price.
     """
-    levels = list(
-        StockLevel.objects.select_for_update(of=("self",)).filter(product_id__in=skus).order_by("pk")
-    )
-    products = Product.objects.in_bulk([level.product_id for level in levels])
+    levels = _LOCK_LEVELS([skus])
+    products = {product.sku: product for product in _PRODUCTS([[level.product_id for level in levels]])}
     for level in levels:
         level.product = products[level.product_id]
     return levels
+
+
+# Fixed statements (backbone/statements.py): compiled as querysets, these two reads cost more
+# CPU than the rest of a reservation.
+_LOCK_LEVELS = FixedSelect(StockLevel, "WHERE product_id = ANY(%s) ORDER BY product_id FOR UPDATE")
+_PRODUCTS = FixedSelect(Product, "WHERE sku = ANY(%s)")
 
 
 def _open_level(product: Product, *, on_hand: int) -> StockLevel:
