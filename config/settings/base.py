@@ -60,7 +60,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    # Django's own, their hooks run on the event loop in an async chain, not in a thread and
+    # back twice each (backbone/inline_middleware.py).
+    "backbone.inline_middleware.SecurityMiddleware",
     # 413 for oversized bodies, 400 for NUL characters: before anything reads the request.
     "backbone.request_guard.RequestGuardMiddleware",
     # Static files (admin, API docs) straight from gunicorn through ServeStatic: `make run` needs
@@ -69,12 +71,12 @@ MIDDLEWARE = [
     "backbone.correlation.CorrelationIdMiddleware",
     # W3C trace context: continues the client's `traceparent` (docs/tracing.md).
     "backbone.tracing.TraceContextMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "backbone.inline_middleware.SessionMiddleware",
+    "backbone.inline_middleware.CommonMiddleware",
+    "backbone.inline_middleware.CsrfViewMiddleware",
+    "backbone.inline_middleware.AuthenticationMiddleware",
+    "backbone.inline_middleware.MessageMiddleware",
+    "backbone.inline_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
