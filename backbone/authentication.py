@@ -17,10 +17,15 @@ from django.db.models import Field, ForeignKey, Model
 from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 
+from .statements import converted_fields
+
 
 class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, Model]:
-        token = token_with_user(self.get_model(), key)
+        model = self.get_model()
+        if not _lookup(model).loadable:
+            return super().authenticate_credentials(key)
+        token = token_with_user(model, key)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         user: AbstractBaseUser = token.user  # type: ignore[attr-defined]  # the token model's `user`
@@ -55,6 +60,8 @@ class _Lookup:
         assert isinstance(user_field, ForeignKey)
         assert isinstance(key_field, Field)
         assert user_pk is not None
+        # A (custom) user or token model whose fields convert database values: DRF's ORM look-up.
+        self.loadable = not converted_fields(model) and not converted_fields(self.user_model)
         self.token_fields = [field.attname for field in model._meta.concrete_fields]
         self.user_fields = [field.attname for field in self.user_model._meta.concrete_fields]
         quote = connection.ops.quote_name

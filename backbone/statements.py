@@ -25,7 +25,7 @@ class FixedSelect(Generic[M]):
 
     def __init__(self, model: type[M], rest: str) -> None:
         fields = model._meta.concrete_fields
-        converted = [field.name for field in fields if hasattr(field, "from_db_value")]
+        converted = converted_fields(model)
         if converted:
             raise TypeError(f"{model.__name__}'s fields {converted} convert database values: use the ORM")
         self.model = model
@@ -40,3 +40,8 @@ class FixedSelect(Generic[M]):
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
         return [self.model.from_db(database, self.field_names, row) for row in rows]
+
+
+def converted_fields(model: type[Model]) -> list[str]:
+    """The fields whose values the ORM converts on loading: rows of the cursor are not enough."""
+    return [field.name for field in model._meta.concrete_fields if hasattr(field, "from_db_value")]

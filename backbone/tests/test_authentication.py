@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.test import APIClient
 
-from backbone.authentication import TokenAuthentication, token_with_user
+from backbone.authentication import TokenAuthentication, _lookup, token_with_user
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +51,21 @@ def test_the_api_authenticates_with_it(token: Token) -> None:
     answer = client.get("/api/orders/")
     assert answer.status_code == 401
     assert "Invalid token" in answer.json()["detail"]
+
+
+def test_a_user_model_whose_fields_convert_values_keeps_drfs_look_up(
+    token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_user_model().objects.filter(pk=token.user_id).update(first_name="stored")
+    field = get_user_model()._meta.get_field("first_name")
+    monkeypatch.setattr(field, "from_db_value", lambda value, *args: value.upper(), raising=False)
+    _lookup.cache_clear()
+    try:
+        assert not _lookup(Token).loadable
+        user, _ = TokenAuthentication().authenticate_credentials(token.key)
+        assert user.pk == token.user_id
+        assert user.first_name == "STORED"  # converted, as the ORM loads it
+    finally:
+        monkeypatch.undo()
+        _lookup.cache_clear()
+    assert _lookup(Token).loadable
