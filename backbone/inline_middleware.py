@@ -5,11 +5,15 @@ thread and back (`sync_to_async`): two hops per middleware, a dozen for the usua
 of what a request of the web's waiting lane cost beyond the same request in the direct lane. These
 hooks read headers and cookies and set attributes and lazy objects; none of them does I/O, so on
 the loop they cost what they cost in a sync chain. Where one may do I/O, it still goes to a
-thread: the session's save when the session changed (or SESSION_SAVE_EVERY_REQUEST), the CSRF
-secret when it lives in the session (CSRF_USE_SESSIONS), the messages' store when messages were
-read or added. A sync chain (WSGI, the test client) runs them exactly as Django does.
+thread: the session's save when the session changed (or SESSION_SAVE_EVERY_REQUEST), the
+messages' store when messages were read or added. A sync chain (WSGI, the test client) runs them
+exactly as Django does.
 
-    MIDDLEWARE = ["backbone.inline_middleware.SecurityMiddleware", ...]  # for Django's of that name
+    MIDDLEWARE = [..., "backbone.inline_middleware.SessionMiddleware", ...]  # for Django's of that name
+
+Not here: SecurityMiddleware, CsrfViewMiddleware and XFrameOptionsMiddleware, whose names
+`manage.py check --deploy` looks for in MIDDLEWARE (security.W001-W003): a subclass would hide
+them from it.
 
 Nothing of Django's is copied: each class is Django's, only the async path of `__call__` differs.
 It reads the mode MiddlewareMixin decides (`async_mode`); a Django without it stops start-up
@@ -26,7 +30,7 @@ from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import common
 
 
 class InlineHooks:
@@ -73,10 +77,6 @@ class InlineHooks:
         return hook(*args)
 
 
-class SecurityMiddleware(InlineHooks, security.SecurityMiddleware):
-    pass
-
-
 class SessionMiddleware(InlineHooks, sessions.SessionMiddleware):
     def response_needs_thread(self, request: HttpRequest) -> bool:
         session = getattr(request, "session", None)
@@ -85,15 +85,6 @@ class SessionMiddleware(InlineHooks, sessions.SessionMiddleware):
 
 class CommonMiddleware(InlineHooks, common.CommonMiddleware):
     pass
-
-
-class CsrfViewMiddleware(InlineHooks, csrf.CsrfViewMiddleware):
-    # process_view stays Django's (the handler adapts it): it runs after the view is resolved.
-    def request_needs_thread(self, request: HttpRequest) -> bool:
-        return bool(settings.CSRF_USE_SESSIONS)
-
-    def response_needs_thread(self, request: HttpRequest) -> bool:
-        return bool(settings.CSRF_USE_SESSIONS)
 
 
 class AuthenticationMiddleware(InlineHooks, auth.AuthenticationMiddleware):
@@ -106,7 +97,3 @@ class MessageMiddleware(InlineHooks, messages.MessageMiddleware):
         # added. Read by name, with "yes" when a Django renames them: then a thread, as Django's.
         storage = getattr(request, "_messages", None)
         return storage is None or getattr(storage, "used", True) or getattr(storage, "added_new", True)
-
-
-class XFrameOptionsMiddleware(InlineHooks, clickjacking.XFrameOptionsMiddleware):
-    pass

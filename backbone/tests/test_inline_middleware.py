@@ -17,13 +17,10 @@ from django.test import AsyncClient, RequestFactory
 from backbone import inline_middleware
 
 CLASSES = [
-    inline_middleware.SecurityMiddleware,
     inline_middleware.SessionMiddleware,
     inline_middleware.CommonMiddleware,
-    inline_middleware.CsrfViewMiddleware,
     inline_middleware.AuthenticationMiddleware,
     inline_middleware.MessageMiddleware,
-    inline_middleware.XFrameOptionsMiddleware,
 ]
 
 
@@ -63,7 +60,7 @@ def test_an_async_chain_sends_no_hook_to_a_thread(hops: list[str]) -> None:
     request = RequestFactory().get("/api/products/")
     response = asyncio.run(chain(CLASSES, answer)(request))
     assert response.status_code == 200
-    assert response["X-Frame-Options"] == "DENY"  # the hooks ran
+    assert hasattr(request, "_messages")  # the hooks ran
     assert hasattr(request, "session")
     assert hasattr(request, "user")
     assert not hops, hops
@@ -93,9 +90,10 @@ def test_a_sync_chain_runs_them_as_django_does(hops: list[str]) -> None:
     def sync_answer(request: HttpRequest) -> HttpResponse:
         return HttpResponse("ok")
 
-    response = chain(CLASSES, sync_answer)(RequestFactory().get("/"))
+    request = RequestFactory().get("/")
+    response = chain(CLASSES, sync_answer)(request)
     assert response.status_code == 200
-    assert response["X-Frame-Options"] == "DENY"
+    assert hasattr(request, "user")
     assert not hops
 
 
