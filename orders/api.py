@@ -353,7 +353,9 @@ def _place(request: Request) -> Response:
     headers = {"Location": reverse("orders:order-detail", args=[placement.order.id], request=request)}
     if not placement.created:
         headers["Idempotent-Replayed"] = "true"
-    return Response(order_representation(placement.order), status.HTTP_202_ACCEPTED, headers=headers)
+    return Response(
+        order_representation(placement.order, placement.lines), status.HTTP_202_ACCEPTED, headers=headers
+    )
 
 
 def _place_in_a_turn(request: Request) -> Response:
@@ -395,7 +397,7 @@ def _read_order(request: Request, order_id: uuid.UUID) -> tuple[bool, dict[str, 
 
 def _order_state(request: Request, order_id: uuid.UUID) -> tuple[bool, dict[str, Any]]:
     order = _order_or_404(request, order_id)
-    return order.is_final, order_representation(order)
+    return order.is_final, order_representation(order, selectors.lines_of(order.id))
 
 
 def _wait_timeout(request: Request) -> float:

@@ -1,14 +1,16 @@
 """The read path of the orders context: queries the API and the admin share."""
 
 import uuid
+from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import QuerySet
 
+from backbone.statements import FixedSelect
 from outbox.story import StoryEntry, story
 
-from .models import Order, StockLevelView
+from .models import Order, OrderLine, StockLevelView
 
 
 def orders_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Order]:
@@ -18,7 +20,23 @@ def orders_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Order]
 
 
 def order_visible_to(user: AbstractBaseUser | AnonymousUser, order_id: uuid.UUID) -> Order | None:
-    return orders_visible_to(user).filter(id=order_id).first()
+    """One order, if the user may see it; its lines come from `lines_of`.
+
+    Fixed statements rather than a queryset and its prefetch: compiling the two querysets cost
+    about 1.7 ms of CPU per read, the statements a tenth of that (psycopg prepares them). This is
+    the read of every order the API answers with, and of each decided wait."""
+    orders = _VISIBLE_ORDER([order_id, user.is_staff, user.pk])
+    return orders[0] if orders else None
+
+
+def lines_of(order_id: uuid.UUID) -> list[OrderLine]:
+    """An order's lines, in the order they were placed (an order's lines never change)."""
+    return _LINES([order_id])
+
+
+_VISIBLE_ORDER = FixedSelect(Order, "WHERE id = %s AND (%s OR customer_id = %s)")
+_LINES = FixedSelect(OrderLine, "WHERE order_id = %s ORDER BY id")
+_LEVELS = FixedSelect(StockLevelView, "WHERE sku = ANY(%s)")
 
 
 def order_state_visible_to(user: AbstractBaseUser | AnonymousUser, order_id: uuid.UUID) -> str | None:
@@ -40,7 +58,13 @@ def catalog() -> QuerySet[StockLevelView]:
 
 
 def known_skus(skus: list[str]) -> set[str]:
-    return set(StockLevelView.objects.filter(sku__in=skus).values_list("sku", flat=True))
+    return set(stock_levels_of(skus))
+
+
+def stock_levels_of(skus: Sequence[str]) -> dict[str, StockLevelView]:
+    """Orders' view of these skus' levels, by sku (an unknown sku is absent): the checks of
+    every order placed, so a fixed statement."""
+    return {level.sku: level for level in _LEVELS([list(skus)])}
 
 
 def order_story(order: Order) -> list[StoryEntry]:

@@ -137,7 +137,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 # logins (the limits then fail open).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "backbone.cache.RedisCache",  # one Redis client per process, not per operation
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "shop"),
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

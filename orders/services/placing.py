@@ -19,6 +19,7 @@ from outbox.emit import emit
 from .. import events
 from ..metrics import count_placed
 from ..models import Order, OrderLine, StockLevelView
+from ..selectors import stock_levels_of
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class LineRequest:
 @dataclass(frozen=True)
 class Placement:
     order: Order
+    lines: Sequence[OrderLine]  # the order's, in the order they were placed
     created: bool  # False when an Idempotency-Key returned the order an earlier request placed
 
 
@@ -82,10 +84,10 @@ def place_order(
     if idempotency_key is not None:
         earlier = _earlier_order(customer=customer, key=idempotency_key, fingerprint=fingerprint)
         if earlier is not None:
-            return Placement(order=earlier, created=False)
+            return _replayed(earlier)
     levels = _check_stock(lines)
     try:
-        order = _create_order(
+        order, order_lines = _create_order(
             customer=customer,
             lines=lines,
             levels=levels,
@@ -102,9 +104,13 @@ def place_order(
         )
         if earlier is None:
             raise
-        return Placement(order=earlier, created=False)
+        return _replayed(earlier)
     log.info("order %s requested: %d line(s), total %s", order.id, len(lines), order.total)
-    return Placement(order=order, created=True)
+    return Placement(order=order, lines=order_lines, created=True)
+
+
+def _replayed(earlier: Order) -> Placement:
+    return Placement(order=earlier, lines=list(earlier.lines.all()), created=False)
 
 
 def request_fingerprint(*, lines: Sequence[LineRequest], payment_token: str) -> str:
@@ -124,7 +130,7 @@ def _earlier_order(*, customer: AbstractBaseUser, key: str, fingerprint: str) ->
 
 
 def _check_stock(lines: Sequence[LineRequest]) -> dict[str, StockLevelView]:
-    levels = StockLevelView.objects.in_bulk([line.sku for line in lines])
+    levels = stock_levels_of([line.sku for line in lines])
     unknown = [line.sku for line in lines if line.sku not in levels]
     if unknown:
         raise UnknownProducts(unknown)
@@ -146,7 +152,7 @@ def _create_order(
     payment_token: str,
     idempotency_key: str | None,
     fingerprint: str,
-) -> Order:
+) -> tuple[Order, list[OrderLine]]:
     # The request's story (or a new one, outside a request) becomes the order's story.
     with (
         correlation_scope(current_correlation_id(), current_causation_id()) as correlation_id,
@@ -180,7 +186,8 @@ def _create_order(
             )
         )
         call_on_commit(count_placed, description="orders placed metric")
-    return order
+    # In the order of their ids, as a read of the order lists them.
+    return order, sorted(order_lines, key=lambda line: line.id)
 
 
 def contract_lines(lines: Iterable[OrderLine]) -> tuple[events.OrderLine, ...]:
