@@ -44,7 +44,7 @@ def test_every_operation_of_every_thread_uses_one_client(monkeypatch: pytest.Mon
 
 def test_a_django_that_chooses_its_client_elsewhere_stops_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     class Elsewhere(RedisCacheClient):
-        pass
+        """Stands for a client class Django would choose some other way than `_class`."""
 
     monkeypatch.setattr(backbone_cache, "RedisCacheClient", Elsewhere)
     with pytest.raises(ImproperlyConfigured, match=r"backbone/cache\.py must follow"):
