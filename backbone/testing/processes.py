@@ -39,17 +39,28 @@ _PORT_BLOCK = 3000
 _FIRST_PORT = 20000
 
 
+# Ports this test process has handed out. A probe only proves a port free *now*: a test that
+# asks for six ports before it starts six servers could otherwise get one port twice, and
+# its second server then fails to bind (seen in CI as consumers exiting with EADDRINUSE).
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on, for a server a test is about to start."""
+    """A loopback port nothing listens on and not handed out before, for a server a test starts."""
     number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     worker = int(number) if number.isdigit() else 0
     first = _FIRST_PORT + (worker % 4) * _PORT_BLOCK
-    for port in random.sample(range(first, first + _PORT_BLOCK), 200):
+    unused = [port for port in range(first, first + _PORT_BLOCK) if port not in _handed_out]
+    if len(unused) < _PORT_BLOCK // 2:  # a long run: forget the oldest servers' ports
+        _handed_out.clear()
+        unused = list(range(first, first + _PORT_BLOCK))
+    for port in random.sample(unused, 200):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue  # taken: another server of this run, or of another program
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port between {first} and {first + _PORT_BLOCK}")
 
