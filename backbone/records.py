@@ -162,10 +162,16 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _logical_topic = cache(logical_topic)
 
 
+def unrouted_type(record: ConsumedRecord, routes: Routes) -> str | None:
+    """The record's ce_type when the context has no handler for it: judged by the header
+    alone, so such a record costs no decoding (and no transaction, see consumer/batch.py)."""
+    event_type = record.header("ce_type")
+    return event_type if event_type and event_type not in routes else None
+
+
 def route(record: ConsumedRecord, routes: Routes) -> Unrouted | Invalid | Newer | Routed:
     """Decide what a context does with a record; never raises for bad input."""
-    event_type = record.header("ce_type")
-    if event_type and event_type not in routes:
+    if (event_type := unrouted_type(record, routes)) is not None:
         return Unrouted(event_type)
     structured = is_structured(record.headers)
     if structured and (too_large := _over_size_limit(record)):

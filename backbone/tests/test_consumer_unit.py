@@ -312,3 +312,34 @@ def test_once_traffic_pauses_the_applied_offsets_are_committed_again_synchronous
         ({0: 9}, False),  # the first idle poll: confirmed
         ({0: 9}, False),  # on close
     ]
+
+
+def _other_context_message(partition: int, offset: int, key: str) -> FakeMessage:
+    """A record of a type the runner's context has no handler for (another context's business)."""
+    message = _message(partition, offset, key, 0)
+    headers = [
+        (name, b"orders.SomebodyElsesEvent" if name == "ce_type" else value)
+        for name, value in message.headers()
+    ]
+    return FakeMessage(TOPIC, partition, offset, message.key(), message.value(), headers)
+
+
+def test_a_batch_of_only_other_contexts_events_opens_no_transaction_and_moves_the_offsets_on(
+    probe_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backbone.deadletters import KeyGate
+
+    gate_loads: list[str] = []
+    real_load = KeyGate.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        KeyGate, "load", classmethod(lambda cls, group: gate_loads.append(group) or real_load(cls, group))
+    )
+    messages = [_other_context_message(0, 0, "a"), _other_context_message(0, 1, "a"), _message(0, 2, "a", 1)]
+    runner, _consumer, _, commits = _runner(messages, _record, batch_size=1)
+
+    stats = runner.run()
+
+    assert len(gate_loads) == 1  # the one batch with the context's own event
+    assert (stats.skipped, stats.handled) == (2, 1)
+    assert _seqs() == [1]
+    assert [commit["offsets"] for commit in commits if commit["asynchronous"]] == [{0: 1}, {0: 2}, {0: 3}]
