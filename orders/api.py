@@ -30,7 +30,7 @@ from backbone.prefer import PREFERENCE_APPLIED
 from backbone.web_lanes import Scope, header, query_has
 
 from . import bells, selectors, services, wait_slots
-from .models import FINAL_STATES, Order, StockLevelView
+from .models import FINAL_STATES, Order, OrderState, StockLevelView
 from .serializers import (
     InsufficientStockSerializer,
     OrderErrorSerializer,
@@ -261,7 +261,11 @@ async def _wait_for_decision(request: Request, order_id: uuid.UUID, timeout: flo
     try:
         async with wait_slots.slot(request.user.pk, seconds=timeout):
             data = await bells.wait_until(
-                order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
+                order_id,
+                read=lambda: decided(request, order_id),
+                done=_is_given,
+                timeout=timeout,
+                cannot_be_done=_undecided_state,
             )
     except wait_slots.TooManyWaits as refused:
         cap = settings.ORDER_WAITS_PER_CUSTOMER
@@ -318,7 +322,11 @@ class PlaceOrderAndWaitView(AsyncAPIView):
         try:
             async with wait_slots.slot(request.user.pk, seconds=timeout):
                 data = await bells.wait_until(
-                    order_id, read=lambda: decided(request, order_id), done=_is_given, timeout=timeout
+                    order_id,
+                    read=lambda: decided(request, order_id),
+                    done=_is_given,
+                    timeout=timeout,
+                    cannot_be_done=_undecided_state,
                 )
         except wait_slots.TooManyWaits:
             return placed  # the order is placed: answer as without the preference
@@ -420,6 +428,15 @@ def _decided_order(request: Request, order_id: uuid.UUID) -> dict[str, Any] | No
 
 def _is_given(data: dict[str, Any] | None) -> bool:
     return data is not None
+
+
+_UNDECIDED_STATES = frozenset(state.value for state in OrderState if state not in FINAL_STATES)
+
+
+def _undecided_state(news: str) -> bool:
+    """A doorbell's news that the order moved to a state that is not final: no read needed yet
+    (an order's wait otherwise re-read it when it became VALIDATED, a read and a commit)."""
+    return news in _UNDECIDED_STATES
 
 
 def _state_is_final(request: Request, order_id: uuid.UUID) -> bool:

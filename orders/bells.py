@@ -5,7 +5,10 @@ the pattern `orders.changed.*`, the channels `wakeups.publish_change` rings afte
 wakes the waiters of that order through asyncio events: a thousand waiters cost a thousand
 events, not a thousand connections or threads. A waiter registers its event *before* it
 re-reads the order, so a change that commits between the read and the wait still wakes it.
-Redis is only a doorbell: the state is always read from the database.
+Redis is only a doorbell: the state is always read from the database. A ring carries the news
+of the change (the state the order moved to); a waiter may let news that cannot end its wait
+pass without a read (an order that became VALIDATED is not decided yet), and reads on any other
+ring, one without news and every ring of a lost subscription included.
 
 The subscription counts only once the server confirmed the PSUBSCRIBE, and stays counted only
 while the connection answers: a quiet one is pinged every PING_INTERVAL seconds, and one that
@@ -54,7 +57,7 @@ class Bells:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[Bell]] = defaultdict(set)
         self._subscribed = asyncio.Event()
         self._first_attempt = asyncio.Event()  # set once the first connection succeeded or failed
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="order-bells")
@@ -70,21 +73,21 @@ class Bells:
         return self.subscribed
 
     @contextmanager
-    def bell(self, order_id: uuid.UUID | str) -> Iterator[asyncio.Event]:
-        """An event set whenever the order's doorbell rings, for as long as the block runs."""
-        key, event = str(order_id), asyncio.Event()
-        self._waiters[key].add(event)
+    def bell(self, order_id: uuid.UUID | str) -> Iterator["Bell"]:
+        """A bell that rings whenever the order's doorbell does, for as long as the block runs."""
+        key, bell = str(order_id), Bell()
+        self._waiters[key].add(bell)
         try:
-            yield event
+            yield bell
         finally:
             waiting = self._waiters.get(key)
             if waiting is not None:
-                waiting.discard(event)
+                waiting.discard(bell)
                 if not waiting:
                     del self._waiters[key]
 
     def waiting(self) -> int:
-        return sum(len(events) for events in self._waiters.values())
+        return sum(len(bells) for bells in self._waiters.values())
 
     async def _listen(self) -> None:
         backoff, failing = BACKOFF_START, False
@@ -145,17 +148,39 @@ class Bells:
                 continue
             heard, pinged = loop.time(), False  # the server answered: the connection is alive
             if message["type"] == "pmessage":
-                self._ring(message["channel"])
+                self._ring(message["channel"], message["data"])
 
-    def _ring(self, name: bytes | str) -> None:
+    def _ring(self, name: bytes | str, news: bytes | str) -> None:
         key = (name.decode() if isinstance(name, bytes) else name).removeprefix(PREFIX)
-        for event in self._waiters.get(key, ()):
-            event.set()
+        text = news.decode(errors="replace") if isinstance(news, bytes) else str(news)
+        for bell in self._waiters.get(key, ()):
+            bell.ring(text)
 
     def _ring_everyone(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        for bells in self._waiters.values():
+            for bell in bells:
+                bell.ring(None)
+
+
+class Bell:
+    """One waiter's doorbell: rung with the news of each change (None: unknown, read anyway)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._news: list[str | None] = []
+
+    def ring(self, news: str | None) -> None:
+        self._news.append(news)
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def take_news(self) -> list[str | None]:
+        """What rang since the last call, and the bell quiet again."""
+        news, self._news = self._news, []
+        self._event.clear()
+        return news
 
 
 class SubscriptionLost(Exception):
@@ -196,21 +221,33 @@ def bells() -> Bells:
 
 
 async def wait_until(
-    order_id: uuid.UUID | str, *, read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float
+    order_id: uuid.UUID | str,
+    *,
+    read: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout: float,
+    cannot_be_done: Callable[[str], bool] = lambda news: False,
 ) -> T:
-    """Return `await read()` as soon as `done` holds for it, or once `timeout` seconds passed."""
+    """Return `await read()` as soon as `done` holds for it, or once `timeout` seconds passed.
+
+    A ring whose news makes `cannot_be_done` true is let pass without a read (news such as
+    "VALIDATED" for a wait for a final state); any other ring is read, and so is the deadline."""
     doorbells = bells()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     if not await doorbells.ready():
         log.warning("long-poll of order %s without wake-ups (Redis unavailable): answering now", order_id)
         return await read()
-    with doorbells.bell(order_id) as rung:
+    with doorbells.bell(order_id) as bell:
         while True:
-            rung.clear()
+            bell.take_news()
             value = await read()  # after registering: a change from now on rings the bell
-            remaining = deadline - loop.time()
-            if done(value) or remaining <= 0 or not doorbells.subscribed:
-                return value
-            with suppress(TimeoutError):
-                await asyncio.wait_for(rung.wait(), remaining)
+            while True:
+                remaining = deadline - loop.time()
+                if done(value) or remaining <= 0 or not doorbells.subscribed:
+                    return value
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(bell.wait(), remaining)
+                news = bell.take_news()
+                if not news or not all(item is not None and cannot_be_done(item) for item in news):
+                    break  # read again: the deadline, or news that may end the wait

@@ -43,13 +43,15 @@ def channel(order_id: uuid.UUID | str) -> str:
     return f"orders.changed.{order_id}"
 
 
-def publish_change(order_id: uuid.UUID | str) -> None:
-    """Ring the order's doorbell. Best effort: a lost wake-up only costs a waiter its timeout."""
+def publish_change(order_id: uuid.UUID | str, news: str = "changed") -> None:
+    """Ring the order's doorbell with the news of the change (for a state change, the state the
+    order moved to: a waiter for a final state need not read on "VALIDATED"). Best effort: a
+    lost wake-up only costs a waiter its timeout."""
     if _publishing_failed.active():
         log.debug("wake-up of order %s skipped: Redis failed moments ago", order_id)
         return
     try:
-        _publisher().publish(channel(order_id), b"1")
+        _publisher().publish(channel(order_id), news.encode())
     except redis.RedisError as error:
         _publishing_failed.start(PUBLISH_COOLDOWN)
         log.warning(

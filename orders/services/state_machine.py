@@ -108,7 +108,7 @@ def _move(
         _log_not_moved(order_id, source=source, target=target)
         return None
     order = moved[0]
-    call_on_commit(publish_change, order.id, description=f"wake-up of order {order.id}")
+    call_on_commit(publish_change, order.id, target.value, description=f"wake-up of order {order.id}")
     if target in (OrderState.CONFIRMED, OrderState.REJECTED):
         call_on_commit(observe_decision, target.value, order.created_at, description="decision metric")
     log.info("order %s is %s%s", order.id, target, f" ({reason})" if reason else "")

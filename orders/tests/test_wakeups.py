@@ -20,12 +20,20 @@ pytestmark = pytest.mark.usefixtures("redis_service")
 T = TypeVar("T")
 
 
-def wait_until(order_id: uuid.UUID, read: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
+def wait_until(
+    order_id: uuid.UUID,
+    read: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout: float,
+    cannot_be_done: Callable[[str], bool] = lambda news: False,
+) -> T:
     async def reading() -> T:
         return read()
 
     async def waiting() -> T:
-        return await bells.wait_until(order_id, read=reading, done=done, timeout=timeout)
+        return await bells.wait_until(
+            order_id, read=reading, done=done, timeout=timeout, cannot_be_done=cannot_be_done
+        )
 
     return asyncio.run(waiting())
 
@@ -86,3 +94,57 @@ def test_the_waiters_of_other_orders_are_not_woken() -> None:
     wait_until(mine, read=lambda: reads.append(1), done=lambda _: False, timeout=1.0)
     ringer.join()
     assert len(reads) == 2  # no extra read for the other order's bell
+
+
+def test_news_that_cannot_end_the_wait_is_let_pass_without_a_read() -> None:
+    order_id = uuid.uuid4()
+    state = {"now": "REQUESTED"}
+    reads: list[str] = []
+
+    def read() -> str:
+        reads.append(state["now"])
+        return state["now"]
+
+    def move(to: str, after: float) -> None:
+        time.sleep(after)
+        state["now"] = to
+        wakeups.publish_change(order_id, to)
+
+    def story() -> None:
+        move("VALIDATED", 0.3)
+        move("CONFIRMED", 0.3)
+
+    mover = threading.Thread(target=story)
+    mover.start()
+    outcome = wait_until(
+        order_id,
+        read=read,
+        done=lambda value: value == "CONFIRMED",
+        timeout=20,
+        cannot_be_done=lambda news: news in {"REQUESTED", "VALIDATED"},
+    )
+    mover.join()
+
+    assert outcome == "CONFIRMED"
+    assert reads == ["REQUESTED", "CONFIRMED"]  # VALIDATED rang, and was not read
+
+
+def test_a_ring_without_news_the_waiter_knows_is_read() -> None:
+    order_id = uuid.uuid4()
+    reads: list[int] = []
+
+    def ring() -> None:
+        time.sleep(0.3)
+        wakeups.publish_change(order_id)  # no state: a shipment's change, say
+
+    ringer = threading.Thread(target=ring)
+    ringer.start()
+    wait_until(
+        order_id,
+        read=lambda: reads.append(1),
+        done=lambda _: False,
+        timeout=1.0,
+        cannot_be_done=lambda news: news == "VALIDATED",
+    )
+    ringer.join()
+    assert len(reads) == 3  # before the wait, on the ring, at the deadline
