@@ -27,6 +27,7 @@ class RelayOptions:
     # bench's latency part (docs/relay.md), a cause not found yet.
     mark_hold: float = 0.0
     poll_interval: float = _setting("RELAY_POLL_INTERVAL_SECONDS")  # the safety net under LISTEN/NOTIFY
+    linger: float = _setting("RELAY_LINGER_SECONDS")  # after a wake-up, for the commits behind it
     retention: timedelta = field(
         default_factory=lambda: timedelta(hours=backbone_settings.OUTBOX_RETENTION_HOURS)
     )

@@ -3,6 +3,7 @@
 import logging
 import re
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -223,3 +224,25 @@ def test_the_marks_of_wake_ups_close_together_are_written_in_one_statement(probe
     times = list(OutboxRecord.objects.filter(key=key).order_by("id").values_list("published_at", flat=True))
     assert times == sorted(times)
     assert len(set(times)) == 3
+
+
+def test_a_wake_up_lingers_for_the_commits_right_behind_it(probe, background):
+    """Three commits 0.1 s apart, the first waking the relay: with a linger of 0.5 s one scan
+    reads all three (one produce, one mark); without, each is a wake-up of its own."""
+    from backbone.testing.commits import counting
+
+    def scans_for_three_commits(linger: float) -> int:
+        key, producer = str(uuid.uuid4()), FakeProducer()
+        stop = background(producer=producer, linger=linger)
+        emit_steps(probe, key, [0])  # the relay is up and idle once this is sent
+        wait_for(lambda: len(producer.produced) == 1, what="the first record sent")
+        with counting() as commits:
+            for step in (1, 2, 3):
+                emit_steps(probe, key, [step])
+                time.sleep(0.1)
+            wait_for(lambda: not unpublished(key), timeout=10, what="the three rows published")
+        stop.set()
+        return commits.count("outbox/store.py:pending_rows")
+
+    assert scans_for_three_commits(0.5) == 1
+    assert scans_for_three_commits(0.0) == 3

@@ -50,6 +50,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 class Command(BaseCommand):
     help = (
         "Publish committed outbox rows to Kafka in commit order. One relay per database (per "
@@ -70,6 +77,13 @@ class Command(BaseCommand):
             type=positive_float,
             default=backbone_settings.RELAY_POLL_INTERVAL_SECONDS,
             help="seconds between safety-net polls (commits wake the relay at once via NOTIFY)",
+        )
+        parser.add_argument(
+            "--linger",
+            type=non_negative_float,
+            default=backbone_settings.RELAY_LINGER_SECONDS,
+            help="seconds to wait, once a commit wakes the relay, for the commits right behind it "
+            "(0: publish at once)",
         )
         parser.add_argument(
             "--shards",
@@ -130,6 +144,7 @@ def _relay_options(options: dict[str, Any]) -> RelayOptions:
     return RelayOptions(
         batch_size=options["batch_size"],
         poll_interval=options["poll_interval"],
+        linger=options["linger"],
         takeover_after=backbone_settings.RELAY_TAKEOVER_AFTER_SECONDS or None,
     )
 
