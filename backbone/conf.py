@@ -117,7 +117,7 @@ class BackboneSettings(BaseModel):
     RELAY_POLL_INTERVAL_SECONDS: Seconds = 5
     # After a commit wakes it, the relay waits this long for the commits right behind it
     # (an order's chain commits every few ms at real rates): one scan, produce and mark for all.
-    RELAY_LINGER_SECONDS: SecondsOrZero = 0.005
+    RELAY_LINGER_SECONDS: SecondsOrZero = 0.0  # off: 5 ms raised relay p99 11 -> 26 ms
     RELAY_STATUS_INTERVAL_SECONDS: Seconds = 60
     RELAY_CLEANUP_INTERVAL_SECONDS: Seconds = 300
     RELAY_MAX_BACKOFF_SECONDS: Seconds = 30
